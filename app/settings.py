@@ -1,0 +1,80 @@
+"""Settings: every OPENRFT_ variable, with defaults for the embedded single-machine mode."""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="OPENRFT_", extra="ignore")
+
+    data_dir: Path = Path("./data")
+    # Defaults derive from data_dir: SQLite file and a file-system Celery transport.
+    database_url: str | None = None
+    broker_url: str | None = None
+    api_key: str | None = None
+    model_dirs: Annotated[list[Path], NoDecode] = Field(default_factory=list)
+    host: str = "127.0.0.1"
+    port: int = 8000
+    max_upload_bytes: int = 512 * 1024 * 1024
+
+    # python grader sandbox (reference defaults: 2 min, 2 GB, 256 kB of source)
+    grader_timeout_seconds: float = 120.0
+    grader_memory_bytes: int = 2 * 1024**3
+    grader_max_source_bytes: int = 256 * 1024
+    grader_allow_unisolated: bool = False
+    # score_model / label_model graders: an OpenAI-compatible chat completions endpoint
+    grader_model_base_url: str | None = None
+    grader_model_api_key: str | None = None
+    # text_similarity cosine: an OpenAI-compatible embeddings endpoint (local model if unset)
+    embeddings_base_url: str | None = None
+    embeddings_api_key: str | None = None
+
+    @field_validator("model_dirs", mode="before")
+    @classmethod
+    def _split_paths(cls, value: object) -> object:
+        if isinstance(value, str):
+            parts = value.replace(",", os.pathsep).split(os.pathsep)
+            return [Path(part) for part in parts if part.strip()]
+        return value
+
+    @property
+    def resolved_data_dir(self) -> Path:
+        return self.data_dir.expanduser().resolve()
+
+    @property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{self.resolved_data_dir / 'openrft.db'}"
+
+    @property
+    def resolved_broker_url(self) -> str:
+        return self.broker_url or "filesystem://"
+
+    @property
+    def uploads_dir(self) -> Path:
+        return self.resolved_data_dir / "files"
+
+    @property
+    def checkpoints_dir(self) -> Path:
+        return self.resolved_data_dir / "checkpoints"
+
+    @property
+    def model_cache_dir(self) -> Path:
+        return self.resolved_data_dir / "models"
+
+    @property
+    def broker_dir(self) -> Path:
+        return self.resolved_data_dir / "broker"
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()
