@@ -1,0 +1,336 @@
+"""Validation and normalisation of a create request's training parameters.
+
+Every problem raises ParamError naming the field with a dotted path, e.g.
+`method.reinforcement.hyperparameters.batch_size`, so the API can answer 400 with that `param`.
+Grader content is checked by the grader engine, not here.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+MAX_SEED = 2_147_483_647
+MAX_METADATA_PAIRS = 16
+MAX_METADATA_KEY_CHARS = 64
+MAX_METADATA_VALUE_CHARS = 512
+# The suffix goes into the model name (`ft:<base>:<project>:<suffix>:<job>`) and URL paths,
+# so colons, slashes and spaces are out.
+_SUFFIX_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,64}")
+
+METHOD_TYPES = ("supervised", "dpo", "reinforcement")
+RESPONSE_FORMAT_TYPES = ("text", "json_object", "json_schema")
+
+
+class ParamError(ValueError):
+    """A bad request field: `param` is its dotted path, `message` says what is wrong."""
+
+    def __init__(self, param: str, message: str) -> None:
+        super().__init__(message)
+        self.param = param
+        self.message = message
+
+
+# A check returns the normalised value or raises ValueError with what was expected.
+Check = Callable[[Any], Any]
+
+
+def _integer(low: int, high: int | None = None) -> Check:
+    bounds = f"from {low} to {high}" if high is not None else f"of at least {low}"
+    expected = f'"auto" or an integer {bounds}'
+
+    def check(value: Any) -> Any:
+        if value == "auto":
+            return value
+        # Integral floats (3.0) are what some JSON encoders send for 3.
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)
+        if type(value) is not int or value < low or (high is not None and value > high):
+            raise ValueError(expected)
+        return value
+
+    return check
+
+
+def _number(
+    low: float, high: float | None = None, *, low_open: bool, high_open: bool = False
+) -> Check:
+    low_text = f"greater than {low:g}" if low_open else f"at least {low:g}"
+    high_text = "" if high is None else f" and {'below' if high_open else 'at most'} {high:g}"
+    expected = f'"auto" or a number {low_text}{high_text}'
+
+    def check(value: Any) -> Any:
+        if value == "auto":
+            return value
+        if type(value) not in (int, float) or not math.isfinite(value):
+            raise ValueError(expected)
+        too_low = value <= low if low_open else value < low
+        too_high = high is not None and (value >= high if high_open else value > high)
+        if too_low or too_high:
+            raise ValueError(expected)
+        return value
+
+    return check
+
+
+def _choice(*choices: str) -> Check:
+    expected = "one of " + ", ".join(f'"{choice}"' for choice in choices)
+
+    def check(value: Any) -> Any:
+        if value not in choices or not isinstance(value, str):
+            raise ValueError(expected)
+        return value
+
+    return check
+
+
+# OpenAI's hyperparameters, in the order they are echoed; missing ones are filled with the
+# default shown here (the trainer resolves "auto" when the job starts).
+_SUPERVISED_OPENAI: dict[str, tuple[Check, Any]] = {
+    "batch_size": (_integer(1, 256), "auto"),
+    "learning_rate_multiplier": (_number(0, low_open=True), "auto"),
+    "n_epochs": (_integer(1, 50), "auto"),
+}
+_REINFORCEMENT_OPENAI: dict[str, tuple[Check, Any]] = {
+    **_SUPERVISED_OPENAI,
+    "compute_multiplier": (_number(0.00001, 10, low_open=True), "auto"),
+    "eval_interval": (_integer(1), "auto"),
+    "eval_samples": (_integer(1), "auto"),
+    "reasoning_effort": (_choice("default", "low", "medium", "high"), "default"),
+}
+# Trainer knobs beyond OpenAI's set; echoed only when given.
+_LORA_KNOBS: dict[str, Check] = {
+    "lora_rank": _integer(1, 256),
+    "lora_alpha": _number(0, low_open=True),
+}
+_GRPO_KNOBS: dict[str, Check] = {
+    "group_size": _integer(2, 64),  # completions sampled per prompt
+    "loss_type": _choice("dapo", "grpo", "dr_grpo"),
+    "beta": _number(0, low_open=False),  # KL penalty coefficient
+    "temperature": _number(0, 2, low_open=True),
+    "top_p": _number(0, 1, low_open=True),
+    "max_completion_tokens": _integer(1, 4096),
+    "scale_rewards": _choice("group", "batch", "none"),
+    "num_iterations": _integer(1, 16),  # policy updates per batch of samples
+    "epsilon": _number(0, 1, low_open=True),  # PPO clip range
+}
+SUPERVISED_HYPERPARAMETERS = frozenset(_SUPERVISED_OPENAI) | frozenset(_LORA_KNOBS)
+REINFORCEMENT_HYPERPARAMETERS = (
+    frozenset(_REINFORCEMENT_OPENAI) | frozenset(_LORA_KNOBS) | frozenset(_GRPO_KNOBS)
+)
+
+
+@dataclass(frozen=True)
+class NormalizedMethod:
+    """The validated `method`, with hyperparameters filled in for the job's echo."""
+
+    type: str
+    hyperparameters: dict[str, Any]
+    grader: dict[str, Any] | None = None
+    response_format: dict[str, Any] | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        """The job object's `method` field."""
+        if self.type == "reinforcement":
+            body = {
+                "grader": self.grader,
+                "hyperparameters": dict(self.hyperparameters),
+                "response_format": self.response_format,
+            }
+        else:
+            body = {"hyperparameters": dict(self.hyperparameters)}
+        return {"type": self.type, self.type: body}
+
+
+def normalize_method(
+    method: dict[str, Any] | None, hyperparameters: dict[str, Any] | None
+) -> NormalizedMethod:
+    """Validate `method` and the deprecated top-level `hyperparameters`; no method means SFT.
+
+    Raises ParamError naming the first bad field.
+    """
+    method_type = _method_type(method)
+    body = _method_body(method, method_type)
+    if hyperparameters:
+        if method_type != "supervised":
+            raise ParamError(
+                "hyperparameters",
+                "The top-level hyperparameters apply to supervised fine-tuning only; "
+                f"give them in method.{method_type}.hyperparameters.",
+            )
+        if body.get("hyperparameters"):
+            raise ParamError(
+                "hyperparameters",
+                "Give hyperparameters either at the top level (deprecated) or in "
+                "method.supervised.hyperparameters, not both.",
+            )
+        return NormalizedMethod(
+            "supervised",
+            _normalize_hyperparameters(hyperparameters, "supervised", "hyperparameters"),
+        )
+    path = f"method.{method_type}"
+    normalized = _normalize_hyperparameters(
+        body.get("hyperparameters"), method_type, f"{path}.hyperparameters"
+    )
+    if method_type == "supervised":
+        return NormalizedMethod("supervised", normalized)
+    return NormalizedMethod(
+        "reinforcement",
+        normalized,
+        grader=_grader(body.get("grader"), f"{path}.grader"),
+        response_format=_response_format(body.get("response_format"), f"{path}.response_format"),
+    )
+
+
+def _method_type(method: dict[str, Any] | None) -> str:
+    if method is None:
+        return "supervised"
+    if not isinstance(method, dict):
+        raise ParamError("method", "method must be an object.")
+    method_type = method.get("type")
+    if method_type not in METHOD_TYPES or not isinstance(method_type, str):
+        raise ParamError("method.type", 'method.type must be one of "supervised", "reinforcement".')
+    if method_type == "dpo":
+        raise ParamError(
+            "method.type",
+            'DPO fine-tuning is not supported by this server; use "supervised" or "reinforcement".',
+        )
+    return method_type
+
+
+def _method_body(method: dict[str, Any] | None, method_type: str) -> dict[str, Any]:
+    """The `method.<type>` object, after rejecting keys that belong to no method or another one."""
+    if method is None:
+        return {}
+    for key, value in method.items():
+        if key in ("type", method_type):
+            continue
+        if key in METHOD_TYPES and value is None:
+            continue
+        if key in METHOD_TYPES:
+            raise ParamError(
+                f"method.{key}", f"method.{key} was given but method.type is {method_type}."
+            )
+        raise ParamError(f"method.{key}", f"Unknown parameter method.{key}.")
+    body = method.get(method_type)
+    if body is None:
+        body = {}
+    if not isinstance(body, dict):
+        raise ParamError(f"method.{method_type}", f"method.{method_type} must be an object.")
+    allowed = (
+        ("hyperparameters",)
+        if method_type == "supervised"
+        else ("grader", "hyperparameters", "response_format")
+    )
+    for key in body:
+        if key not in allowed:
+            path = f"method.{method_type}.{key}"
+            raise ParamError(path, f"Unknown parameter {path}.")
+    return body
+
+
+def _normalize_hyperparameters(
+    given: dict[str, Any] | None, method_type: str, path: str
+) -> dict[str, Any]:
+    if given is None:
+        given = {}
+    if not isinstance(given, dict):
+        raise ParamError(path, f"{path} must be an object.")
+    reinforcement = method_type == "reinforcement"
+    openai_names = _REINFORCEMENT_OPENAI if reinforcement else _SUPERVISED_OPENAI
+    knobs = {**_LORA_KNOBS, **(_GRPO_KNOBS if reinforcement else {})}
+    normalized = {name: default for name, (_, default) in openai_names.items()}
+    for name, value in given.items():
+        param = f"{path}.{name}"
+        if name in openai_names:
+            check = openai_names[name][0]
+        elif name in knobs:
+            check = knobs[name]
+        elif name in REINFORCEMENT_HYPERPARAMETERS:
+            raise ParamError(param, f"{name} applies to reinforcement fine-tuning only.")
+        else:
+            raise ParamError(param, f"Unknown hyperparameter {name}.")
+        try:
+            normalized[name] = check(value)
+        except ValueError as expected:
+            raise ParamError(
+                param, f"{name} must be {expected}; got {json.dumps(value)}."
+            ) from None
+    return normalized
+
+
+def _grader(grader: Any, path: str) -> dict[str, Any]:
+    if grader is None:
+        raise ParamError(path, "Reinforcement fine-tuning requires a grader.")
+    if not isinstance(grader, dict):
+        raise ParamError(path, "The grader must be an object.")
+    return grader
+
+
+def _response_format(response_format: Any, path: str) -> dict[str, Any] | None:
+    if response_format is None:
+        return None
+    if not isinstance(response_format, dict):
+        raise ParamError(path, "response_format must be null or an object.")
+    if response_format.get("type") not in RESPONSE_FORMAT_TYPES:
+        raise ParamError(
+            f"{path}.type", 'response_format.type must be "text", "json_object" or "json_schema".'
+        )
+    if response_format["type"] == "json_schema":
+        json_schema = response_format.get("json_schema")
+        if not isinstance(json_schema, dict) or not isinstance(json_schema.get("name"), str):
+            raise ParamError(
+                f"{path}.json_schema",
+                'A json_schema response_format needs "json_schema": {"name": ..., "schema": ...}.',
+            )
+    return response_format
+
+
+def validate_suffix(suffix: Any) -> str | None:
+    """1–64 letters, digits, '-' or '_' (it goes into the model name); None passes."""
+    if suffix is None:
+        return None
+    if not isinstance(suffix, str) or not _SUFFIX_PATTERN.fullmatch(suffix):
+        raise ParamError(
+            "suffix", "suffix must be 1 to 64 characters of letters, digits, '-' or '_'."
+        )
+    return suffix
+
+
+def validate_metadata(metadata: Any) -> dict[str, str] | None:
+    """At most 16 string pairs, keys up to 64 characters, values up to 512; None passes."""
+    if metadata is None:
+        return None
+    if not isinstance(metadata, dict):
+        raise ParamError("metadata", "metadata must be an object of string keys and values.")
+    if len(metadata) > MAX_METADATA_PAIRS:
+        raise ParamError(
+            "metadata", f"metadata has {len(metadata)} pairs; at most {MAX_METADATA_PAIRS} allowed."
+        )
+    for key, value in metadata.items():
+        if not isinstance(key, str) or len(key) > MAX_METADATA_KEY_CHARS:
+            raise ParamError(
+                "metadata",
+                f"metadata keys must be strings of at most {MAX_METADATA_KEY_CHARS} "
+                f"characters; got {key!r}.",
+            )
+        if not isinstance(value, str) or len(value) > MAX_METADATA_VALUE_CHARS:
+            raise ParamError(
+                "metadata",
+                f"metadata[{key!r}] must be a string of at most "
+                f"{MAX_METADATA_VALUE_CHARS} characters.",
+            )
+    return dict(metadata)
+
+
+def validate_seed(seed: Any) -> int | None:
+    """An integer from 0 to 2147483647; None passes (the caller generates one)."""
+    if seed is None:
+        return None
+    if type(seed) is not int or not 0 <= seed <= MAX_SEED:
+        raise ParamError("seed", f"seed must be an integer from 0 to {MAX_SEED}; got {seed!r}.")
+    return seed
