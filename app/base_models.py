@@ -54,7 +54,9 @@ def list_base_models(settings: Settings) -> list[BaseModel]:
                 continue
             seen.add(child.name)
             models.append(
-                BaseModel(name=child.name, hf_dir=child.resolve(), created=int(child.stat().st_mtime))
+                BaseModel(
+                    name=child.name, hf_dir=child.resolve(), created=int(child.stat().st_mtime)
+                )
             )
     return models
 

@@ -35,7 +35,9 @@ def new_api_key() -> str:
     return f"sk-openrft-{_token(40)}"
 
 
-def fine_tuned_model_name(base_model: str, project_name: str, suffix: str | None, job_id: str) -> str:
+def fine_tuned_model_name(
+    base_model: str, project_name: str, suffix: str | None, job_id: str
+) -> str:
     """`ft:<base>:<project>:<suffix>:<job>`, OpenAI's shape with the project for the org."""
     return f"ft:{base_model}:{project_name}:{suffix or ''}:{job_id}"
 

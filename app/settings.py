@@ -23,6 +23,10 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = 8000
     max_upload_bytes: int = 512 * 1024 * 1024
+    queue_name: str = "openrft"
+    # a job whose worker stops renewing its lease for this long is taken over by another
+    job_lease_seconds: float = 60.0
+    job_visibility_timeout_seconds: int = 3600
 
     # python grader sandbox (reference defaults: 2 min, 2 GB, 256 kB of source)
     grader_timeout_seconds: float = 120.0

@@ -1,0 +1,48 @@
+"""The API key -> project dependency every /v1 route uses."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from fastapi import Depends, Request
+from sqlalchemy.orm import Session
+
+from app.db import session_factory
+from app.errors import APIError
+from app.models import Project
+from app.services.projects import project_for_key
+from app.settings import Settings
+
+
+def get_settings_dep(request: Request) -> Settings:
+    return request.app.state.settings
+
+
+def get_session(settings: Settings = Depends(get_settings_dep)) -> Iterator[Session]:
+    session = session_factory(settings)()
+    try:
+        yield session
+    finally:
+        session.close()
+
+
+def _bearer_token(request: Request) -> str | None:
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return None
+    return token.strip()
+
+
+def current_project(request: Request, session: Session = Depends(get_session)) -> Project:
+    token = _bearer_token(request)
+    if token is None:
+        raise APIError(
+            401,
+            "You didn't provide an API key. Send it as 'Authorization: Bearer YOUR_KEY'.",
+            code="invalid_api_key",
+        )
+    project = project_for_key(session, token)
+    if project is None:
+        raise APIError(401, "Incorrect API key provided.", code="invalid_api_key")
+    return project

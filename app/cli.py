@@ -1,0 +1,108 @@
+"""`openrft`: serve (API + embedded worker), api, worker, migrate, keys create."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+
+from app.db import session_scope
+from app.migrate import upgrade
+from app.services.projects import (
+    DEFAULT_PROJECT,
+    add_key,
+    create_key,
+    get_or_create_project,
+    has_any_key,
+)
+from app.settings import Settings, get_settings
+
+
+def _worker_command(settings: Settings, name: str) -> list[str]:
+    return [
+        sys.executable, "-m", "celery", "-A", "worker.celery_app:app", "worker",
+        "--pool=solo", "--concurrency=1", "--loglevel=INFO",
+        "-Q", settings.queue_name, "-n", f"{name}@%h",
+    ]  # fmt: skip
+
+
+def _bootstrap_key(settings: Settings) -> str | None:
+    """Register OPENRFT_API_KEY, or make a first key on a new install; returns a key to show."""
+    with session_scope(settings) as session:
+        if settings.api_key:
+            add_key(session, get_or_create_project(session, DEFAULT_PROJECT), settings.api_key)
+            return None
+        if not has_any_key(session):
+            return create_key(session, DEFAULT_PROJECT)
+    return None
+
+
+def _run_api(settings: Settings, host: str, port: int) -> None:
+    import uvicorn
+
+    uvicorn.run("app.main:create_app", factory=True, host=host, port=port, log_level="info")
+
+
+def serve(settings: Settings, host: str, port: int) -> None:
+    upgrade(settings)
+    new_key = _bootstrap_key(settings)
+    worker = subprocess.Popen(_worker_command(settings, "openrft-embedded"))
+    print(f"OpenRFT API on http://{host}:{port}/v1", flush=True)
+    if new_key:
+        print(f"API key (shown once; keep it): {new_key}", flush=True)
+    elif not settings.api_key:
+        print(
+            "Use your existing API key, or make one: openrft keys create --project default",
+            flush=True,
+        )
+    try:
+        _run_api(settings, host, port)
+    finally:
+        worker.terminate()
+        try:
+            worker.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            worker.kill()
+
+
+def main(argv: list[str] | None = None) -> None:
+    settings = get_settings()
+    parser = argparse.ArgumentParser(
+        prog="openrft", description="Self-hosted reinforcement fine-tuning"
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    for name, text in (("serve", "API and one embedded worker"), ("api", "the API alone")):
+        command = commands.add_parser(name, help=text)
+        command.add_argument("--host", default=settings.host)
+        command.add_argument("--port", type=int, default=settings.port)
+    commands.add_parser("worker", help="a worker alone")
+    commands.add_parser("migrate", help="upgrade the database schema")
+    keys = commands.add_parser("keys", help="API keys").add_subparsers(
+        dest="keys_command", required=True
+    )
+    keys.add_parser("create", help="print a new API key").add_argument(
+        "--project", default=DEFAULT_PROJECT
+    )
+    args = parser.parse_args(argv)
+
+    if args.command == "serve":
+        serve(settings, args.host, args.port)
+    elif args.command == "api":
+        upgrade(settings)
+        _bootstrap_key(settings)
+        _run_api(settings, args.host, args.port)
+    elif args.command == "worker":
+        command = _worker_command(settings, "openrft-worker")
+        os.execv(command[0], command)
+    elif args.command == "migrate":
+        upgrade(settings)
+        print("database is at the newest schema")
+    elif args.command == "keys":
+        upgrade(settings)
+        with session_scope(settings) as session:
+            print(create_key(session, args.project))
+
+
+if __name__ == "__main__":
+    main()

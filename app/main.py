@@ -1,0 +1,116 @@
+"""create_app(): routers, request ids, and the OpenAI error envelope for every failure."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from app.errors import APIError, error_envelope
+from app.routes import files, jobs, models
+from app.settings import Settings, get_settings
+from app.storage import LocalStorage
+from worker.celery_app import enqueue_job, make_celery
+
+logger = logging.getLogger("openrft.api")
+
+
+class RequestIdMiddleware:
+    """Gives every response an `x-request-id` (the SDK reports it on errors)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request_id = f"req_{uuid.uuid4().hex}"
+        scope.setdefault("state", {})["request_id"] = request_id
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message.setdefault("headers", []).append((b"x-request-id", request_id.encode()))
+            await send(message)
+
+        started = False
+
+        async def send_tracking(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send_with_id(message)
+
+        try:
+            await self.app(scope, receive, send_tracking)
+        except Exception:
+            logger.exception(
+                "internal error on %s %s (%s)", scope["method"], scope["path"], request_id
+            )
+            if started:
+                raise
+            response = JSONResponse(
+                error_envelope(
+                    "The server had an error while processing your request.", type="server_error"
+                ),
+                status_code=500,
+            )
+            await response(scope, receive, send_with_id)
+
+
+def _param_from_location(location: tuple[object, ...]) -> str | None:
+    parts = [str(part) for part in location if part not in ("body", "query", "path", "header")]
+    return ".".join(parts) or None
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(APIError)
+    async def _api_error(_request: Request, error: APIError) -> JSONResponse:
+        return JSONResponse(error.envelope(), status_code=error.status_code)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(_request: Request, error: RequestValidationError) -> JSONResponse:
+        first = error.errors()[0] if error.errors() else {}
+        param = _param_from_location(tuple(first.get("loc", ())))
+        message = first.get("msg", "Invalid request")
+        if first.get("type") == "missing":
+            message = f"Missing required parameter: '{param}'."
+        elif first.get("type") == "extra_forbidden":
+            message = f"Unrecognized request argument supplied: {param}"
+        elif param:
+            message = f"Invalid value for '{param}': {message}."
+        return JSONResponse(error_envelope(message, param=param), status_code=400)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, error: StarletteHTTPException) -> JSONResponse:
+        if error.status_code == 404:
+            message = f"Unknown request URL: {request.method} {request.url.path}."
+            code = "unknown_url"
+        else:
+            message, code = str(error.detail), None
+        return JSONResponse(
+            error_envelope(message, code=code), status_code=error.status_code, headers=error.headers
+        )
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    app = FastAPI(title="OpenRFT", version="0.1.0")
+    app.state.settings = settings
+    app.state.storage = LocalStorage(settings.uploads_dir)
+    celery = make_celery(settings)
+    app.state.enqueue_job = lambda job_id: enqueue_job(celery, settings, job_id)
+    _install_error_handlers(app)
+    for module in (files, jobs, models):
+        app.include_router(module.router, prefix="/v1")
+    app.add_middleware(RequestIdMiddleware)
+
+    @app.get("/health")
+    def health() -> dict[str, str]:
+        return {"status": "ok"}
+
+    return app

@@ -1,0 +1,122 @@
+"""HTTP adapter for /v1/fine_tuning/jobs and their events and checkpoints."""
+
+from __future__ import annotations
+
+import re
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.concurrency import run_in_threadpool
+from sqlalchemy.orm import Session
+
+from app.auth import current_project, get_session, get_settings_dep
+from app.models import Project
+from app.schemas.common import page
+from app.schemas.jobs import CheckpointObject, FineTuningJob, JobCreateRequest, JobEventObject
+from app.services import jobs as job_service
+from app.settings import Settings
+
+router = APIRouter(prefix="/fine_tuning/jobs")
+
+_METADATA_KEY = re.compile(r"^metadata\[(.+)\]$")
+
+
+def _enqueue(request: Request) -> job_service.Enqueue:
+    return request.app.state.enqueue_job
+
+
+def _metadata_filter(request: Request) -> dict[str, str] | None:
+    """`metadata[k]=v` pairs; the literal `metadata=null` asks for jobs without metadata."""
+    if request.query_params.get("metadata") == "null":
+        return {}
+    pairs = {
+        match.group(1): value
+        for key, value in request.query_params.multi_items()
+        if (match := _METADATA_KEY.match(key))
+    }
+    return pairs or None
+
+
+@router.post("", response_model=FineTuningJob)
+async def create_job(
+    body: JobCreateRequest,
+    request: Request,
+    project: Project = Depends(current_project),
+    session: Session = Depends(get_session),
+    settings: Settings = Depends(get_settings_dep),
+) -> FineTuningJob:
+    job = await run_in_threadpool(
+        job_service.create_job, session, settings, project, body, _enqueue(request)
+    )
+    return FineTuningJob.from_row(job)
+
+
+@router.get("")
+def list_jobs(
+    request: Request,
+    after: str | None = None,
+    limit: int = Query(20, ge=1, le=100),
+    project: Project = Depends(current_project),
+    session: Session = Depends(get_session),
+) -> dict:
+    jobs, has_more = job_service.list_jobs(
+        session, project, after=after, limit=limit, metadata=_metadata_filter(request)
+    )
+    return page([FineTuningJob.from_row(job) for job in jobs], has_more)
+
+
+@router.get("/{job_id}", response_model=FineTuningJob)
+def retrieve_job(
+    job_id: str,
+    project: Project = Depends(current_project),
+    session: Session = Depends(get_session),
+) -> FineTuningJob:
+    return FineTuningJob.from_row(job_service.get_job(session, project, job_id))
+
+
+def _action_route(action: str):  # type: ignore[no-untyped-def]
+    def act(
+        job_id: str,
+        request: Request,
+        project: Project = Depends(current_project),
+        session: Session = Depends(get_session),
+    ) -> FineTuningJob:
+        job = job_service.act_on_job(session, project, job_id, action, _enqueue(request))
+        return FineTuningJob.from_row(job)
+
+    act.__name__ = f"{action}_job"
+    return act
+
+
+for _action in ("cancel", "pause", "resume"):
+    router.add_api_route(
+        f"/{{job_id}}/{_action}",
+        _action_route(_action),
+        methods=["POST"],
+        response_model=FineTuningJob,
+    )
+
+
+@router.get("/{job_id}/events")
+def list_events(
+    job_id: str,
+    after: str | None = None,
+    limit: int = Query(20, ge=1, le=1000),
+    project: Project = Depends(current_project),
+    session: Session = Depends(get_session),
+) -> dict:
+    events, has_more = job_service.list_events(session, project, job_id, after=after, limit=limit)
+    return page([JobEventObject.from_row(event) for event in events], has_more)
+
+
+@router.get("/{job_id}/checkpoints")
+def list_checkpoints(
+    job_id: str,
+    after: str | None = None,
+    limit: int = Query(10, ge=1, le=100),
+    project: Project = Depends(current_project),
+    session: Session = Depends(get_session),
+) -> dict:
+    rows, has_more = job_service.list_checkpoints(
+        session, project, job_id, after=after, limit=limit
+    )
+    return page([CheckpointObject.from_row(row) for row in rows], has_more)

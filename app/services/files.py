@@ -1,0 +1,107 @@
+"""Files: store bytes first, then the row; list, fetch and delete within one project."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Literal
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from app import ids
+from app.errors import APIError, bad_request, not_found
+from app.models import File, Project, now
+from app.schemas.files import UPLOAD_PURPOSES
+from app.storage import Storage, TooLarge
+
+
+def create_file(
+    session: Session,
+    storage: Storage,
+    project: Project,
+    *,
+    filename: str,
+    purpose: str,
+    chunks: Iterable[bytes],
+    max_bytes: int,
+    expires_after_seconds: int | None = None,
+) -> File:
+    file_id = ids.new_file_id()
+    storage_key = f"{project.id}/{file_id}"
+    try:
+        size = storage.write(storage_key, chunks, max_bytes)
+    except TooLarge:
+        raise bad_request(
+            f"File is too large: the limit is {max_bytes // (1024 * 1024)} MB.",
+            param="file",
+            code="file_too_large",
+        ) from None
+    created_at = now()
+    row = File(
+        id=file_id,
+        project_id=project.id,
+        filename=filename,
+        purpose=purpose,
+        bytes=size,
+        status="processed",
+        storage_key=storage_key,
+        created_at=created_at,
+        expires_at=created_at + expires_after_seconds if expires_after_seconds else None,
+    )
+    session.add(row)
+    try:
+        session.commit()
+    except BaseException:
+        session.rollback()
+        storage.delete(storage_key)
+        raise
+    return row
+
+
+def get_file(session: Session, project: Project, file_id: str, *, param: str | None = None) -> File:
+    row = session.scalar(select(File).where(File.id == file_id, File.project_id == project.id))
+    if row is None:
+        raise not_found("file", file_id, param=param)
+    return row
+
+
+def list_files(
+    session: Session,
+    project: Project,
+    *,
+    purpose: str | None,
+    limit: int,
+    order: Literal["asc", "desc"],
+    after: str | None,
+) -> tuple[list[File], bool]:
+    query = select(File).where(File.project_id == project.id)
+    if purpose:
+        query = query.where(File.purpose == purpose)
+    if after:
+        cursor = get_file(session, project, after, param="after")
+        query = query.where(File.seq > cursor.seq if order == "asc" else File.seq < cursor.seq)
+    query = query.order_by(File.seq.asc() if order == "asc" else File.seq.desc())
+    rows = list(session.scalars(query.limit(limit + 1)))
+    return rows[:limit], len(rows) > limit
+
+
+def delete_file(session: Session, storage: Storage, project: Project, file_id: str) -> None:
+    row = get_file(session, project, file_id)
+    session.delete(row)
+    session.commit()
+    storage.delete(row.storage_key)
+
+
+def check_upload_purpose(purpose: str, filename: str) -> None:
+    if purpose not in UPLOAD_PURPOSES:
+        raise bad_request(
+            f"Invalid purpose '{purpose}'. Expected one of: {', '.join(UPLOAD_PURPOSES)}.",
+            param="purpose",
+        )
+    if purpose == "fine-tune" and not filename.lower().endswith(".jsonl"):
+        raise APIError(
+            400,
+            f"Invalid file format for fine-tuning: '{filename}'. Upload a .jsonl file.",
+            param="file",
+            code="invalid_file_format",
+        )

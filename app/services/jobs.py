@@ -1,0 +1,253 @@
+"""Fine-tuning jobs: create with every up-front check, list, act on, and read events.
+
+The one place that decides what the API does to a job; routes only translate HTTP.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from app import ids
+from app.base_models import find_base_model
+from app.errors import APIError, bad_request, not_found
+from app.graders import normalize_grader, validate_grader
+from app.jobs import (
+    IllegalTransition,
+    JobStatus,
+    ParamError,
+    apply_user_action,
+    normalize_method,
+    validate_metadata,
+    validate_seed,
+    validate_suffix,
+)
+from app.jobs.states import CREATED_MESSAGE, validating_file_message
+from app.models import Checkpoint, File, Job, JobEvent, Project, now
+from app.schemas.jobs import JobCreateRequest
+from app.settings import Settings
+
+Enqueue = Callable[[str], None]
+GRADER_PARAM = "method.reinforcement.grader"
+# OpenAI's SFT job echo: these three only
+SUPERVISED_ECHO_KEYS = ("batch_size", "learning_rate_multiplier", "n_epochs")
+
+
+def record_event(
+    session: Session,
+    job_id: str,
+    message: str,
+    *,
+    level: str = "info",
+    type: str = "message",
+    data: dict[str, Any] | None = None,
+) -> JobEvent:
+    event = JobEvent(
+        id=ids.new_event_id(), job_id=job_id, message=message, level=level, type=type, data=data
+    )
+    session.add(event)
+    return event
+
+
+def _training_input(session: Session, project: Project, file_id: str | None, param: str) -> File:
+    row = None
+    if file_id:
+        row = session.scalar(select(File).where(File.id == file_id, File.project_id == project.id))
+    if row is None:
+        raise APIError(400, f"File '{file_id}' does not exist.", param=param, code="file_not_found")
+    if row.purpose != "fine-tune":
+        raise bad_request(
+            f"File '{file_id}' has purpose '{row.purpose}'; fine-tuning needs purpose 'fine-tune'.",
+            param=param,
+            code="invalid_file_purpose",
+        )
+    return row
+
+
+def _check_grader(grader: dict[str, Any]) -> dict[str, Any]:
+    errors = validate_grader(grader, path=GRADER_PARAM)
+    if errors:
+        first = errors[0]
+        raise bad_request(
+            f"Invalid grader: {first.message}", param=first.path, code="invalid_grader"
+        )
+    return normalize_grader(grader)
+
+
+def _param(error: ParamError) -> APIError:
+    return bad_request(error.message, param=error.param)
+
+
+def create_job(
+    session: Session, settings: Settings, project: Project, body: JobCreateRequest, enqueue: Enqueue
+) -> Job:
+    if find_base_model(settings, body.model) is None:
+        raise APIError(
+            400,
+            f"Model '{body.model}' does not exist or is not available for fine-tuning.",
+            param="model",
+            code="model_not_available",
+        )
+    _training_input(session, project, body.training_file, "training_file")
+    if body.validation_file is not None:
+        _training_input(session, project, body.validation_file, "validation_file")
+    try:
+        method = normalize_method(body.method, body.hyperparameters)
+        suffix = validate_suffix(body.suffix)
+        metadata = validate_metadata(body.metadata)
+        seed = validate_seed(body.seed)
+    except ParamError as error:
+        raise _param(error) from None
+    method_echo = method.as_dict()
+    if method.type == "reinforcement":
+        if body.validation_file is None:
+            raise bad_request(
+                "Reinforcement fine-tuning requires a validation_file.", param="validation_file"
+            )
+        method_echo["reinforcement"]["grader"] = _check_grader(method.grader or {})
+    job = Job(
+        id=ids.new_job_id(),
+        project_id=project.id,
+        model=body.model,
+        status=JobStatus.VALIDATING_FILES.value,
+        training_file=body.training_file,
+        validation_file=body.validation_file,
+        suffix=suffix,
+        seed=seed if seed is not None else random.randint(0, 2**31 - 1),
+        job_metadata=metadata,
+        method=method_echo,
+        hyperparameters={
+            key: method.hyperparameters.get(key, "auto") for key in SUPERVISED_ECHO_KEYS
+        },
+        integrations=body.integrations,
+        result_files=[],
+        created_at=now(),
+    )
+    session.add(job)
+    session.flush()
+    record_event(session, job.id, CREATED_MESSAGE)
+    record_event(session, job.id, validating_file_message("training_file", job.training_file))
+    if job.validation_file:
+        record_event(
+            session, job.id, validating_file_message("validation_file", job.validation_file)
+        )
+    session.commit()
+    _send(session, job, enqueue)
+    return job
+
+
+def _send(session: Session, job: Job, enqueue: Enqueue) -> None:
+    """Hand the committed job to the workers; a queue that cannot take it fails the job."""
+    try:
+        enqueue(job.id)
+    except Exception as error:  # the broker is down or misconfigured
+        job.status = JobStatus.FAILED.value
+        job.finished_at = now()
+        job.error = {
+            "code": "queue_unavailable",
+            "message": f"The job could not be queued for a worker: {error}",
+            "param": None,
+        }
+        record_event(session, job.id, f"The job failed: {job.error['message']}", level="error")
+        session.commit()
+
+
+def get_job(session: Session, project: Project, job_id: str) -> Job:
+    job = session.scalar(select(Job).where(Job.id == job_id, Job.project_id == project.id))
+    if job is None:
+        raise not_found("job", job_id)
+    return job
+
+
+def _metadata_matches(job: Job, wanted: dict[str, str] | None) -> bool:
+    if wanted is None:
+        return True
+    if not wanted:  # `metadata=null`: jobs without metadata
+        return not job.job_metadata
+    stored = job.job_metadata or {}
+    return all(stored.get(key, None if value else "") == value for key, value in wanted.items())
+
+
+def _jobs_newest_first(session: Session, project: Project, before_seq: int | None) -> Iterator[Job]:
+    query = select(Job).where(Job.project_id == project.id).order_by(Job.seq.desc())
+    if before_seq is not None:
+        query = query.where(Job.seq < before_seq)
+    yield from session.scalars(query.execution_options(yield_per=200))
+
+
+def list_jobs(
+    session: Session,
+    project: Project,
+    *,
+    after: str | None,
+    limit: int,
+    metadata: dict[str, str] | None,
+) -> tuple[list[Job], bool]:
+    before_seq = get_job(session, project, after).seq if after else None
+    matches: list[Job] = []
+    for job in _jobs_newest_first(session, project, before_seq):
+        if _metadata_matches(job, metadata):
+            matches.append(job)
+            if len(matches) > limit:
+                break
+    return matches[:limit], len(matches) > limit
+
+
+def act_on_job(
+    session: Session, project: Project, job_id: str, action: str, enqueue: Enqueue
+) -> Job:
+    """Cancel, pause or resume, as the state machine allows."""
+    job = get_job(session, project, job_id)
+    try:
+        outcome = apply_user_action(JobStatus(job.status), action)  # type: ignore[arg-type]
+    except IllegalTransition as error:
+        raise bad_request(error.message, code="invalid_job_state") from None
+    if outcome.new_status is not None:
+        job.status = outcome.new_status.value
+        if outcome.new_status is JobStatus.CANCELLED:
+            job.finished_at = now()
+        if outcome.new_status is JobStatus.QUEUED:
+            job.pause_requested = False
+    job.cancel_requested = job.cancel_requested or outcome.cancel_requested
+    job.pause_requested = job.pause_requested or outcome.pause_requested
+    record_event(session, job.id, outcome.event_message)
+    session.commit()
+    if outcome.enqueue_worker:
+        _send(session, job, enqueue)
+    return job
+
+
+def list_events(
+    session: Session, project: Project, job_id: str, *, after: str | None, limit: int
+) -> tuple[list[JobEvent], bool]:
+    job = get_job(session, project, job_id)
+    query = select(JobEvent).where(JobEvent.job_id == job.id)
+    if after:
+        cursor = session.scalar(
+            select(JobEvent).where(JobEvent.id == after, JobEvent.job_id == job.id)
+        )
+        if cursor is None:
+            raise not_found("event", after, param="after")
+        query = query.where(JobEvent.seq < cursor.seq)
+    rows = list(session.scalars(query.order_by(JobEvent.seq.desc()).limit(limit + 1)))
+    return rows[:limit], len(rows) > limit
+
+
+def list_checkpoints(
+    session: Session, project: Project, job_id: str, *, after: str | None, limit: int
+) -> tuple[list[Checkpoint], bool]:
+    job = get_job(session, project, job_id)
+    query = select(Checkpoint).where(Checkpoint.job_id == job.id)
+    if after:
+        cursor = session.scalar(
+            select(Checkpoint).where(Checkpoint.id == after, Checkpoint.job_id == job.id)
+        )
+        if cursor is None:
+            raise not_found("checkpoint", after, param="after")
+        query = query.where(Checkpoint.seq < cursor.seq)
+    rows = list(session.scalars(query.order_by(Checkpoint.seq.desc()).limit(limit + 1)))
+    return rows[:limit], len(rows) > limit

@@ -1,0 +1,141 @@
+"""Real services for tests: a fresh PostgreSQL database, a live server with its worker."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+from sqlalchemy.engine import make_url
+
+TEST_DATABASE_URL = os.environ.get("OPENRFT_TEST_DATABASE_URL")
+TEST_BROKER_URL = os.environ.get("OPENRFT_TEST_BROKER_URL")
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def backends() -> list[str]:
+    """The embedded default always; PostgreSQL + Redis when the test URLs are set."""
+    return ["embedded", "postgres"] if TEST_DATABASE_URL and TEST_BROKER_URL else ["embedded"]
+
+
+@contextmanager
+def fresh_postgres_database() -> Iterator[str]:
+    """A new, empty database on the test server, dropped afterwards."""
+    import psycopg
+
+    assert TEST_DATABASE_URL, "OPENRFT_TEST_DATABASE_URL is not set"
+    base = make_url(TEST_DATABASE_URL)
+    name = f"openrft_test_{secrets.token_hex(6)}"
+    admin_url = base.set(drivername="postgresql").render_as_string(hide_password=False)
+    with psycopg.connect(admin_url, autocommit=True) as connection:
+        connection.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield base.set(database=name).render_as_string(hide_password=False)
+    finally:
+        with psycopg.connect(admin_url, autocommit=True) as connection:
+            connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@dataclass
+class LiveService:
+    base_url: str
+    api_key: str
+    env: dict[str, str]
+    data_dir: Path
+    process: subprocess.Popen[bytes] | None = None
+    log_path: Path | None = None
+    extra_keys: dict[str, str] = field(default_factory=dict)
+
+    def cli(self, *args: str) -> str:
+        result = subprocess.run(
+            [sys.executable, "-m", "app.cli", *args],
+            env=self.env,
+            cwd=REPO_ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        return result.stdout
+
+    def key_for(self, project: str) -> str:
+        if project not in self.extra_keys:
+            self.extra_keys[project] = self.cli("keys", "create", "--project", project).strip()
+        return self.extra_keys[project]
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path else ""
+
+
+def service_env(
+    data_dir: Path, backend: str, database_url: str | None, **extra: str
+) -> dict[str, str]:
+    env = {key: value for key, value in os.environ.items() if not key.startswith("OPENRFT_")}
+    env.update(
+        OPENRFT_DATA_DIR=str(data_dir),
+        OPENRFT_API_KEY=f"sk-test-{secrets.token_hex(8)}",
+        OPENRFT_QUEUE_NAME=f"openrft-test-{secrets.token_hex(4)}",
+        PYTHONUNBUFFERED="1",
+    )
+    if backend == "postgres":
+        assert database_url and TEST_BROKER_URL
+        env.update(OPENRFT_DATABASE_URL=database_url, OPENRFT_BROKER_URL=TEST_BROKER_URL)
+    env.update(extra)
+    return env
+
+
+def _wait_until_healthy(base_url: str, process: subprocess.Popen[bytes], log_path: Path) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"server exited early:\n{log_path.read_text(errors='replace')}")
+        try:
+            if httpx.get(f"{base_url}/health", timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise RuntimeError(f"server did not start:\n{log_path.read_text(errors='replace')}")
+
+
+@contextmanager
+def live_service(env: dict[str, str], data_dir: Path) -> Iterator[LiveService]:
+    """`openrft serve` (API + embedded worker) on a free port, stopped afterwards."""
+    port = free_port()
+    log_path = data_dir.parent / f"{data_dir.name}-server.log"
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "app.cli", "serve", "--host", "127.0.0.1", "--port", str(port)],
+            env=env,
+            cwd=REPO_ROOT,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    base_url = f"http://127.0.0.1:{port}"
+    service = LiveService(
+        f"{base_url}/v1", env["OPENRFT_API_KEY"], env, data_dir, process, log_path
+    )
+    try:
+        _wait_until_healthy(base_url, process, log_path)
+        yield service
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, 9)
+            process.wait()
