@@ -20,6 +20,10 @@ def build_grader(definition: dict, config: GraderConfig, *, warm: bool = False) 
         return StringCheckGrader(definition, config)
     if kind == "text_similarity":
         return TextSimilarityGrader(definition, config)
+    if kind == "python":
+        from app.graders.python_grader import PythonGrader
+
+        return PythonGrader(definition, config, warm=warm)
     if kind == "multi":
         return MultiGrader(definition, config, lambda sub, cfg: build_grader(sub, cfg, warm=warm))
     raise ValueError(f"unknown grader type {kind!r}")

@@ -1,0 +1,151 @@
+"""Sandboxed processes for python graders: bubblewrap isolation plus resource limits.
+
+Each worker is one process that loads one grader's source and grades many (sample, item)
+pairs sent over a pipe. Under bubblewrap it has no network (a fresh network namespace, so not
+even the host's loopback), its own pid/ipc/uts namespaces, a read-only view of the Python
+installation and nothing else of the host's files (no data dir, database or other tenants'
+files), a private tmpfs as working directory, an empty environment, and its own uid so that
+the process limit counts its processes alone. The runner sets CPU, memory, file-size,
+process and open-file limits on itself before any grader code runs; this side enforces the
+wall-time limit per grade and kills the worker when it is exceeded.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+from app.graders.config import GraderConfig
+
+RUNNER_PATH = Path(__file__).with_name("sandbox_runner.py")
+RUNNER_MOUNT = "/opt/openrft/sandbox_runner.py"
+# A worker's CPU budget across all its grades is this many per-grade timeouts; the runner
+# exits before it is spent and the next batch starts a fresh one.
+CPU_BUDGET_TIMEOUTS = 32
+# uids handed to sandboxes, far from any real account's
+SANDBOX_UID_RANGE = (1_000_000, 2_000_000_000)
+SANDBOX_ENVIRONMENT = {
+    "PATH": "/usr/local/bin:/usr/bin:/bin",
+    "HOME": "/tmp",
+    "LANG": "C.UTF-8",
+    "PYTHONDONTWRITEBYTECODE": "1",
+    # one thread per numeric library: threads count against the process limit
+    "OPENBLAS_NUM_THREADS": "1",
+    "OMP_NUM_THREADS": "1",
+    "MKL_NUM_THREADS": "1",
+}
+
+
+class SandboxUnavailable(RuntimeError):
+    """The sandbox cannot run here; `kind` becomes python_grader_server_error_type."""
+
+    def __init__(self, kind: str, message: str) -> None:
+        super().__init__(message)
+        self.kind = kind
+
+
+def _python_roots() -> list[Path]:
+    """Directories the interpreter and its packages live in."""
+    roots = {Path(sys.base_prefix).resolve(), Path(sys.prefix).resolve()}
+    roots.add(Path(os.path.realpath(sys.executable)).parent.parent)
+    return sorted(root for root in roots if not root.is_relative_to("/usr"))
+
+
+def _parents(path: Path) -> list[Path]:
+    return [parent for parent in reversed(path.parents) if parent != Path("/")]
+
+
+def _bwrap_arguments(config: GraderConfig, bwrap: str) -> list[str]:
+    arguments = [
+        bwrap,
+        "--unshare-ipc", "--unshare-pid", "--unshare-net", "--unshare-uts",
+        "--unshare-cgroup-try", "--die-with-parent", "--new-session",
+        "--hostname", "sandbox", "--clearenv",
+        "--ro-bind", "/usr", "/usr",
+    ]  # fmt: skip
+    for top in ("bin", "lib", "lib32", "lib64", "sbin"):
+        host = Path("/") / top
+        if host.is_symlink():
+            arguments += ["--symlink", os.readlink(host), str(host)]
+        elif host.is_dir():
+            arguments += ["--ro-bind", str(host), str(host)]
+    made: set[Path] = set()
+    roots = _python_roots()
+    for root in [*roots, Path(RUNNER_MOUNT)]:
+        for parent in _parents(root):
+            if parent not in made and not parent.is_relative_to("/usr"):
+                # bubblewrap makes missing directories 0700, unreadable once we drop root
+                arguments += ["--perms", "0755", "--dir", str(parent)]
+                made.add(parent)
+    for root in roots:
+        arguments += ["--ro-bind", str(root), str(root)]
+    arguments += [
+        "--ro-bind", str(RUNNER_PATH), RUNNER_MOUNT,
+        "--proc", "/proc", "--dev", "/dev",
+        "--perms", "1777", "--size", str(config.file_size_bytes), "--tmpfs", "/tmp",
+        "--remount-ro", "/", "--chdir", "/tmp",
+    ]  # fmt: skip
+    for name, value in SANDBOX_ENVIRONMENT.items():
+        arguments += ["--setenv", name, value]
+    if os.geteuid() == 0:
+        # kept only until the runner switches to its own uid, which clears them
+        arguments += ["--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID"]
+    return arguments
+
+
+def check_hidden_paths(config: GraderConfig) -> None:
+    """Refuse to start when a path that must stay hidden sits inside a mounted directory."""
+    mounted = [*_python_roots(), Path("/usr")]
+    for hidden in config.hidden_paths:
+        hidden = hidden.resolve()
+        for root in mounted:
+            if hidden.is_relative_to(root):
+                raise SandboxUnavailable(
+                    "sandbox_misconfigured",
+                    f"{hidden} must stay hidden but lies inside {root}, which the sandbox mounts",
+                )
+
+
+def _limits(config: GraderConfig) -> dict[str, int]:
+    limits = {
+        "AS": config.memory_bytes,
+        "CPU": int(config.timeout_seconds * CPU_BUDGET_TIMEOUTS) + 1,
+        "FSIZE": config.file_size_bytes,
+        "NOFILE": 256,
+        "CORE": 0,
+    }
+    if os.geteuid() == 0:
+        # only meaningful under a uid of the sandbox's own (see the runner)
+        limits["NPROC"] = config.max_processes
+    return limits
+
+
+def sandbox_command(config: GraderConfig) -> tuple[list[str], str | None]:
+    """The argv that starts one worker, and the private directory to delete after it (only
+    in the weaker unisolated mode, where no tmpfs is made for it)."""
+    options = {
+        "uid": random.randrange(*SANDBOX_UID_RANGE) if os.geteuid() == 0 else None,
+        "timeout_seconds": config.timeout_seconds,
+        "limits": _limits(config),
+    }
+    bwrap = shutil.which("bwrap")
+    if bwrap is not None:
+        check_hidden_paths(config)
+        command = [*_bwrap_arguments(config, bwrap), sys.executable, "-I", RUNNER_MOUNT]
+        return [*command, json.dumps(options)], None
+    if not config.allow_unisolated:
+        raise SandboxUnavailable(
+            "sandbox_unavailable",
+            "bubblewrap (bwrap) is not installed, so python graders cannot be isolated; "
+            "install it (apt-get install bubblewrap) or set OPENRFT_GRADER_ALLOW_UNISOLATED=true "
+            "to accept resource limits without isolation",
+        )
+    private_dir = tempfile.mkdtemp(prefix="openrft-grader-")
+    if options["uid"] is not None:
+        os.chown(private_dir, options["uid"], options["uid"])
+    return [sys.executable, "-I", str(RUNNER_PATH), json.dumps(options)], private_dir
