@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from app.jobs import IllegalTransition, JobStatus, advance, event_level, transition_message
+from app.jobs import TERMINAL_STATUSES, JobStatus, advance, event_level, transition_message
 from app.models import Job, now
 from app.services.jobs import record_event
 
@@ -40,38 +40,45 @@ class JobReporter:
             session.commit()
 
     def move_to(
-        self, to: JobStatus, *, error: dict[str, Any] | None = None, message: str | None = None
+        self,
+        expected: JobStatus,
+        to: JobStatus,
+        *,
+        error: dict[str, Any] | None = None,
+        message: str | None = None,
+        **fields: Any,
     ) -> bool:
-        """Apply a worker-driven change; False (and nothing written) if the job moved meanwhile.
+        """Move the job from `expected` to `to`; False, and nothing written, if it moved meanwhile.
 
-        A user may cancel between our read and our write; the state machine decides.
+        A compare-and-set: a user may pause or cancel between our read and our write.
         """
+        advance(expected, to)
+        values: dict[str, Any] = {"status": to.value, **fields}
+        if to in TERMINAL_STATUSES:
+            values.update(finished_at=now(), estimated_finish=None)
+        if to in (JobStatus.PAUSED, JobStatus.CANCELLED, JobStatus.QUEUED):
+            values.update(cancel_requested=False, pause_requested=False)
+        if error is not None:
+            values["error"] = error
         with self.sessions() as session:
-            job = self._load(session, lock=True)
-            current = JobStatus(job.status)
-            if current == to:
-                return True
-            try:
-                advance(current, to)
-            except IllegalTransition:
+            result = session.execute(
+                update(Job)
+                .where(Job.id == self.job_id, Job.status == expected.value)
+                .values(**values)
+            )
+            if result.rowcount != 1:
+                session.rollback()
                 return False
             reason = error["message"] if error else None
-            job.status = to.value
-            if to in (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED):
-                job.finished_at = now()
-                job.estimated_finish = None
-            if error is not None:
-                job.error = error
             record_event(
                 session,
                 self.job_id,
-                message or transition_message(current, to, reason=reason),
+                message or transition_message(expected, to, reason=reason),
                 level=event_level(to),
             )
             session.commit()
             return True
 
-    def fail(self, code: str, message: str, param: str | None = None) -> bool:
-        return self.move_to(
-            JobStatus.FAILED, error={"code": code, "message": message, "param": param}
-        )
+    def fail(self, expected: JobStatus, code: str, message: str, param: str | None = None) -> bool:
+        error = {"code": code, "message": message, "param": param}
+        return self.move_to(expected, JobStatus.FAILED, error=error)

@@ -44,26 +44,46 @@ def _validate_file(
 
 
 def validate_files(reporter: JobReporter, storage: Storage, job: Job) -> bool:
-    """Check both files line by line; fail the job on the first bad line."""
+    """Check both files line by line; fail the job on the first bad line.
+
+    A queued job is checked again too: it may have been paused before validation finished.
+    """
+    expected = JobStatus(job.status)
     inputs = [("training_file", job.training_file)]
     if job.validation_file:
         inputs.append(("validation_file", job.validation_file))
     for role, file_id in inputs:
         error = _validate_file(reporter.sessions, storage, job, role, file_id)
         if error is not None:
-            reporter.fail(error["code"] or "invalid_file", error["message"] or "", error["param"])
+            reporter.fail(
+                expected,
+                error["code"] or "invalid_file",
+                error["message"] or "",
+                error["param"],
+            )
             return False
-    return reporter.move_to(JobStatus.QUEUED)
+    return expected == JobStatus.QUEUED or reporter.move_to(expected, JobStatus.QUEUED)
 
 
 def run_job(job_id: str, settings: Settings) -> None:
-    sessions = session_factory(settings)
-    reporter = JobReporter(sessions, job_id)
+    """Run one job; an unexpected error fails it with a clear message rather than stranding it."""
+    reporter = JobReporter(session_factory(settings), job_id)
+    try:
+        _run(reporter, settings)
+    except Exception as error:
+        logger.exception("job %s failed", job_id)
+        status = reporter.job().status
+        if JobStatus(status) not in TERMINAL_STATUSES:
+            reporter.fail(JobStatus(status), "internal_error", f"{type(error).__name__}: {error}")
+
+
+def _run(reporter: JobReporter, settings: Settings) -> None:
+    job_id = reporter.job_id
     job = reporter.job()
     if JobStatus(job.status) in TERMINAL_STATUSES or job.status == JobStatus.PAUSED:
         logger.info("job %s is %s; nothing to do", job_id, job.status)
         return
     storage = LocalStorage(settings.uploads_dir)
-    if job.status == JobStatus.VALIDATING_FILES and not validate_files(reporter, storage, job):
+    if not validate_files(reporter, storage, job):
         return
     reporter.event(WAITING_FOR_TRAINER_MESSAGE)

@@ -1,0 +1,52 @@
+"""Datasets and graders the job tests upload."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import openai
+
+BASE_MODEL = "SmolLM2-135M-Instruct"
+
+STRING_CHECK_GRADER = {
+    "type": "string_check",
+    "name": "exact",
+    "input": "{{ sample.output_text }}",
+    "reference": "{{ item.answer }}",
+    "operation": "eq",
+}
+
+
+def rft_rows(count: int) -> list[dict]:
+    return [
+        {"messages": [{"role": "user", "content": f"What is {n} + 1?"}], "answer": str(n + 1)}
+        for n in range(count)
+    ]
+
+
+def sft_rows(count: int) -> list[dict]:
+    return [
+        {
+            "messages": [
+                {"role": "user", "content": f"What is {n} + 1?"},
+                {"role": "assistant", "content": str(n + 1)},
+            ]
+        }
+        for n in range(count)
+    ]
+
+
+def upload_rows(client: openai.OpenAI, tmp_path: Path, name: str, rows: list) -> str:
+    path = tmp_path / name
+    path.write_text(
+        "".join((row if isinstance(row, str) else json.dumps(row)) + "\n" for row in rows)
+    )
+    return client.files.create(file=path.open("rb"), purpose="fine-tune").id
+
+
+def rft_method(**hyperparameters: object) -> dict:
+    return {
+        "type": "reinforcement",
+        "reinforcement": {"grader": STRING_CHECK_GRADER, "hyperparameters": hyperparameters},
+    }

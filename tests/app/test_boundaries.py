@@ -1,0 +1,19 @@
+"""The API process never loads torch or the trainer."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+
+def test_api_process_does_not_import_torch() -> None:
+    code = (
+        "import sys, app.main, app.cli\n"
+        "app.main.create_app()\n"
+        "heavy = [m for m in ('torch', 'transformers', 'peft', 'worker.trainer') if m in sys.modules]\n"
+        "print(heavy)\n"
+    )
+    output = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    assert output.stdout.strip() == "[]"
