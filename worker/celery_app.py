@@ -13,12 +13,14 @@ def _filesystem_transport_options(settings: Settings) -> dict[str, object]:
     # The embedded transport: messages are files in one folder shared by API and worker.
     queue_dir = settings.broker_dir / "queue"
     processed_dir = settings.broker_dir / "processed"
-    for folder in (queue_dir, processed_dir):
+    control_dir = settings.broker_dir / "control"
+    for folder in (queue_dir, processed_dir, control_dir):
         folder.mkdir(parents=True, exist_ok=True)
     return {
         "data_folder_in": str(queue_dir),
         "data_folder_out": str(queue_dir),
         "processed_folder": str(processed_dir),
+        "control_folder": str(control_dir),
         "store_processed": False,
     }
 
