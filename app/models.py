@@ -84,6 +84,8 @@ class Job(Base):
     estimated_finish: Mapped[int | None] = mapped_column(Integer, nullable=True)
     finished_at: Mapped[int | None] = mapped_column(Integer, nullable=True)
     result_files: Mapped[list[str]] = mapped_column(JSON, default=list)
+    # adapter served as `fine_tuned_model`, relative to the checkpoints dir
+    result_adapter_path: Mapped[str | None] = mapped_column(String(512), nullable=True)
     created_at: Mapped[int] = mapped_column(Integer, default=now)
     # stop requests the worker honours at its next step boundary
     cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)

@@ -24,6 +24,9 @@ class Settings(BaseSettings):
     port: int = 8000
     max_upload_bytes: int = 512 * 1024 * 1024
     queue_name: str = "openrft"
+    # the inference process (torch lives there, never in the API); `serve` starts one here
+    inference_url: str | None = None
+    inference_port: int = 8001
     # a job whose worker stops renewing its lease for this long is taken over by another
     job_lease_seconds: float = 60.0
     job_visibility_timeout_seconds: int = 3600
@@ -61,6 +64,10 @@ class Settings(BaseSettings):
     @property
     def resolved_broker_url(self) -> str:
         return self.broker_url or "filesystem://"
+
+    @property
+    def resolved_inference_url(self) -> str:
+        return self.inference_url or f"http://127.0.0.1:{self.inference_port}"
 
     @property
     def uploads_dir(self) -> Path:
