@@ -27,6 +27,24 @@ def _worker_command(settings: Settings, name: str) -> list[str]:
     ]  # fmt: skip
 
 
+def _die_with_parent() -> None:
+    """Ask Linux to SIGTERM this child when `serve` dies, however it dies.
+
+    uvicorn re-raises the signal that stopped it, so `serve` may exit without running cleanup.
+    """
+    if sys.platform.startswith("linux"):
+        import ctypes
+        import signal
+
+        PR_SET_PDEATHSIG = 1
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+def start_child(command: list[str]) -> subprocess.Popen[bytes]:
+    """A child process of `serve` that ends when `serve` ends."""
+    return subprocess.Popen(command, preexec_fn=_die_with_parent)
+
+
 def _bootstrap_key(settings: Settings) -> str | None:
     """Register OPENRFT_API_KEY, or make a first key on a new install; returns a key to show."""
     with session_scope(settings) as session:
@@ -47,7 +65,7 @@ def _run_api(settings: Settings, host: str, port: int) -> None:
 def serve(settings: Settings, host: str, port: int) -> None:
     upgrade(settings)
     new_key = _bootstrap_key(settings)
-    worker = subprocess.Popen(_worker_command(settings, "openrft-embedded"))
+    worker = start_child(_worker_command(settings, "openrft-embedded"))
     print(f"OpenRFT API on http://{host}:{port}/v1", flush=True)
     if new_key:
         print(f"API key (shown once; keep it): {new_key}", flush=True)
