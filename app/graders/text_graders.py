@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from app.graders.base import InProcessGrader
 from app.graders.result import GradeResult
-from app.graders.similarity import similarity
+from app.graders.similarity import MAX_TEXT_CHARS, similarity
 from app.graders.string_check import string_check
 from app.graders.templates import render
 
@@ -21,6 +21,9 @@ class TextSimilarityGrader(InProcessGrader):
         text = render(self.definition["input"], sample, item)
         reference = render(self.definition["reference"], sample, item)
         metric = self.definition["evaluation_metric"]
+        if len(text) > MAX_TEXT_CHARS or len(reference) > MAX_TEXT_CHARS:
+            result.errors["truncated_observation_error"] = True
+            text, reference = text[:MAX_TEXT_CHARS], reference[:MAX_TEXT_CHARS]
         value = similarity(text, reference, metric, self.config)
         result.scores[metric] = value
         threshold = self.definition.get("pass_threshold")
