@@ -16,6 +16,7 @@ import json
 import os
 import random
 import shutil
+import stat
 import sys
 import tempfile
 from pathlib import Path
@@ -125,6 +126,10 @@ def _limits(config: GraderConfig) -> dict[str, int]:
     return limits
 
 
+def _world_readable(path: Path) -> bool:
+    return all(os.stat(part).st_mode & stat.S_IXOTH for part in [*path.parents, path])
+
+
 def sandbox_command(config: GraderConfig) -> tuple[list[str], str | None]:
     """The argv that starts one worker, and the private directory to delete after it (only
     in the weaker unisolated mode, where no tmpfs is made for it)."""
@@ -146,6 +151,10 @@ def sandbox_command(config: GraderConfig) -> tuple[list[str], str | None]:
             "to accept resource limits without isolation",
         )
     private_dir = tempfile.mkdtemp(prefix="openrft-grader-")
+    if not all(_world_readable(root) for root in _python_roots()):
+        # another uid could not even import the standard library
+        options["uid"] = None
+        options["limits"].pop("NPROC", None)
     if options["uid"] is not None:
         os.chown(private_dir, options["uid"], options["uid"])
     return [sys.executable, "-I", str(RUNNER_PATH), json.dumps(options)], private_dir
