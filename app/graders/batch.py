@@ -55,4 +55,3 @@ class BatchGrader:
         traceback: TracebackType | None,
     ) -> None:
         self.close()
-

@@ -25,7 +25,11 @@ class GraderConfig:
     model_base_url: str | None = None
     model_api_key: str | None = None
     model_timeout_seconds: float = 120.0
+    model_max_retries: int = 2
     model_max_concurrency: int = 16
+    # How graders ask for JSON: "json_schema" (OpenAI's structured outputs) or "json_object"
+    # (what this service's own inference endpoint enforces).
+    model_response_format: str = "json_schema"
     # text_similarity cosine: OpenAI-compatible embeddings endpoint, else the local model
     embeddings_base_url: str | None = None
     embeddings_api_key: str | None = None
@@ -38,6 +42,7 @@ class GraderConfig:
         Model graders default to this service's own OpenAI-compatible endpoint.
         """
         own_endpoint = f"http://{settings.host}:{settings.port}/v1"
+        external = settings.grader_model_base_url is not None
         return cls(
             timeout_seconds=settings.grader_timeout_seconds,
             memory_bytes=settings.grader_memory_bytes,
@@ -46,6 +51,7 @@ class GraderConfig:
             hidden_paths=(settings.resolved_data_dir,),
             model_base_url=settings.grader_model_base_url or own_endpoint,
             model_api_key=settings.grader_model_api_key or settings.api_key,
+            model_response_format="json_schema" if external else "json_object",
             embeddings_base_url=settings.embeddings_base_url,
             embeddings_api_key=settings.embeddings_api_key,
         )

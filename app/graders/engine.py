@@ -24,6 +24,14 @@ def build_grader(definition: dict, config: GraderConfig, *, warm: bool = False) 
         from app.graders.python_grader import PythonGrader
 
         return PythonGrader(definition, config, warm=warm)
+    if kind == "score_model":
+        from app.graders.model_graders import ScoreModelGrader
+
+        return ScoreModelGrader(definition, config)
+    if kind == "label_model":
+        from app.graders.model_graders import LabelModelGrader
+
+        return LabelModelGrader(definition, config)
     if kind == "multi":
         return MultiGrader(definition, config, lambda sub, cfg: build_grader(sub, cfg, warm=warm))
     raise ValueError(f"unknown grader type {kind!r}")

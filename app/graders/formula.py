@@ -147,7 +147,9 @@ class _Parser:
         self.expect(")")
         _, least, most = FUNCTIONS[function]
         if not least <= len(arguments) <= most:
-            raise FormulaError(f"{function}() takes {least}..{most} arguments, got {len(arguments)}")
+            raise FormulaError(
+                f"{function}() takes {least}..{most} arguments, got {len(arguments)}"
+            )
         return ("call", function, tuple(arguments))
 
 

@@ -97,7 +97,9 @@ def batch_metrics(results: list[GradeResult], split: str) -> dict:
             ]
         },
         "usage": {
-            "graders": [entry for name, _, rs in graders for entry in _usage_entries(name, rs, split)]
+            "graders": [
+                entry for name, _, rs in graders for entry in _usage_entries(name, rs, split)
+            ]
         },
         "model_graders_token_usage": _token_usage_by_model(results, split),
     }

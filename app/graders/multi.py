@@ -71,9 +71,9 @@ class MultiGrader(Grader):
             merge_errors(result.errors, sub_result.errors)
             result.token_usage = add_usage(result.token_usage, sub_result.token_usage)
             for model, usage in sub_result.token_usage_per_model.items():
-                result.token_usage_per_model[model] = add_usage(
-                    result.token_usage_per_model.get(model), usage
-                ) or {}
+                result.token_usage_per_model[model] = (
+                    add_usage(result.token_usage_per_model.get(model), usage) or {}
+                )
             result.sampled_model_name = result.sampled_model_name or sub_result.sampled_model_name
         result.scores = dict(result.sub_rewards)
         if self.formula is None:

@@ -106,9 +106,7 @@ _SCORERS: dict[str, Callable[[str, str], float]] = {
 }
 
 
-def similarity(
-    text: str, reference: str, metric: str, config: GraderConfig | None = None
-) -> float:
+def similarity(text: str, reference: str, metric: str, config: GraderConfig | None = None) -> float:
     """Score `text` against `reference` with `metric`, clipped to [0, 1]."""
     if not text.strip() or not reference.strip():
         return 1.0 if text.strip() == reference.strip() else 0.0

@@ -110,6 +110,4 @@ def render(template: str, sample: dict, item: dict) -> str:
     """Substitute every `{{ ... }}` in `template`; GraderError on an unresolvable variable."""
     if "{{" not in template:
         return template
-    return _VARIABLE.sub(
-        lambda match: to_text(resolve(match.group(1), sample, item)), template
-    )
+    return _VARIABLE.sub(lambda match: to_text(resolve(match.group(1), sample, item)), template)

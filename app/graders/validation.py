@@ -20,7 +20,8 @@ DEFAULT_MAX_SOURCE_BYTES = 256 * 1024
 _COMMON_FIELDS = {"type", "name"}
 ALLOWED_FIELDS = {
     "string_check": _COMMON_FIELDS | {"input", "reference", "operation"},
-    "text_similarity": _COMMON_FIELDS | {"input", "reference", "evaluation_metric", "pass_threshold"},
+    "text_similarity": _COMMON_FIELDS
+    | {"input", "reference", "evaluation_metric", "pass_threshold"},
     "python": _COMMON_FIELDS | {"source", "image_tag", "pass_threshold"},
     "score_model": _COMMON_FIELDS
     | {"model", "input", "range", "sampling_params", "pass_threshold"},

@@ -89,8 +89,9 @@ def test_source_that_fails_to_load_is_a_runtime_error_for_every_sample(
         grades = grader.grade([make_sample("x")] * 3, [{}] * 3)
     assert grades.rewards == [0.0] * 3
     for result in grades.results:
-        assert "No module named 'no_such_module'" in (
-            result.errors["python_grader_runtime_error_details"]
+        assert (
+            "No module named 'no_such_module'"
+            in (result.errors["python_grader_runtime_error_details"])
         )
 
 
