@@ -10,7 +10,7 @@ from worker.inference.json_prefix import INITIAL, advance, closing, is_complete
 
 OBJECTS = [
     "{}",
-    ' { "a" : 1 } ',
+    '{ "a" : 1 } ',
     '{"a": [1, -2.5e+3, 0, true, false, null, "x\\n\\u00e9"], "b": {"c": {}}}',
     '{"nested": [[], [{}], {"k": [0.5E-2]}]}',
 ]
@@ -31,6 +31,7 @@ def test_accepts_every_prefix_of_an_object_and_completes_it(text: str) -> None:
 @pytest.mark.parametrize(
     "text",
     [
+        " {",
         "[",
         "1",
         '"a"',

@@ -128,7 +128,8 @@ def _step(state: State, char: str) -> State | None:
         return (stack, LITERAL, rest[1:]) if len(rest) > 1 else _value_done(stack)
     if mode == NUMBER:
         return _step_number(stack, int(detail), char)  # type: ignore[call-overload]
-    if char in WHITESPACE:
+    # no whitespace before the object: a reply that opens with it tends to ramble on in it
+    if char in WHITESPACE and mode != START:
         return state
     return _step_structural(stack, mode, char)
 

@@ -1,0 +1,92 @@
+"""Recently used models, kept loaded: a few base models, each with a few LoRA adapters.
+
+Every adapter of a base is loaded into that base's one `PeftModel` under its own adapter name, so
+adapters share the base weights; a request activates its adapter with `set_adapter`, or runs the
+bare base with the adapters disabled. The pool is not thread-safe: the engine serialises its use.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections import OrderedDict
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from worker.inference.sampling import Vocabulary
+from worker.trainer.models import load_model_and_tokenizer
+
+
+@dataclass
+class LoadedBase:
+    # the base model, or the PeftModel wrapping it once an adapter has been loaded
+    model: Any
+    vocab: Vocabulary
+    context_length: int
+    # adapter key -> PEFT adapter name, least recently used first
+    adapters: OrderedDict[str, str] = field(default_factory=OrderedDict)
+
+
+def adapter_key(adapter_dir: Path) -> str:
+    """The adapter's path and weights' modification time: a rewritten adapter is reloaded."""
+    weights = next(iter(sorted(adapter_dir.glob("adapter_model.*"))), None)
+    stamp = weights.stat().st_mtime_ns if weights else 0
+    return f"{adapter_dir.resolve()}@{stamp}"
+
+
+class ModelPool:
+    def __init__(self, max_bases: int = 2, max_adapters_per_base: int = 4) -> None:
+        self.max_bases = max_bases
+        self.max_adapters_per_base = max_adapters_per_base
+        self._bases: OrderedDict[Path, LoadedBase] = OrderedDict()
+        self._adapter_names = (f"adapter_{number}" for number in itertools.count())
+
+    def base(self, model_dir: Path) -> LoadedBase:
+        """The loaded base model, loading it (and evicting the least recently used) if needed."""
+        if model_dir in self._bases:
+            self._bases.move_to_end(model_dir)
+            return self._bases[model_dir]
+        model, tokenizer = load_model_and_tokenizer(model_dir)
+        context_length = int(getattr(model.config, "max_position_embeddings", 2048))
+        loaded = LoadedBase(model=model, vocab=Vocabulary(tokenizer), context_length=context_length)
+        self._bases[model_dir] = loaded
+        while len(self._bases) > self.max_bases:
+            self._bases.popitem(last=False)
+        return loaded
+
+    @contextmanager
+    def activate(self, base_dir: Path, adapter_dir: Path | None) -> Iterator[LoadedBase]:
+        """The base with `adapter_dir` active (or every adapter disabled) while the block runs."""
+        loaded = self.base(base_dir)
+        if adapter_dir is None:
+            if hasattr(loaded.model, "disable_adapter"):
+                with loaded.model.disable_adapter():
+                    yield loaded
+            else:
+                yield loaded
+            return
+        loaded.model.set_adapter(self._adapter_name(loaded, adapter_dir))
+        yield loaded
+
+    def _adapter_name(self, loaded: LoadedBase, adapter_dir: Path) -> str:
+        key = adapter_key(adapter_dir)
+        if key in loaded.adapters:
+            loaded.adapters.move_to_end(key)
+            return loaded.adapters[key]
+        from peft import PeftModel
+
+        name = next(self._adapter_names)
+        if isinstance(loaded.model, PeftModel):
+            loaded.model.load_adapter(str(adapter_dir), adapter_name=name)
+        else:
+            loaded.model = PeftModel.from_pretrained(
+                loaded.model, str(adapter_dir), adapter_name=name
+            )
+        loaded.model.eval()
+        loaded.adapters[key] = name
+        while len(loaded.adapters) > self.max_adapters_per_base:
+            _, evicted = loaded.adapters.popitem(last=False)
+            loaded.model.delete_adapter(evicted)
+        return name

@@ -1,0 +1,66 @@
+"""The internal HTTP protocol between the API process and the inference process.
+
+Pydantic only: the API imports this module and must never import torch.
+
+    GET  /health    -> {"status": "ok"}
+    POST /generate  GenerateRequest -> GenerateResponse
+    POST /merge     MergeRequest -> MergeResponse
+    errors          {"error": {"message", "type", "param", "code"}} with a 4xx or 5xx status
+
+The API has already checked the caller's access and the request's values; the inference process
+trusts paths it is given and re-checks only what it alone can know (the context length).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+
+class Message(BaseModel):
+    role: Literal["system", "user", "assistant"]
+    content: str
+
+
+class GenerateRequest(BaseModel):
+    # a catalogue name or a Hugging Face model directory, resolved by the inference process
+    base_model: str
+    # a PEFT adapter directory applied on top of the base, or None for the base alone
+    adapter_dir: str | None = None
+    messages: list[Message] = Field(min_length=1)
+    # None: as many as the context allows, up to the server's default
+    max_tokens: int | None = Field(default=None, ge=1)
+    temperature: float = Field(default=1.0, ge=0.0, le=2.0)
+    top_p: float = Field(default=1.0, gt=0.0, le=1.0)
+    n: int = Field(default=1, ge=1)
+    seed: int | None = None
+    stop: list[str] = Field(default_factory=list)
+    # "json_object": every choice is constrained to be one JSON object
+    response_format: Literal["text", "json_object"] = "text"
+
+
+class Choice(BaseModel):
+    text: str
+    finish_reason: Literal["stop", "length"]
+    completion_tokens: int
+
+
+class GenerateResponse(BaseModel):
+    choices: list[Choice]
+    prompt_tokens: int
+
+    @property
+    def completion_tokens(self) -> int:
+        return sum(choice.completion_tokens for choice in self.choices)
+
+
+class MergeRequest(BaseModel):
+    base_model: str
+    adapter_dir: str
+    # the merged model directory to create; nothing is done when it is already complete
+    output_dir: str
+
+
+class MergeResponse(BaseModel):
+    output_dir: str

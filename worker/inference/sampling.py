@@ -1,0 +1,246 @@
+"""Sampling chat completions from a causal LM: n choices of one prompt in one batch.
+
+All n choices share the prompt, so they batch without padding and share one KV cache. A
+`torch.Generator` seeded per request, rather than the global RNG, makes `seed` reproducible.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from worker.inference import json_prefix
+
+# json_object: the best-scoring tokens tried before scanning the whole vocabulary
+JSON_FIRST_CANDIDATES = 256
+# json_object: whitespace allowed in a row (JSON permits any amount; an untrained model takes it)
+MAX_JSON_WHITESPACE_RUN = 32
+
+
+@dataclass(frozen=True)
+class SamplingParams:
+    max_tokens: int
+    temperature: float = 1.0
+    top_p: float = 1.0
+    n: int = 1
+    seed: int | None = None
+    stop: tuple[str, ...] = ()
+    json_object: bool = False
+
+
+@dataclass
+class Completion:
+    text: str = ""
+    # generated tokens, the end-of-sequence token and a forced JSON closing included
+    completion_tokens: int = 0
+    finish_reason: str | None = None
+    token_ids: list[int] = field(default_factory=list)
+    json_state: json_prefix.State | None = None
+
+
+class Vocabulary:
+    """What sampling needs from a tokenizer, with per-token texts computed once."""
+
+    def __init__(self, tokenizer: Any) -> None:
+        self.tokenizer = tokenizer
+        self.size = len(tokenizer)
+        eos = {tokenizer.eos_token_id} if tokenizer.eos_token_id is not None else set()
+        self.eos_ids = frozenset(eos)
+        self._texts: list[str | None] | None = None
+        self._encoded: dict[str, list[int]] = {}
+
+    def encode_chat(self, messages: list[dict[str, str]]) -> list[int]:
+        """The prompt: the messages in the model's chat template, ready for the assistant."""
+        text = self.tokenizer.apply_chat_template(
+            messages, add_generation_prompt=True, tokenize=False
+        )
+        return self.tokenizer(text, add_special_tokens=False)["input_ids"]
+
+    def decode(self, token_ids: list[int]) -> str:
+        return self.tokenizer.decode(token_ids, skip_special_tokens=True)
+
+    def encode(self, text: str) -> list[int]:
+        if text not in self._encoded:
+            self._encoded[text] = self.tokenizer.encode(text, add_special_tokens=False)
+        return self._encoded[text]
+
+    def texts(self) -> list[str | None]:
+        """Each token's text; None for special tokens and for pieces of a UTF-8 character."""
+        if self._texts is None:
+            special = set(self.tokenizer.all_special_ids)
+            decoded = self.tokenizer.batch_decode([[index] for index in range(self.size)])
+            self._texts = [
+                None if index in special or not text or "\ufffd" in text else text
+                for index, text in enumerate(decoded)
+            ]
+        return self._texts
+
+
+def sample(
+    model: Any, vocab: Vocabulary, prompt_ids: list[int], params: SamplingParams
+) -> list[Completion]:
+    """`params.n` completions of `prompt_ids`, each stopped by EOS, a stop string or the budget."""
+    seed = params.seed if params.seed is not None else secrets.randbits(63)
+    generator = torch.Generator().manual_seed(seed)
+    rows = [
+        Completion(json_state=json_prefix.INITIAL if params.json_object else None)
+        for _ in range(params.n)
+    ]
+    input_ids = torch.tensor([prompt_ids] * params.n)
+    cache = None
+    with torch.inference_mode():
+        while True:
+            output = model(input_ids=input_ids, cache=cache, use_cache=True)
+            cache = output.cache
+            logits = output.logits[:, -1, :].float()
+            # a model may have more output rows than the tokenizer has tokens
+            logits[:, vocab.size :] = float("-inf")
+            scores = _draw_scores(logits, params.temperature, params.top_p, generator)
+            for row, row_logits, row_scores in zip(rows, logits, scores, strict=True):
+                if row.finish_reason is None:
+                    _extend(row, row_logits, row_scores, vocab, params)
+            if all(row.finish_reason is not None for row in rows):
+                break
+            last = [row.token_ids[-1] if row.token_ids else prompt_ids[-1] for row in rows]
+            input_ids = torch.tensor(last).unsqueeze(1)
+    for row in rows:
+        if row.json_state is None and row.finish_reason != "stop_string":
+            row.text = vocab.decode(row.token_ids)
+        row.finish_reason = "stop" if row.finish_reason == "stop_string" else row.finish_reason
+    return rows
+
+
+def _draw_scores(
+    logits: torch.Tensor, temperature: float, top_p: float, generator: torch.Generator
+) -> torch.Tensor:
+    """Per row, scores whose argmax samples the filtered distribution (greedy: the logits).
+
+    The exponential race: with E_i ~ Exp(1), argmax p_i / E_i is distributed as p, and the
+    highest-scoring token of any subset is a sample from p renormalised to that subset, which
+    is how json_object restricts tokens without redrawing.
+    """
+    if temperature == 0:
+        return logits
+    probs = torch.softmax(logits / temperature, dim=-1)
+    if top_p < 1.0:
+        sorted_probs, order = probs.sort(dim=-1, descending=True)
+        # keep the smallest prefix whose mass reaches top_p (the first token always stays)
+        outside = sorted_probs.cumsum(dim=-1) - sorted_probs >= top_p
+        sorted_probs[outside] = 0.0
+        probs = torch.zeros_like(probs).scatter(-1, order, sorted_probs)
+    noise = torch.empty_like(probs).exponential_(1.0, generator=generator)
+    return probs / noise
+
+
+def _extend(
+    row: Completion,
+    logits: torch.Tensor,
+    scores: torch.Tensor,
+    vocab: Vocabulary,
+    params: SamplingParams,
+) -> None:
+    if row.json_state is not None:
+        _extend_json(row, logits, scores, vocab, params)
+    else:
+        row.completion_tokens += 1
+        token = int(scores.argmax())
+        if token in vocab.eos_ids:
+            row.finish_reason = "stop"
+        else:
+            row.token_ids.append(token)
+    if row.finish_reason is None and params.stop:
+        _apply_stop(row, vocab, params.stop)
+    if row.finish_reason is None and row.completion_tokens >= params.max_tokens:
+        row.finish_reason = "length"
+
+
+def _extend_json(
+    row: Completion,
+    logits: torch.Tensor,
+    scores: torch.Tensor,
+    vocab: Vocabulary,
+    params: SamplingParams,
+) -> None:
+    state = row.json_state
+    assert state is not None
+    # tokens left after this one; the closing text must fit in them (a character is a token
+    # at most, so its length in characters bounds its length in tokens)
+    budget = params.max_tokens - row.completion_tokens - 1
+    picked = _pick_json_token(logits, scores, state, budget, _whitespace_run(row.text), vocab)
+    if picked is None:
+        _force_close(row, vocab)
+        return
+    token, state = picked
+    row.token_ids.append(token)
+    row.completion_tokens += 1
+    row.text += vocab.texts()[token] or ""
+    row.json_state = state
+    if json_prefix.is_complete(state):
+        row.finish_reason = "stop"
+
+
+def _whitespace_run(text: str) -> int:
+    return len(text) - len(text.rstrip())
+
+
+def _force_close(row: Completion, vocab: Vocabulary) -> None:
+    """Append the shortest text that completes the object: the budget ran out first."""
+    assert row.json_state is not None
+    suffix = json_prefix.closing(row.json_state)
+    suffix_ids = vocab.encode(suffix)
+    row.token_ids.extend(suffix_ids)
+    row.completion_tokens += len(suffix_ids)
+    row.text += suffix
+    row.json_state = json_prefix.advance(row.json_state, suffix)
+    row.finish_reason = "length"
+
+
+def _pick_json_token(
+    logits: torch.Tensor,
+    scores: torch.Tensor,
+    state: json_prefix.State,
+    budget: int,
+    whitespace_run: int,
+    vocab: Vocabulary,
+) -> tuple[int, json_prefix.State] | None:
+    """The best-scoring token that keeps the text a JSON-object prefix closable in `budget`.
+
+    Tokens outside the sampling filter (top_p) score 0; if no allowed token is inside it, the
+    most likely allowed token is taken.
+    """
+    texts = vocab.texts()
+
+    def allowed(token: int) -> json_prefix.State | None:
+        text = texts[token] if token < len(texts) else None
+        if not text:
+            return None
+        if text.isspace() and whitespace_run + len(text) > MAX_JSON_WHITESPACE_RUN:
+            return None
+        next_state = json_prefix.advance(state, text)
+        if next_state is None or len(json_prefix.closing(next_state)) > budget:
+            return None
+        return next_state
+
+    top = torch.topk(scores, min(JSON_FIRST_CANDIDATES, scores.numel()))
+    candidates = top.indices[top.values > 0].tolist() if scores is not logits else []
+    for token in candidates:
+        next_state = allowed(token)
+        if next_state is not None:
+            return token, next_state
+    for token in torch.argsort(logits, descending=True).tolist():
+        next_state = allowed(token)
+        if next_state is not None:
+            return token, next_state
+    return None
+
+
+def _apply_stop(row: Completion, vocab: Vocabulary, stop: tuple[str, ...]) -> None:
+    """Cut the text before the first stop string, which is not returned (OpenAI's rule)."""
+    text = row.text if row.json_state is not None else vocab.decode(row.token_ids)
+    cuts = [index for index in (text.find(marker) for marker in stop) if index >= 0]
+    if cuts:
+        row.text = text[: min(cuts)]
+        row.finish_reason = "stop_string"

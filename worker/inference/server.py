@@ -1,0 +1,65 @@
+"""The inference process's internal HTTP server (see `protocol` for the routes).
+
+Run by `openrft inference`, and by `openrft serve` beside the API; the API reaches it at
+`Settings.resolved_inference_url`. It binds 127.0.0.1 by default: it has no authentication.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+
+from app.errors import error_envelope
+from app.settings import Settings, get_settings
+from worker.inference.engine import InferenceEngine, InferenceError
+from worker.inference.protocol import GenerateRequest, GenerateResponse, MergeRequest, MergeResponse
+
+logger = logging.getLogger("openrft.inference")
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    engine = InferenceEngine(settings or get_settings())
+    app = FastAPI(title="OpenRFT inference")
+    _install_error_handlers(app)
+
+    @app.get("/health")
+    def health() -> dict[str, str]:
+        return {"status": "ok"}
+
+    # plain `def`: FastAPI runs these in its thread pool, the engine serialises them
+    @app.post("/generate", response_model=GenerateResponse)
+    def generate(request: GenerateRequest) -> GenerateResponse:
+        return engine.generate(request)
+
+    @app.post("/merge", response_model=MergeResponse)
+    def merge(request: MergeRequest) -> MergeResponse:
+        return engine.merge(request)
+
+    return app
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(InferenceError)
+    async def _inference_error(_request: Request, error: InferenceError) -> JSONResponse:
+        return JSONResponse(
+            error_envelope(error.message, param=error.param), status_code=error.status_code
+        )
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(_request: Request, error: RequestValidationError) -> JSONResponse:
+        first = error.errors()[0] if error.errors() else {}
+        location = [str(part) for part in first.get("loc", ()) if part != "body"]
+        message = f"Invalid internal request: {first.get('msg', 'invalid')}"
+        return JSONResponse(
+            error_envelope(message, param=".".join(location) or None), status_code=400
+        )
+
+    @app.exception_handler(Exception)
+    async def _internal_error(request: Request, error: Exception) -> JSONResponse:
+        logger.exception("inference failed on %s", request.url.path)
+        return JSONResponse(
+            error_envelope(f"Inference failed: {error}", type="server_error"), status_code=500
+        )
