@@ -1,0 +1,24 @@
+"""HTTP adapter for /v1/chat/completions."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends
+from sqlalchemy.orm import Session
+
+from app.auth import current_project, get_session, get_settings_dep
+from app.models import Project
+from app.schemas.chat import ChatCompletion, ChatCompletionRequest
+from app.services.inference import create_chat_completion
+from app.settings import Settings
+
+router = APIRouter()
+
+
+@router.post("/chat/completions", response_model=ChatCompletion)
+async def create(
+    body: ChatCompletionRequest,
+    project: Project = Depends(current_project),
+    session: Session = Depends(get_session),
+    settings: Settings = Depends(get_settings_dep),
+) -> ChatCompletion:
+    return await create_chat_completion(session, settings, project, body)

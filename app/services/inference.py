@@ -1,0 +1,226 @@
+"""Chat completions: check the request, resolve the model, forward it to the inference process.
+
+The API never loads a model; the inference process (`openrft inference`, or the one `openrft
+serve` starts) does, at `Settings.resolved_inference_url`. `worker.inference.protocol` has the
+shapes both sides speak.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from typing import Any, TypeVar
+
+import httpx
+from fastapi.concurrency import run_in_threadpool
+from pydantic import BaseModel
+from sqlalchemy.orm import Session
+
+from app.errors import APIError, bad_request
+from app.models import Project, now
+from app.schemas.chat import (
+    MAX_STOP_SEQUENCES,
+    AssistantMessage,
+    ChatCompletion,
+    ChatCompletionChoice,
+    ChatCompletionRequest,
+    ChatMessage,
+    CompletionUsage,
+)
+from app.services.served_models import ServedModel, resolve_model
+from app.settings import Settings
+from worker.inference.protocol import (
+    GenerateRequest,
+    GenerateResponse,
+    MergeRequest,
+    MergeResponse,
+    Message,
+)
+
+# generation runs on a CPU, one request at a time: a long queue is normal, not a failure
+INFERENCE_TIMEOUT = httpx.Timeout(1800.0, connect=5.0)
+JSON_INSTRUCTION = "Reply with a single JSON object and nothing else."
+Response = TypeVar("Response", bound=BaseModel)
+
+
+class InferenceClient:
+    """The API's side of the internal protocol; every failure becomes an `APIError`."""
+
+    def __init__(self, base_url: str) -> None:
+        self.base_url = base_url.rstrip("/")
+
+    async def generate(self, request: GenerateRequest) -> GenerateResponse:
+        return await self._post("/generate", request, GenerateResponse)
+
+    async def merge(self, request: MergeRequest) -> MergeResponse:
+        return await self._post("/merge", request, MergeResponse)
+
+    async def _post(self, path: str, body: BaseModel, response_type: type[Response]) -> Response:
+        try:
+            async with httpx.AsyncClient(timeout=INFERENCE_TIMEOUT) as http:
+                response = await http.post(self.base_url + path, json=body.model_dump())
+        except httpx.TimeoutException as error:
+            raise APIError(504, "The inference process timed out.", type="server_error") from error
+        except httpx.TransportError as error:
+            raise APIError(
+                503,
+                f"The inference process at {self.base_url} is not reachable; start it with "
+                "`openrft inference` (`openrft serve` starts one).",
+                type="server_error",
+                code="inference_unavailable",
+            ) from error
+        if response.status_code >= 400:
+            raise _inference_failure(response)
+        return response_type.model_validate(response.json())
+
+
+def _inference_failure(response: httpx.Response) -> APIError:
+    try:
+        error = response.json()["error"]
+        message, param = str(error["message"]), error.get("param")
+    except (ValueError, KeyError, TypeError):
+        message, param = response.text[:500] or "The inference process failed.", None
+    if response.status_code >= 500:
+        return APIError(500, message, type="server_error")
+    # the inference process names its own fields; the caller knows only `model` and `messages`
+    if param in ("base_model", "adapter_dir"):
+        return APIError(response.status_code, message, param="model", code="model_not_found")
+    return APIError(response.status_code, message, param=param)
+
+
+async def create_chat_completion(
+    session: Session, settings: Settings, project: Project, body: ChatCompletionRequest
+) -> ChatCompletion:
+    _check_supported(body)
+    messages = _prompt_messages(body)
+    model = await run_in_threadpool(resolve_model, session, settings, project, body.model)
+    request = _generate_request(model, body, messages)
+    response = await InferenceClient(settings.resolved_inference_url).generate(request)
+    return ChatCompletion(
+        id=f"chatcmpl-{secrets.token_hex(12)}",
+        created=now(),
+        model=body.model,
+        choices=[
+            ChatCompletionChoice(
+                index=index,
+                message=AssistantMessage(content=choice.text),
+                finish_reason=choice.finish_reason,
+            )
+            for index, choice in enumerate(response.choices)
+        ],
+        usage=CompletionUsage(
+            prompt_tokens=response.prompt_tokens,
+            completion_tokens=response.completion_tokens,
+            total_tokens=response.prompt_tokens + response.completion_tokens,
+        ),
+    )
+
+
+def _generate_request(
+    model: ServedModel, body: ChatCompletionRequest, messages: list[Message]
+) -> GenerateRequest:
+    response_type = body.response_format.type if body.response_format else "text"
+    return GenerateRequest(
+        base_model=model.base_model,
+        adapter_dir=str(model.adapter_dir) if model.adapter_dir else None,
+        messages=messages,
+        # OpenAI's newer name wins when both are sent
+        max_tokens=body.max_completion_tokens or body.max_tokens,
+        temperature=1.0 if body.temperature is None else body.temperature,
+        top_p=1.0 if body.top_p is None else body.top_p,
+        n=body.n or 1,
+        seed=body.seed,
+        stop=_stop_sequences(body.stop),
+        response_format="text" if response_type == "text" else "json_object",
+    )
+
+
+def _check_supported(body: ChatCompletionRequest) -> None:
+    """Refuse, by name, the options this server would otherwise silently ignore."""
+    unsupported: list[tuple[str, bool]] = [
+        ("stream", bool(body.stream)),
+        ("stream_options", body.stream_options is not None and not body.stream),
+        ("presence_penalty", bool(body.presence_penalty)),
+        ("frequency_penalty", bool(body.frequency_penalty)),
+        ("logprobs", bool(body.logprobs)),
+        ("top_logprobs", body.top_logprobs is not None),
+        ("logit_bias", bool(body.logit_bias)),
+        ("tools", bool(body.tools)),
+        ("tool_choice", body.tool_choice not in (None, "none")),
+    ]
+    for param, is_set in unsupported:
+        if is_set:
+            raise bad_request(
+                f"'{param}' is not supported by this server.", param=param, code="unsupported_value"
+            )
+
+
+def _stop_sequences(stop: str | list[str] | None) -> list[str]:
+    sequences = [stop] if isinstance(stop, str) else list(stop or [])
+    if len(sequences) > MAX_STOP_SEQUENCES:
+        raise bad_request(f"'stop' takes at most {MAX_STOP_SEQUENCES} sequences.", param="stop")
+    if any(not sequence for sequence in sequences):
+        raise bad_request("'stop' sequences must not be empty.", param="stop")
+    return sequences
+
+
+def _prompt_messages(body: ChatCompletionRequest) -> list[Message]:
+    """The messages as plain text, `developer` read as `system`, plus any JSON instruction."""
+    messages = [
+        Message(
+            role="system" if message.role == "developer" else message.role,
+            content=_text_content(message, index),
+        )
+        for index, message in enumerate(body.messages)
+    ]
+    instruction = _json_instruction(body, messages)
+    if instruction is None:
+        return messages
+    if messages[0].role == "system":
+        messages[0] = Message(role="system", content=f"{messages[0].content}\n\n{instruction}")
+    else:
+        messages.insert(0, Message(role="system", content=instruction))
+    return messages
+
+
+def _text_content(message: ChatMessage, index: int) -> str:
+    if isinstance(message.content, str):
+        return message.content
+    param = f"messages[{index}].content"
+    if message.content is None:
+        raise bad_request("Each message needs text content.", param=param)
+    texts = []
+    for part in message.content:
+        if part.get("type") != "text" or not isinstance(part.get("text"), str):
+            raise bad_request(
+                f"Only text content parts are supported, not {part.get('type')!r}.", param=param
+            )
+        texts.append(part["text"])
+    return "".join(texts)
+
+
+def _json_instruction(body: ChatCompletionRequest, messages: list[Message]) -> str | None:
+    """The system instruction a JSON response format adds; the sampler enforces the syntax.
+
+    A schema is shown to the model, not enforced: the output is guaranteed to be a JSON
+    object, not to match the schema.
+    """
+    response_format = body.response_format
+    if response_format is None or response_format.type == "text":
+        return None
+    if response_format.type == "json_object":
+        # OpenAI's rule, kept so that code written against it behaves the same here
+        if not any("json" in message.content.lower() for message in messages):
+            raise bad_request(
+                "'messages' must contain the word 'json' in some form, to use "
+                "'response_format' of type 'json_object'.",
+                param="messages",
+            )
+        return JSON_INSTRUCTION
+    schema: Any = (response_format.json_schema or {}).get("schema")
+    if not isinstance(schema, dict):
+        raise bad_request(
+            "'response_format.json_schema.schema' must be a JSON schema object.",
+            param="response_format.json_schema.schema",
+        )
+    return f"{JSON_INSTRUCTION} It must follow this JSON schema:\n{json.dumps(schema)}"

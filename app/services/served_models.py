@@ -1,0 +1,141 @@
+"""The models a project can chat with and download: base models, fine-tuned models, checkpoints.
+
+A fine-tuned model is a job's `fine_tuned_model`, served from the adapter at
+`checkpoints_dir / job.result_adapter_path`; a checkpoint model is a checkpoint's
+`fine_tuned_model_checkpoint`, served from `checkpoints_dir / checkpoint.storage_path`.
+Another project's models do not exist for the caller: they give the same 404 as unknown ones.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from app.base_models import find_base_model, list_base_models
+from app.errors import APIError, not_found
+from app.models import Checkpoint, Job, JobEvent, Project
+from app.services.jobs import get_job
+from app.settings import Settings
+
+BASE_MODEL_OWNER = "openrft"
+
+
+@dataclass(frozen=True)
+class ServedModel:
+    id: str
+    # the base model's catalogue name
+    base_model: str
+    # the LoRA adapter on top of the base; None for a base model
+    adapter_dir: Path | None
+    created: int
+    owned_by: str
+    job_id: str | None = None
+    step_number: int | None = None
+    metrics: dict[str, Any] = field(default_factory=dict)
+
+
+def resolve_model(
+    session: Session, settings: Settings, project: Project, model_id: str, param: str = "model"
+) -> ServedModel:
+    """The base, fine-tuned or checkpoint model named `model_id`, or a 404."""
+    base = find_base_model(settings, model_id)
+    if base is not None:
+        return ServedModel(model_id, base.name, None, base.created, BASE_MODEL_OWNER)
+    job = session.scalar(
+        select(Job).where(Job.fine_tuned_model == model_id, Job.project_id == project.id)
+    )
+    if job is not None and job.result_adapter_path:
+        return _with_files(_fine_tuned(settings, job, _final_metrics(session, job.id)), param)
+    found = session.execute(
+        select(Checkpoint, Job)
+        .join(Job, Checkpoint.job_id == Job.id)
+        .where(Checkpoint.fine_tuned_model_checkpoint == model_id, Job.project_id == project.id)
+    ).first()
+    if found is not None:
+        return served_checkpoint(settings, *found, param=param)
+    raise not_found("model", model_id, param=param)
+
+
+def list_models(session: Session, settings: Settings, project: Project) -> list[ServedModel]:
+    """Base models, then the project's fine-tuned models, oldest job first."""
+    models = [
+        ServedModel(base.name, base.name, None, base.created, BASE_MODEL_OWNER)
+        for base in list_base_models(settings)
+    ]
+    jobs = session.scalars(
+        select(Job)
+        .where(Job.project_id == project.id, Job.fine_tuned_model.is_not(None))
+        .where(Job.result_adapter_path.is_not(None))
+        .order_by(Job.seq)
+    )
+    models.extend(_fine_tuned(settings, job, metrics={}) for job in jobs)
+    return models
+
+
+def job_checkpoint(
+    session: Session, settings: Settings, project: Project, job_id: str, checkpoint_id: str
+) -> ServedModel:
+    """Checkpoint `checkpoint_id` of the project's job `job_id`, or a 404."""
+    job = get_job(session, project, job_id)
+    checkpoint = session.scalar(
+        select(Checkpoint).where(Checkpoint.id == checkpoint_id, Checkpoint.job_id == job.id)
+    )
+    if checkpoint is None:
+        raise not_found("checkpoint", checkpoint_id, param="checkpoint_id")
+    return served_checkpoint(settings, checkpoint, job, param="checkpoint_id")
+
+
+def served_checkpoint(
+    settings: Settings, checkpoint: Checkpoint, job: Job, param: str = "model"
+) -> ServedModel:
+    model = ServedModel(
+        id=checkpoint.fine_tuned_model_checkpoint,
+        base_model=job.model,
+        adapter_dir=settings.checkpoints_dir / checkpoint.storage_path,
+        created=checkpoint.created_at,
+        owned_by=job.project_id,
+        job_id=job.id,
+        step_number=checkpoint.step_number,
+        metrics=dict(checkpoint.metrics or {}),
+    )
+    return _with_files(model, param)
+
+
+def _fine_tuned(settings: Settings, job: Job, metrics: dict[str, Any]) -> ServedModel:
+    assert job.fine_tuned_model and job.result_adapter_path
+    return ServedModel(
+        id=job.fine_tuned_model,
+        base_model=job.model,
+        adapter_dir=settings.checkpoints_dir / job.result_adapter_path,
+        created=job.finished_at or job.created_at,
+        owned_by=job.project_id,
+        job_id=job.id,
+        metrics=metrics,
+    )
+
+
+def _final_metrics(session: Session, job_id: str) -> dict[str, Any]:
+    """The numbers of the job's last `metrics` event."""
+    data = session.scalar(
+        select(JobEvent.data)
+        .where(JobEvent.job_id == job_id, JobEvent.type == "metrics")
+        .order_by(JobEvent.seq.desc())
+        .limit(1)
+    )
+    return {key: value for key, value in (data or {}).items() if isinstance(value, int | float)}
+
+
+def _with_files(model: ServedModel, param: str) -> ServedModel:
+    assert model.adapter_dir is not None
+    if not (model.adapter_dir / "adapter_config.json").is_file():
+        raise APIError(
+            404,
+            f"The files of model '{model.id}' are no longer on this server.",
+            param=param,
+            code="model_not_found",
+        )
+    return model
