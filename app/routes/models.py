@@ -1,41 +1,60 @@
-"""HTTP adapter for /v1/models: the base models this installation offers."""
+"""HTTP adapter for /v1/models: base models, the project's fine-tuned models, and downloads."""
 
 from __future__ import annotations
 
 from fastapi import APIRouter, Depends
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import StreamingResponse
+from sqlalchemy.orm import Session
 
-from app.auth import current_project, get_settings_dep
-from app.base_models import find_base_model, list_base_models
-from app.errors import not_found
+from app.auth import current_project, get_session, get_settings_dep
+from app.errors import bad_request
 from app.models import Project
+from app.routes.checkpoints import DownloadFormat, download
 from app.schemas.common import page
 from app.schemas.models import ModelObject
+from app.services.served_models import ServedModel, list_models, resolve_model
 from app.settings import Settings
 
 router = APIRouter()
 
-BASE_MODEL_OWNER = "openrft"
+
+def _model_object(model: ServedModel) -> ModelObject:
+    return ModelObject(id=model.id, created=model.created, owned_by=model.owned_by)
 
 
 @router.get("/models")
-def list_models(
+def list_all_models(
     project: Project = Depends(current_project),
+    session: Session = Depends(get_session),
     settings: Settings = Depends(get_settings_dep),
 ) -> dict:
-    models = [
-        ModelObject(id=model.name, created=model.created, owned_by=BASE_MODEL_OWNER)
-        for model in list_base_models(settings)
-    ]
-    return page(models, has_more=False)
+    return page([_model_object(model) for model in list_models(session, settings, project)], False)
+
+
+# declared before the catch-all retrieve route: model ids may hold slashes
+@router.get("/models/{model_id:path}/content")
+async def download_model(
+    model_id: str,
+    format: DownloadFormat = "adapter",
+    project: Project = Depends(current_project),
+    session: Session = Depends(get_session),
+    settings: Settings = Depends(get_settings_dep),
+) -> StreamingResponse:
+    model = await run_in_threadpool(resolve_model, session, settings, project, model_id)
+    if model.adapter_dir is None:
+        raise bad_request(
+            f"'{model_id}' is a base model; only fine-tuned models can be downloaded.",
+            param="model",
+        )
+    return await download(settings, model, format)
 
 
 @router.get("/models/{model_id:path}", response_model=ModelObject)
 def retrieve_model(
     model_id: str,
     project: Project = Depends(current_project),
+    session: Session = Depends(get_session),
     settings: Settings = Depends(get_settings_dep),
 ) -> ModelObject:
-    model = find_base_model(settings, model_id)
-    if model is None:
-        raise not_found("model", model_id, param="model")
-    return ModelObject(id=model.name, created=model.created, owned_by=BASE_MODEL_OWNER)
+    return _model_object(resolve_model(session, settings, project, model_id))
