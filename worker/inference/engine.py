@@ -16,6 +16,7 @@ from worker.inference.protocol import (
     Choice,
     GenerateRequest,
     GenerateResponse,
+    InferenceError,
     MergeRequest,
     MergeResponse,
 )
@@ -25,16 +26,6 @@ from worker.trainer.models import resolve_model_dir
 # the completion budget when a request sets none (OpenAI's is the rest of the context; on a CPU
 # that can mean minutes)
 DEFAULT_MAX_TOKENS = 512
-
-
-class InferenceError(Exception):
-    """A request the engine cannot serve, reported with an HTTP status."""
-
-    def __init__(self, status_code: int, message: str, param: str | None = None) -> None:
-        super().__init__(message)
-        self.status_code = status_code
-        self.message = message
-        self.param = param
 
 
 class InferenceEngine:

@@ -64,3 +64,13 @@ class MergeRequest(BaseModel):
 
 class MergeResponse(BaseModel):
     output_dir: str
+
+
+class InferenceError(Exception):
+    """A request the inference process cannot serve, answered with `status_code`."""
+
+    def __init__(self, status_code: int, message: str, param: str | None = None) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+        self.message = message
+        self.param = param

@@ -2,11 +2,14 @@
 
 Run by `openrft inference`, and by `openrft serve` beside the API; the API reaches it at
 `Settings.resolved_inference_url`. It binds 127.0.0.1 by default: it has no authentication.
+torch is imported on the first request, so the process starts in a moment.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
+from typing import TYPE_CHECKING
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -14,14 +17,39 @@ from fastapi.responses import JSONResponse
 
 from app.errors import error_envelope
 from app.settings import Settings, get_settings
-from worker.inference.engine import InferenceEngine, InferenceError
-from worker.inference.protocol import GenerateRequest, GenerateResponse, MergeRequest, MergeResponse
+from worker.inference.protocol import (
+    GenerateRequest,
+    GenerateResponse,
+    InferenceError,
+    MergeRequest,
+    MergeResponse,
+)
+
+if TYPE_CHECKING:
+    from worker.inference.engine import InferenceEngine
 
 logger = logging.getLogger("openrft.inference")
 
 
+class LazyEngine:
+    """The engine, created (and torch imported) when first needed."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._engine: InferenceEngine | None = None
+        self._lock = threading.Lock()
+
+    def get(self) -> InferenceEngine:
+        with self._lock:
+            if self._engine is None:
+                from worker.inference.engine import InferenceEngine
+
+                self._engine = InferenceEngine(self.settings)
+            return self._engine
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
-    engine = InferenceEngine(settings or get_settings())
+    engine = LazyEngine(settings or get_settings())
     app = FastAPI(title="OpenRFT inference")
     _install_error_handlers(app)
 
@@ -32,11 +60,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # plain `def`: FastAPI runs these in its thread pool, the engine serialises them
     @app.post("/generate", response_model=GenerateResponse)
     def generate(request: GenerateRequest) -> GenerateResponse:
-        return engine.generate(request)
+        return engine.get().generate(request)
 
     @app.post("/merge", response_model=MergeResponse)
     def merge(request: MergeRequest) -> MergeResponse:
-        return engine.merge(request)
+        return engine.get().merge(request)
 
     return app
 
