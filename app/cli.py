@@ -1,4 +1,4 @@
-"""`openrft`: serve (API + embedded worker), api, worker, migrate, keys create."""
+"""`openrft`: serve (API + embedded worker and inference), api, worker, inference, migrate, keys."""
 
 from __future__ import annotations
 
@@ -25,6 +25,11 @@ def _worker_command(settings: Settings, name: str) -> list[str]:
         "--pool=solo", "--concurrency=1", "--loglevel=INFO",
         "-Q", settings.queue_name, "-n", f"{name}@%h",
     ]  # fmt: skip
+
+
+def _inference_command(settings: Settings) -> list[str]:
+    port = str(settings.inference_port)
+    return [sys.executable, "-m", "app.cli", "inference", "--host", "127.0.0.1", "--port", port]
 
 
 def _die_with_parent() -> None:
@@ -62,10 +67,29 @@ def _run_api(settings: Settings, host: str, port: int) -> None:
     uvicorn.run("app.main:create_app", factory=True, host=host, port=port, log_level="info")
 
 
+def _run_inference(host: str, port: int) -> None:
+    import uvicorn
+
+    uvicorn.run(
+        "worker.inference.server:create_app", factory=True, host=host, port=port, log_level="info"
+    )
+
+
+def _stop(child: subprocess.Popen[bytes]) -> None:
+    child.terminate()
+    try:
+        child.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        child.kill()
+
+
 def serve(settings: Settings, host: str, port: int) -> None:
     upgrade(settings)
     new_key = _bootstrap_key(settings)
-    worker = start_child(_worker_command(settings, "openrft-embedded"))
+    children = [start_child(_worker_command(settings, "openrft-embedded"))]
+    # an OPENRFT_INFERENCE_URL names an inference process run elsewhere
+    if settings.inference_url is None:
+        children.append(start_child(_inference_command(settings)))
     print(f"OpenRFT API on http://{host}:{port}/v1", flush=True)
     if new_key:
         print(f"API key (shown once; keep it): {new_key}", flush=True)
@@ -77,11 +101,8 @@ def serve(settings: Settings, host: str, port: int) -> None:
     try:
         _run_api(settings, host, port)
     finally:
-        worker.terminate()
-        try:
-            worker.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            worker.kill()
+        for child in children:
+            _stop(child)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -95,6 +116,9 @@ def main(argv: list[str] | None = None) -> None:
         command.add_argument("--host", default=settings.host)
         command.add_argument("--port", type=int, default=settings.port)
     commands.add_parser("worker", help="a worker alone")
+    inference = commands.add_parser("inference", help="the inference process alone")
+    inference.add_argument("--host", default="127.0.0.1")
+    inference.add_argument("--port", type=int, default=settings.inference_port)
     commands.add_parser("migrate", help="upgrade the database schema")
     keys = commands.add_parser("keys", help="API keys").add_subparsers(
         dest="keys_command", required=True
@@ -113,6 +137,8 @@ def main(argv: list[str] | None = None) -> None:
     elif args.command == "worker":
         command = _worker_command(settings, "openrft-worker")
         os.execv(command[0], command)
+    elif args.command == "inference":
+        _run_inference(args.host, args.port)
     elif args.command == "migrate":
         upgrade(settings)
         print("database is at the newest schema")
