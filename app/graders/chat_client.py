@@ -41,19 +41,17 @@ def _usage(body: dict) -> dict[str, int] | None:
 
 
 def _reply(body: object, requested_model: str) -> ChatReply:
-    try:
-        choice = body["choices"][0]  # type: ignore[index]
-        message = choice["message"]
-    except (KeyError, IndexError, TypeError):
-        raise GraderError(
-            "model_grader_server_error", "the response has no choices[0].message"
-        ) from None
+    choices = body.get("choices") if isinstance(body, dict) else None
+    choice = choices[0] if isinstance(choices, list) and choices else None
+    message = choice.get("message") if isinstance(choice, dict) else None
+    if not isinstance(body, dict) or not isinstance(choice, dict) or not isinstance(message, dict):
+        raise GraderError("model_grader_server_error", "the response has no choices[0].message")
     return ChatReply(
         content=message.get("content"),
         refusal=message.get("refusal"),
         finish_reason=choice.get("finish_reason"),
-        model=str(body.get("model") or requested_model),  # type: ignore[union-attr]
-        usage=_usage(body),  # type: ignore[arg-type]
+        model=str(body.get("model") or requested_model),
+        usage=_usage(body),
     )
 
 

@@ -57,7 +57,7 @@ class _LocalEmbedder:
 
     def embed(self, texts: list[str]) -> list[list[float]]:
         with self._lock:
-            process = self._process if self._alive() else self._start()
+            process = self._running() or self._start()
             assert process.stdin is not None and process.stdout is not None
             process.stdin.write(json.dumps({"texts": texts}) + "\n")
             process.stdin.flush()
@@ -73,8 +73,10 @@ class _LocalEmbedder:
                 self._process.wait()
                 self._process = None
 
-    def _alive(self) -> bool:
-        return self._process is not None and self._process.poll() is None
+    def _running(self) -> subprocess.Popen[str] | None:
+        if self._process is not None and self._process.poll() is None:
+            return self._process
+        return None
 
     def _start(self) -> subprocess.Popen[str]:
         self._process = subprocess.Popen(

@@ -126,6 +126,10 @@ def _limits(config: GraderConfig) -> dict[str, int]:
     return limits
 
 
+def _runner_options(uid: int | None, limits: dict[str, int], config: GraderConfig) -> str:
+    return json.dumps({"uid": uid, "timeout_seconds": config.timeout_seconds, "limits": limits})
+
+
 def _world_readable(path: Path) -> bool:
     return all(os.stat(part).st_mode & stat.S_IXOTH for part in [*path.parents, path])
 
@@ -133,16 +137,13 @@ def _world_readable(path: Path) -> bool:
 def sandbox_command(config: GraderConfig) -> tuple[list[str], str | None]:
     """The argv that starts one worker, and the private directory to delete after it (only
     in the weaker unisolated mode, where no tmpfs is made for it)."""
-    options = {
-        "uid": random.randrange(*SANDBOX_UID_RANGE) if os.geteuid() == 0 else None,
-        "timeout_seconds": config.timeout_seconds,
-        "limits": _limits(config),
-    }
+    uid: int | None = random.randrange(*SANDBOX_UID_RANGE) if os.geteuid() == 0 else None
+    limits = _limits(config)
     bwrap = shutil.which("bwrap")
     if bwrap is not None:
         check_hidden_paths(config)
         command = [*_bwrap_arguments(config, bwrap), sys.executable, "-I", RUNNER_MOUNT]
-        return [*command, json.dumps(options)], None
+        return [*command, _runner_options(uid, limits, config)], None
     if not config.allow_unisolated:
         raise SandboxUnavailable(
             "sandbox_unavailable",
@@ -153,8 +154,9 @@ def sandbox_command(config: GraderConfig) -> tuple[list[str], str | None]:
     private_dir = tempfile.mkdtemp(prefix="openrft-grader-")
     if not all(_world_readable(root) for root in _python_roots()):
         # another uid could not even import the standard library
-        options["uid"] = None
-        options["limits"].pop("NPROC", None)
-    if options["uid"] is not None:
-        os.chown(private_dir, options["uid"], options["uid"])
-    return [sys.executable, "-I", str(RUNNER_PATH), json.dumps(options)], private_dir
+        uid = None
+        limits.pop("NPROC", None)
+    if uid is not None:
+        os.chown(private_dir, uid, uid)
+    options = _runner_options(uid, limits, config)
+    return [sys.executable, "-I", str(RUNNER_PATH), options], private_dir

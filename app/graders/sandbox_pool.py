@@ -59,8 +59,10 @@ class SandboxWorker:
             start_new_session=True,
             close_fds=True,
         )
+        assert self.process.stdin is not None and self.process.stdout is not None
+        self._input, self._output = self.process.stdin, self.process.stdout
         self._buffer = bytearray()
-        os.set_blocking(self.process.stdin.fileno(), False)
+        os.set_blocking(self._input.fileno(), False)
         self.load_error: str | None = None
         self._send({"source": source})
         reply = self._receive(config.timeout_seconds)
@@ -95,7 +97,7 @@ class SandboxWorker:
             except ProcessLookupError:
                 pass
         self.process.wait()
-        for stream in (self.process.stdin, self.process.stdout, self._stderr):
+        for stream in (self._input, self._output, self._stderr):
             try:
                 stream.close()
             except OSError:
@@ -110,7 +112,7 @@ class SandboxWorker:
     def _send(self, message: dict) -> None:
         data = memoryview(json.dumps(message, default=str).encode() + b"\n")
         deadline = time.monotonic() + self.config.timeout_seconds
-        fd = self.process.stdin.fileno()
+        fd = self._input.fileno()
         while data:
             if not _wait(fd, select.POLLOUT, deadline):
                 raise self._fail("the sandbox stopped reading its input", timed_out=True)
@@ -123,7 +125,7 @@ class SandboxWorker:
 
     def _receive(self, timeout: float) -> dict:
         deadline = time.monotonic() + timeout
-        fd = self.process.stdout.fileno()
+        fd = self._output.fileno()
         while b"\n" not in self._buffer:
             if not _wait(fd, select.POLLIN, deadline):
                 raise self._fail(f"grading ran past the {timeout:g} s wall-time limit", True)
