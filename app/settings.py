@@ -36,6 +36,9 @@ class Settings(BaseSettings):
     grader_memory_bytes: int = 2 * 1024**3
     grader_max_source_bytes: int = 256 * 1024
     grader_allow_unisolated: bool = False
+    grader_file_size_bytes: int = 1024**3  # the reference's 1 GB of disk
+    grader_max_processes: int = 32
+    grader_sandbox_pool_size: int = 0  # warm sandboxes per python grader; 0 = one per CPU core
     # score_model / label_model graders: an OpenAI-compatible chat completions endpoint
     grader_model_base_url: str | None = None
     grader_model_api_key: str | None = None
