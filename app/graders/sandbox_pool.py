@@ -219,6 +219,9 @@ class SandboxPool:
             except WorkerGone as gone:
                 failed = _lost(gone, starting=True)
                 return outcomes + [failed] * (len(pairs) - len(outcomes))
+            except OSError as exc:  # the sandbox's executable could not be started at all
+                failed = Outcome(server_error=f"sandbox_start_failed: {exc}")
+                return outcomes + [failed] * (len(pairs) - len(outcomes))
             if worker.load_error is not None:
                 failed = Outcome(runtime_error=worker.load_error)
                 return outcomes + [failed] * (len(pairs) - len(outcomes))
