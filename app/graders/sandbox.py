@@ -75,7 +75,9 @@ def _bwrap_arguments(config: GraderConfig, bwrap: str) -> list[str]:
             arguments += ["--symlink", os.readlink(host), str(host)]
         elif host.is_dir():
             arguments += ["--ro-bind", str(host), str(host)]
-    made: set[Path] = set()
+    # the private /tmp comes before the Python mounts: a virtualenv may itself live under /tmp
+    arguments += ["--perms", "1777", "--size", str(config.file_size_bytes), "--tmpfs", "/tmp"]
+    made: set[Path] = {Path("/tmp")}
     roots = _python_roots()
     for root in [*roots, Path(RUNNER_MOUNT)]:
         for parent in _parents(root):
@@ -88,7 +90,6 @@ def _bwrap_arguments(config: GraderConfig, bwrap: str) -> list[str]:
     arguments += [
         "--ro-bind", str(RUNNER_PATH), RUNNER_MOUNT,
         "--proc", "/proc", "--dev", "/dev",
-        "--perms", "1777", "--size", str(config.file_size_bytes), "--tmpfs", "/tmp",
         "--remount-ro", "/", "--chdir", "/tmp",
     ]  # fmt: skip
     for name, value in SANDBOX_ENVIRONMENT.items():

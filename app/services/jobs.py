@@ -68,8 +68,10 @@ def _training_input(session: Session, project: Project, file_id: str | None, par
     return row
 
 
-def _check_grader(grader: dict[str, Any]) -> dict[str, Any]:
-    errors = validate_grader(grader, path=GRADER_PARAM)
+def _check_grader(grader: dict[str, Any], settings: Settings) -> dict[str, Any]:
+    errors = validate_grader(
+        grader, path=GRADER_PARAM, max_source_bytes=settings.grader_max_source_bytes
+    )
     if errors:
         first = errors[0]
         raise bad_request(
@@ -108,7 +110,7 @@ def create_job(
             raise bad_request(
                 "Reinforcement fine-tuning requires a validation_file.", param="validation_file"
             )
-        method_echo["reinforcement"]["grader"] = _check_grader(method.grader or {})
+        method_echo["reinforcement"]["grader"] = _check_grader(method.grader or {}, settings)
     job = Job(
         id=ids.new_job_id(),
         project_id=project.id,
