@@ -59,15 +59,18 @@ class ModelPool:
     @contextmanager
     def activate(self, base_dir: Path, adapter_dir: Path | None) -> Iterator[LoadedBase]:
         """The base with `adapter_dir` active (or every adapter disabled) while the block runs."""
+        from peft import PeftModel
+
         loaded = self.base(base_dir)
         if adapter_dir is None:
-            if hasattr(loaded.model, "disable_adapter"):
+            if isinstance(loaded.model, PeftModel):
                 with loaded.model.disable_adapter():
                     yield loaded
             else:
                 yield loaded
             return
-        loaded.model.set_adapter(self._adapter_name(loaded, adapter_dir))
+        name = self._adapter_name(loaded, adapter_dir)  # may wrap the model in a PeftModel
+        loaded.model.set_adapter(name)
         yield loaded
 
     def _adapter_name(self, loaded: LoadedBase, adapter_dir: Path) -> str:
