@@ -72,7 +72,9 @@ def list_models(session: Session, settings: Settings, project: Project) -> list[
         .where(Job.result_adapter_path.is_not(None))
         .order_by(Job.seq)
     )
-    models.extend(_fine_tuned(settings, job, metrics={}) for job in jobs)
+    fine_tuned = (_fine_tuned(settings, job, metrics={}) for job in jobs)
+    # as retrieve does, leave out models whose files are gone
+    models.extend(model for model in fine_tuned if _has_files(model))
     return models
 
 
@@ -129,9 +131,12 @@ def _final_metrics(session: Session, job_id: str) -> dict[str, Any]:
     return {key: value for key, value in (data or {}).items() if isinstance(value, int | float)}
 
 
+def _has_files(model: ServedModel) -> bool:
+    return model.adapter_dir is not None and (model.adapter_dir / "adapter_config.json").is_file()
+
+
 def _with_files(model: ServedModel, param: str) -> ServedModel:
-    assert model.adapter_dir is not None
-    if not (model.adapter_dir / "adapter_config.json").is_file():
+    if not _has_files(model):
         raise APIError(
             404,
             f"The files of model '{model.id}' are no longer on this server.",
