@@ -63,7 +63,7 @@ class InferenceEngine:
         choices = [
             Choice(
                 text=completion.text,
-                finish_reason=completion.finish_reason,  # type: ignore[arg-type]
+                finish_reason=completion.finish_reason or "length",
                 completion_tokens=completion.completion_tokens,
             )
             for completion in completions

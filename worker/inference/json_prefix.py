@@ -10,6 +10,8 @@ container ("o" object, "a" array), `mode` says what may come next, `detail` is m
 
 from __future__ import annotations
 
+from typing import cast
+
 WHITESPACE = frozenset(" \t\n\r")
 DIGITS = frozenset("0123456789")
 HEX_DIGITS = frozenset("0123456789abcdefABCDEF")
@@ -71,7 +73,7 @@ def _finish_current(mode: str, detail: object) -> str:
     if mode == ESCAPE:
         return 'n"' + (key_value if detail else "")
     if mode == UNICODE:
-        left, is_key = detail  # type: ignore[misc]
+        left, is_key = cast(tuple[int, bool], detail)
         return "0" * left + '"' + (key_value if is_key else "")
     if mode == LITERAL:
         return str(detail)
@@ -117,7 +119,7 @@ def _step(state: State, char: str) -> State | None:
             return (stack, UNICODE, (4, detail))
         return (stack, STRING, detail) if char in ESCAPES else None
     if mode == UNICODE:
-        left, is_key = detail  # type: ignore[misc]
+        left, is_key = cast(tuple[int, bool], detail)
         if char not in HEX_DIGITS:
             return None
         return (stack, UNICODE, (left - 1, is_key)) if left > 1 else (stack, STRING, is_key)
@@ -127,7 +129,7 @@ def _step(state: State, char: str) -> State | None:
             return None
         return (stack, LITERAL, rest[1:]) if len(rest) > 1 else _value_done(stack)
     if mode == NUMBER:
-        return _step_number(stack, int(detail), char)  # type: ignore[call-overload]
+        return _step_number(stack, cast(int, detail), char)
     # no whitespace before the object: a reply that opens with it tends to ramble on in it
     if char in WHITESPACE and mode != START:
         return state

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import torch
 
@@ -31,12 +31,17 @@ class SamplingParams:
     json_object: bool = False
 
 
+FinishReason = Literal["stop", "length"]
+
+
 @dataclass
 class Completion:
     text: str = ""
+    # set once a stop string has cut `text`; until then a text choice's tokens are its truth
+    text_is_final: bool = False
     # generated tokens, the end-of-sequence token and a forced JSON closing included
     completion_tokens: int = 0
-    finish_reason: str | None = None
+    finish_reason: FinishReason | None = None
     token_ids: list[int] = field(default_factory=list)
     json_state: json_prefix.State | None = None
 
@@ -107,9 +112,8 @@ def sample(
             last = [row.token_ids[-1] if row.token_ids else prompt_ids[-1] for row in rows]
             input_ids = torch.tensor(last).unsqueeze(1)
     for row in rows:
-        if row.json_state is None and row.finish_reason != "stop_string":
+        if row.json_state is None and not row.text_is_final:
             row.text = vocab.decode(row.token_ids)
-        row.finish_reason = "stop" if row.finish_reason == "stop_string" else row.finish_reason
     return rows
 
 
@@ -243,4 +247,5 @@ def _apply_stop(row: Completion, vocab: Vocabulary, stop: tuple[str, ...]) -> No
     cuts = [index for index in (text.find(marker) for marker in stop) if index >= 0]
     if cuts:
         row.text = text[: min(cuts)]
-        row.finish_reason = "stop_string"
+        row.text_is_final = True
+        row.finish_reason = "stop"
