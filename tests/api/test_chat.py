@@ -1,0 +1,160 @@
+"""POST /v1/chat/completions through the official SDK, on base, fine-tuned and checkpoint models."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import openai
+import pytest
+
+from app.errors import APIError
+from tests.conftest import make_client
+from tests.inference.models import ServedModels, shared_served_models
+from tests.services import free_port
+from worker.inference.protocol import GenerateRequest, Message
+
+HELLO = [{"role": "user", "content": "Say hello."}]
+
+
+@pytest.fixture(scope="module")
+def served(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> ServedModels:
+    return shared_served_models(request, tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def client(served: ServedModels) -> openai.OpenAI:
+    return make_client(served.service)
+
+
+@pytest.fixture(scope="module")
+def other_client(served: ServedModels) -> openai.OpenAI:
+    return make_client(served.service, served.service.key_for("other-project"))
+
+
+def greedy(client: openai.OpenAI, model: str) -> str:
+    completion = client.chat.completions.create(
+        model=model, messages=HELLO, temperature=0, max_tokens=8
+    )
+    return completion.choices[0].message.content or ""
+
+
+def test_base_fine_tuned_and_checkpoint_models_answer_differently(
+    client: openai.OpenAI, served: ServedModels
+) -> None:
+    completion = client.chat.completions.create(
+        model=served.base_dir.name, messages=HELLO, max_tokens=5
+    )
+    assert completion.object == "chat.completion"
+    assert completion.id.startswith("chatcmpl-")
+    assert completion.model == served.base_dir.name
+    [choice] = completion.choices
+    assert choice.index == 0 and choice.message.role == "assistant"
+    usage = completion.usage
+    assert usage is not None and usage.prompt_tokens > 0
+    assert usage.total_tokens == usage.prompt_tokens + usage.completion_tokens
+    answers = {
+        greedy(client, model)
+        for model in (served.base_dir.name, served.fine_tuned_model, served.checkpoint_model)
+    }
+    assert len(answers) == 3
+
+
+def test_n_choices_with_a_seed_repeat_exactly(client: openai.OpenAI, served: ServedModels) -> None:
+    def sample(seed: int) -> list[str]:
+        completion = client.chat.completions.create(
+            model=served.fine_tuned_model, messages=HELLO, n=3, seed=seed, max_tokens=6
+        )
+        assert [choice.index for choice in completion.choices] == [0, 1, 2]
+        return [choice.message.content or "" for choice in completion.choices]
+
+    first = sample(42)
+    assert len(set(first)) == 3
+    assert sample(42) == first
+
+
+def test_stop_and_max_tokens_set_the_finish_reason(
+    client: openai.OpenAI, served: ServedModels
+) -> None:
+    def create(**options: object) -> openai.types.chat.ChatCompletion:
+        return client.chat.completions.create(
+            model=served.checkpoint_model, messages=HELLO, seed=9, **options
+        )
+
+    full = create(max_completion_tokens=10)
+    assert full.choices[0].finish_reason == "length"
+    assert full.usage is not None and full.usage.completion_tokens == 10
+    text = full.choices[0].message.content or ""
+    stop = text[5:8]
+    stopped = create(max_completion_tokens=10, stop=[stop, "never-appears"])
+    assert stopped.choices[0].finish_reason == "stop"
+    assert stopped.choices[0].message.content == text[: text.index(stop)]
+
+
+def test_json_object_responses_parse(client: openai.OpenAI, served: ServedModels) -> None:
+    completion = client.chat.completions.create(
+        model=served.fine_tuned_model,
+        messages=[{"role": "user", "content": "Give a colour as JSON."}],
+        response_format={"type": "json_object"},
+        n=2,
+        max_tokens=12,
+    )
+    for choice in completion.choices:
+        assert isinstance(json.loads(choice.message.content or ""), dict)
+
+
+def test_json_object_needs_the_word_json(client: openai.OpenAI, served: ServedModels) -> None:
+    with pytest.raises(openai.BadRequestError) as raised:
+        client.chat.completions.create(
+            model=served.base_dir.name, messages=HELLO, response_format={"type": "json_object"}
+        )
+    assert raised.value.param == "messages"
+
+
+def test_unknown_and_other_projects_models_are_not_found(
+    client: openai.OpenAI, other_client: openai.OpenAI, served: ServedModels
+) -> None:
+    with pytest.raises(openai.NotFoundError) as raised:
+        client.chat.completions.create(model="ft:nope:default::ftjob-x", messages=HELLO)
+    assert raised.value.code == "model_not_found"
+    for model in (served.fine_tuned_model, served.checkpoint_model):
+        with pytest.raises(openai.NotFoundError) as raised:
+            other_client.chat.completions.create(model=model, messages=HELLO, max_tokens=2)
+        assert raised.value.code == "model_not_found" and raised.value.param == "model"
+
+
+@pytest.mark.parametrize(
+    ("options", "param"),
+    [
+        ({"temperature": 2.5}, "temperature"),
+        ({"n": 0}, "n"),
+        ({"stream": True}, "stream"),
+        ({"stop": ["a", "b", "c", "d", "e"]}, "stop"),
+        ({"messages": []}, "messages"),
+        (
+            {"messages": [{"role": "user", "content": [{"type": "image_url"}]}]},
+            "messages[0].content",
+        ),
+        ({"tools": [{"type": "function", "function": {"name": "f"}}]}, "tools"),
+    ],
+)
+def test_bad_parameters_are_named(
+    client: openai.OpenAI, served: ServedModels, options: dict[str, object], param: str
+) -> None:
+    arguments: dict[str, object] = {"model": served.base_dir.name, "messages": HELLO, **options}
+    with pytest.raises(openai.BadRequestError) as raised:
+        client.chat.completions.create(**arguments)  # type: ignore[call-overload]
+    assert raised.value.param == param
+
+
+def test_an_unreachable_inference_process_is_a_503() -> None:
+    from app.services.inference import InferenceClient
+
+    request = GenerateRequest(base_model="any", messages=[Message(role="user", content="hi")])
+    client = InferenceClient(f"http://127.0.0.1:{free_port()}")
+    with pytest.raises(APIError) as raised:
+        asyncio.run(client.generate(request))
+    assert raised.value.status_code == 503
+    assert raised.value.type == "server_error"

@@ -1,0 +1,119 @@
+"""The inference engine on a tiny random model: sampling controls, adapters, the pool, merging."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from app.settings import Settings
+from tests.inference.models import build_adapter, build_tiny_base
+from worker.inference.engine import InferenceEngine
+from worker.inference.pool import ModelPool
+from worker.inference.protocol import GenerateRequest, MergeRequest
+
+MESSAGES = [{"role": "user", "content": "Name a colour."}]
+
+
+@dataclass
+class Tiny:
+    engine: InferenceEngine
+    base: str
+    adapters: list[Path]
+    root: Path
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Tiny]:
+    import torch
+
+    # a tiny model's matrices are too small to share out: threads only add contention
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    root = tmp_path_factory.mktemp("engine")
+    base_dir = build_tiny_base(root / "models")
+    adapters = [build_adapter(base_dir, root / f"adapter-{seed}", seed) for seed in (1, 2)]
+    settings = Settings(data_dir=root / "data", model_dirs=[base_dir.parent])
+    # one adapter per base: every switch between the two evicts and reloads
+    engine = InferenceEngine(settings, ModelPool(max_bases=1, max_adapters_per_base=1))
+    yield Tiny(engine, base_dir.name, adapters, root)
+    torch.set_num_threads(threads)
+
+
+def generate(tiny: Tiny, **fields: object) -> list[tuple[str, str, int]]:
+    fields = {"base_model": tiny.base, "messages": MESSAGES, "max_tokens": 12, **fields}
+    response = tiny.engine.generate(GenerateRequest.model_validate(fields))
+    assert response.prompt_tokens > 0
+    return [(c.text, c.finish_reason, c.completion_tokens) for c in response.choices]
+
+
+def test_a_seed_makes_sampling_repeatable_and_n_gives_distinct_choices(tiny: Tiny) -> None:
+    first = generate(tiny, n=3, seed=11)
+    assert len(first) == 3
+    assert len({text for text, _, _ in first}) == 3
+    assert generate(tiny, n=3, seed=11) == first
+    assert generate(tiny, n=3, seed=12) != first
+
+
+def test_max_tokens_ends_a_choice_with_length(tiny: Tiny) -> None:
+    [(_, finish_reason, tokens)] = generate(tiny, max_tokens=4, temperature=0)
+    assert (finish_reason, tokens) == ("length", 4)
+
+
+def test_a_stop_string_cuts_the_text_before_it(tiny: Tiny) -> None:
+    [(text, _, _)] = generate(tiny, seed=5, max_tokens=16)
+    stop = text[6:9]
+    [(cut, finish_reason, tokens)] = generate(tiny, seed=5, max_tokens=16, stop=[stop])
+    assert cut == text[: text.index(stop)]
+    assert finish_reason == "stop"
+    assert tokens < 16
+
+
+@pytest.mark.parametrize("max_tokens", [3, 40])
+def test_json_object_output_always_parses(tiny: Tiny, max_tokens: int) -> None:
+    choices = generate(tiny, n=4, seed=3, max_tokens=max_tokens, response_format="json_object")
+    for text, _, tokens in choices:
+        assert isinstance(json.loads(text), dict), text
+        assert tokens <= max_tokens
+
+
+def test_adapters_change_outputs_and_the_base_stays_itself(tiny: Tiny) -> None:
+    def greedy(adapter: Path | None) -> str:
+        adapter_dir = str(adapter) if adapter else None
+        [(text, _, _)] = generate(tiny, temperature=0, adapter_dir=adapter_dir)
+        return text
+
+    base, first, second = greedy(None), greedy(tiny.adapters[0]), greedy(tiny.adapters[1])
+    assert len({base, first, second}) == 3
+    # after switching, evicting and reloading adapters, each model still answers as before
+    assert [greedy(tiny.adapters[0]), greedy(None), greedy(tiny.adapters[1])] == [
+        first,
+        base,
+        second,
+    ]
+
+
+def test_merge_writes_a_model_that_computes_what_base_plus_adapter_computes(tiny: Tiny) -> None:
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    output_dir = tiny.root / "merged" / "one"
+    request = MergeRequest(
+        base_model=tiny.base, adapter_dir=str(tiny.adapters[0]), output_dir=str(output_dir)
+    )
+    assert tiny.engine.merge(request).output_dir == str(output_dir)
+    assert (output_dir / "tokenizer.json").is_file()
+    # no staging directory left behind, only the merge's lock file
+    assert sorted(path.name for path in output_dir.parent.iterdir()) == [".one.lock", "one"]
+
+    base_dir = tiny.root / "models" / tiny.base
+    inputs = torch.tensor([[1, 20, 300, 4000]])
+    merged = AutoModelForCausalLM.from_pretrained(output_dir, dtype=torch.float32)
+    base = AutoModelForCausalLM.from_pretrained(base_dir, dtype=torch.float32)
+    adapted = PeftModel.from_pretrained(base, str(tiny.adapters[0]))
+    with torch.no_grad():
+        assert torch.allclose(merged(inputs).logits, adapted(inputs).logits, atol=1e-4)
