@@ -173,7 +173,10 @@ def _extend_json(
     # tokens left after this one; the closing text must fit in them (a character is a token
     # at most, so its length in characters bounds its length in tokens)
     budget = params.max_tokens - row.completion_tokens - 1
-    picked = _pick_json_token(logits, scores, state, budget, _whitespace_run(row.text), vocab)
+    sampled_scores = scores if params.temperature > 0 else None
+    picked = _pick_json_token(
+        logits, sampled_scores, state, budget, _whitespace_run(row.text), vocab
+    )
     if picked is None:
         _force_close(row, vocab)
         return
@@ -204,16 +207,16 @@ def _force_close(row: Completion, vocab: Vocabulary) -> None:
 
 def _pick_json_token(
     logits: torch.Tensor,
-    scores: torch.Tensor,
+    scores: torch.Tensor | None,
     state: json_prefix.State,
     budget: int,
     whitespace_run: int,
     vocab: Vocabulary,
 ) -> tuple[int, json_prefix.State] | None:
-    """The best-scoring token that keeps the text a JSON-object prefix closable in `budget`.
+    """A token that keeps the text a JSON-object prefix closable within `budget` tokens.
 
-    Tokens outside the sampling filter (top_p) score 0; if no allowed token is inside it, the
-    most likely allowed token is taken.
+    Sampling takes the best-scoring allowed token among the best-scoring few hundred (tokens
+    outside top_p score 0); greedy decoding, or a miss there, takes the most likely allowed one.
     """
     texts = vocab.texts()
 
@@ -228,12 +231,12 @@ def _pick_json_token(
             return None
         return next_state
 
-    top = torch.topk(scores, min(JSON_FIRST_CANDIDATES, scores.numel()))
-    candidates = top.indices[top.values > 0].tolist() if scores is not logits else []
-    for token in candidates:
-        next_state = allowed(token)
-        if next_state is not None:
-            return token, next_state
+    if scores is not None:
+        top = torch.topk(scores, min(JSON_FIRST_CANDIDATES, scores.numel()))
+        for token in top.indices[top.values > 0].tolist():
+            next_state = allowed(token)
+            if next_state is not None:
+                return token, next_state
     for token in torch.argsort(logits, descending=True).tolist():
         next_state = allowed(token)
         if next_state is not None:
