@@ -117,3 +117,9 @@ def test_merge_writes_a_model_that_computes_what_base_plus_adapter_computes(tiny
     adapted = PeftModel.from_pretrained(base, str(tiny.adapters[0]))
     with torch.no_grad():
         assert torch.allclose(merged(inputs).logits, adapted(inputs).logits, atol=1e-4)
+
+
+def test_a_tiny_top_p_keeps_only_the_most_likely_token(tiny: Tiny) -> None:
+    greedy = generate(tiny, temperature=0)
+    assert generate(tiny, top_p=1e-6, seed=1) == greedy
+    assert generate(tiny, top_p=1e-6, seed=2) == greedy
