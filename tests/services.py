@@ -88,6 +88,7 @@ def service_env(
         OPENRFT_DATA_DIR=str(data_dir),
         OPENRFT_API_KEY=f"sk-test-{secrets.token_hex(8)}",
         OPENRFT_QUEUE_NAME=f"openrft-test-{secrets.token_hex(4)}",
+        OPENRFT_INFERENCE_PORT=str(free_port()),
         PYTHONUNBUFFERED="1",
     )
     if backend == "postgres":
