@@ -12,8 +12,10 @@ import importlib.util
 import os
 import shutil
 import tempfile
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -120,7 +122,9 @@ def load_model_and_tokenizer(
     on every linear layer of the decoder blocks (the base weights are frozen)."""
     import torch
     from transformers import AutoModelForCausalLM
+    from transformers.utils import logging
 
+    logging.disable_progress_bar()
     tokenizer = load_tokenizer(model_dir)
     model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
     model.to(device)
@@ -141,4 +145,75 @@ def add_lora(model: Any, rank: int, alpha: float) -> Any:
         target_modules=LORA_TARGET_MODULES,
         task_type="CAUSAL_LM",
     )
-    return get_peft_model(model, config)
+    with warnings.catch_warnings():
+        # peft reads a deprecated transformers property; nothing to act on here
+        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*")
+        return get_peft_model(model, config)
+
+
+def pick_device() -> str:
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def pick_autocast_dtype(device: str, precision: str) -> Any:
+    """bf16 matmuls where the hardware runs them fast (CUDA, CPUs with AVX-512 bf16), else
+    fp32. On CPUs without native bf16 the emulated kernels are ~8x slower than fp32."""
+    import torch
+
+    if precision == "fp32":
+        return None
+    if precision not in ("auto", "bf16"):
+        raise ValueError(f"unknown precision {precision!r}")
+    if device == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else None
+    native = torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
+    return torch.bfloat16 if native or precision == "bf16" else None
+
+
+@dataclass
+class Policy:
+    """The model being trained and what every forward pass needs alongside it."""
+
+    model: Any  # a PeftModel: LoRA on a frozen base
+    tokenizer: Any
+    device: Any  # torch.device
+    autocast_dtype: Any  # torch.dtype or None for fp32
+    eos_ids: Any  # Tensor of token ids that end a completion
+    pad_id: int
+
+    def autocast(self) -> Any:
+        import torch
+
+        return torch.autocast(
+            self.device.type, dtype=self.autocast_dtype, enabled=self.autocast_dtype is not None
+        )
+
+    def trainable_parameters(self) -> list[Any]:
+        return [parameter for parameter in self.model.parameters() if parameter.requires_grad]
+
+
+def load_policy(
+    model_dir: Path,
+    lora_rank: int,
+    lora_alpha: float,
+    device: str | None = None,
+    precision: str = "auto",
+) -> Policy:
+    import torch
+
+    device = device or pick_device()
+    model, tokenizer = load_model_and_tokenizer(model_dir, lora_rank, lora_alpha, device)
+    eos = {tokenizer.eos_token_id}
+    generation_eos = getattr(model.generation_config, "eos_token_id", None)
+    if generation_eos is not None:
+        eos |= set(generation_eos if isinstance(generation_eos, list) else [generation_eos])
+    return Policy(
+        model=model,
+        tokenizer=tokenizer,
+        device=torch.device(device),
+        autocast_dtype=pick_autocast_dtype(device, precision),
+        eos_ids=torch.tensor(sorted(eos), device=device),
+        pad_id=tokenizer.pad_token_id,
+    )

@@ -16,6 +16,11 @@ from app.base_models import SMOLLM2_GGUF
 from worker.trainer.models import file_lock, is_model_dir, smollm2_gguf_path
 
 TINY_SEED = 1234
+# An untied output layer drawn wider than the default 0.02: logits = W_out @ rmsnorm(h) with
+# |rmsnorm(h)| = sqrt(hidden), so a LoRA adapter can move one token's logit by about
+# 0.25 * hidden = 16 and RL tests can learn; with tied 0.02 embeddings the reach is ~1.3,
+# the output stays uniform over 49k tokens and no reward ever moves.
+LM_HEAD_STD = 0.25
 
 
 def load_smollm2_tokenizer() -> Any:
@@ -38,7 +43,7 @@ def tiny_config(vocab_size: int, bos_token_id: int, eos_token_id: int) -> Any:
         num_attention_heads=4,
         num_key_value_heads=2,
         max_position_embeddings=2048,
-        tie_word_embeddings=True,
+        tie_word_embeddings=False,
         bos_token_id=bos_token_id,
         eos_token_id=eos_token_id,
         pad_token_id=eos_token_id,
@@ -50,7 +55,9 @@ def build_tiny_model(out_dir: Path) -> Path:
     template) and return it. Deterministic; an existing complete directory is reused."""
     import torch
     from transformers import AutoModelForCausalLM
+    from transformers.utils import logging
 
+    logging.disable_progress_bar()
     out_dir = Path(out_dir)
     if is_model_dir(out_dir):
         return out_dir
@@ -62,6 +69,7 @@ def build_tiny_model(out_dir: Path) -> Path:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(TINY_SEED)
             model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+            torch.nn.init.normal_(model.get_output_embeddings().weight, std=LM_HEAD_STD)
         staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
         try:
             model.save_pretrained(staging)

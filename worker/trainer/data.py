@@ -1,0 +1,100 @@
+"""Dataset rows: prompts for the chat template, reference items for graders, answers for SFT,
+and the deterministic order in which training rows are visited."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+from typing import Any
+
+from app.graders import make_item
+
+# OpenAI's `developer` role plays the part chat templates call `system`.
+ROLE_FOR_TEMPLATE = {"developer": "system"}
+
+
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    rows = []
+    with open(path, encoding="utf-8") as handle:
+        for line_number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError as error:
+                raise ValueError(f"{path}:{line_number}: not JSON ({error.msg})") from error
+    return rows
+
+
+def message_text(content: Any) -> str:
+    """A message's text: a string, or the text parts of a list of content parts."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "".join(
+            part.get("text", "") if isinstance(part, dict) else str(part) for part in content
+        )
+    return "" if content is None else str(content)
+
+
+def _template_message(message: dict[str, Any]) -> dict[str, str]:
+    role = ROLE_FOR_TEMPLATE.get(message["role"], message["role"])
+    return {"role": role, "content": message_text(message.get("content"))}
+
+
+def prompt_messages(row: dict[str, Any]) -> list[dict[str, str]]:
+    """The conversation the model answers: `messages` without a trailing assistant answer, so
+    one file can feed both SFT (which needs the answer) and RFT (which must not see it)."""
+    messages = list(row["messages"])
+    if messages and messages[-1]["role"] == "assistant":
+        messages = messages[:-1]
+    return [_template_message(message) for message in messages]
+
+
+def answer_text(row: dict[str, Any]) -> str:
+    """The SFT target: the last message, which must be the assistant's."""
+    last = row["messages"][-1]
+    if last["role"] != "assistant":
+        raise ValueError("a supervised example must end with an assistant message")
+    return message_text(last.get("content"))
+
+
+def grader_item(row: dict[str, Any]) -> dict[str, Any]:
+    return make_item(row)
+
+
+def encode_prompt(tokenizer: Any, row: dict[str, Any]) -> list[int]:
+    """Token ids of the chat-templated prompt, ending where the assistant's answer starts."""
+    ids = tokenizer.apply_chat_template(
+        prompt_messages(row), add_generation_prompt=True, tokenize=True, return_dict=False
+    )
+    return list(ids)
+
+
+def encode_answer(tokenizer: Any, row: dict[str, Any]) -> list[int]:
+    """Token ids of the assistant answer followed by end-of-turn, as sampling would produce."""
+    ids = tokenizer(answer_text(row), add_special_tokens=False)["input_ids"]
+    return list(ids) + [tokenizer.eos_token_id]
+
+
+class DataOrder:
+    """Which training rows each step uses: a fresh shuffle per epoch, seeded by (seed, epoch),
+    so the order is a pure function of the step and survives a resume. The last batch of an
+    epoch may be smaller."""
+
+    def __init__(self, n_rows: int, batch_size: int, seed: int) -> None:
+        self.n_rows = n_rows
+        self.batch_size = batch_size
+        self.seed = seed
+        self.steps_per_epoch = -(-n_rows // batch_size)
+
+    def epoch_permutation(self, epoch: int) -> list[int]:
+        order = list(range(self.n_rows))
+        random.Random(f"{self.seed}:{epoch}").shuffle(order)
+        return order
+
+    def indices(self, step: int) -> list[int]:
+        epoch, position = divmod(step, self.steps_per_epoch)
+        start = position * self.batch_size
+        return self.epoch_permutation(epoch)[start : start + self.batch_size]

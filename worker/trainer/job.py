@@ -1,0 +1,247 @@
+"""train(spec, reporter): the whole run, top to bottom.
+
+resolve hyperparameters -> load the base model with a fresh LoRA adapter -> resume from the
+latest checkpoint if there is one -> evaluate -> for each step: stop if asked, train, evaluate
+every `eval_interval` steps (checkpoint, keep the best three and the latest), report ->
+export the final adapter.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from app.graders import BatchGrader, GraderConfig
+from app.settings import get_settings
+from worker.trainer.checkpoints import (
+    Checkpoint,
+    best_checkpoint,
+    export_adapter,
+    latest_checkpoint,
+    list_checkpoints,
+    load_checkpoint,
+    prune_checkpoints,
+    save_checkpoint,
+)
+from worker.trainer.hyperparameters import resolve_hyperparameters, total_steps
+from worker.trainer.methods import Reinforcement, Supervised
+from worker.trainer.metrics import MetricsCSV
+from worker.trainer.models import load_policy, resolve_model_dir
+from worker.trainer.progress import Reporter
+from worker.trainer.spec import TrainResult, TrainSpec
+
+METRICS_FILE = "metrics.csv"
+FINAL_ADAPTER = "final"
+
+
+def train(spec: TrainSpec, reporter: Reporter) -> TrainResult:
+    """Train, or resume training, as `spec` says; report through `reporter`."""
+    settings = spec.settings or get_settings()
+    if spec.method == "reinforcement" and not spec.grader:
+        raise ValueError("reinforcement fine-tuning needs a grader")
+    hp = resolve_hyperparameters(
+        spec.method, spec.hyperparameters, len(spec.train_rows), len(spec.valid_rows)
+    )
+    steps = total_steps(hp, len(spec.train_rows))
+    spec.out_dir.mkdir(parents=True, exist_ok=True)
+    reporter.on_event(
+        "info", f"Hyperparameters: {_describe(hp)}; {steps} steps", {"hyperparameters": hp}
+    )
+
+    torch.manual_seed(spec.seed)  # the LoRA initialisation draws from the global generator
+    policy = load_policy(
+        resolve_model_dir(spec.model, settings),
+        hp["lora_rank"],
+        hp["lora_alpha"],
+        spec.device,
+        spec.precision,
+    )
+    optimizer = torch.optim.AdamW(
+        policy.trainable_parameters(), lr=hp["learning_rate"], weight_decay=0.0
+    )
+    with contextlib.ExitStack() as stack:
+        grader = None
+        if spec.grader:
+            grader = stack.enter_context(
+                BatchGrader(spec.grader, GraderConfig.from_settings(settings))
+            )
+        method_class = Reinforcement if spec.method == "reinforcement" else Supervised
+        method = method_class(
+            policy, optimizer, grader, spec.train_rows, spec.valid_rows, hp, spec.seed
+        )  # type: ignore[arg-type]
+        return _loop(spec, reporter, hp, steps, policy, optimizer, method)
+
+
+def _loop(
+    spec: TrainSpec,
+    reporter: Reporter,
+    hp: dict[str, Any],
+    steps: int,
+    policy: Any,
+    optimizer: torch.optim.Optimizer,
+    method: Reinforcement | Supervised,
+) -> TrainResult:
+    out_dir = spec.out_dir
+    csv = MetricsCSV(out_dir / METRICS_FILE)
+    start, trained_tokens = _resume(out_dir, policy, optimizer, csv, reporter)
+    latest_saved = start if start > 0 else None
+
+    if start == 0:
+        started = time.perf_counter()
+        valid = method.evaluate()
+        _report_baseline(reporter, csv, method, steps, valid, time.perf_counter() - started)
+
+    for step in range(start + 1, steps + 1):
+        stop = reporter.should_stop()
+        if stop is not None:
+            if stop == "pause" and latest_saved != step - 1:
+                _checkpoint(
+                    out_dir, step - 1, policy, optimizer, {}, None, trained_tokens, reporter
+                )
+            reporter.on_event(
+                "info",
+                f"Training {'paused' if stop == 'pause' else 'cancelled'} before step {step}",
+            )
+            return _result(
+                out_dir,
+                "paused" if stop == "pause" else "cancelled",
+                hp,
+                steps,
+                step - 1,
+                trained_tokens,
+            )
+
+        step_started = time.perf_counter()
+        report = method.train_step(step)
+        trained_tokens += report.trained_tokens
+        for warning in report.warnings:
+            reporter.on_event("warn", warning)
+
+        evaluate_now = step % hp["eval_interval"] == 0 or step == steps
+        valid = None
+        if evaluate_now:
+            eval_started = time.perf_counter()
+            valid = method.evaluate()
+            report.timing["eval"] = (
+                report.timing.get("eval", 0.0) + time.perf_counter() - eval_started
+            )
+        report.timing["full_iteration"] = time.perf_counter() - step_started
+        message, data = method.event(step, steps, report, valid)
+        data["step_time"] = report.timing["full_iteration"]
+        csv.append(data)
+        reporter.on_step(step, steps, message, data)
+        if valid is not None:
+            _checkpoint(
+                out_dir,
+                step,
+                policy,
+                optimizer,
+                _checkpoint_metrics(data),
+                method.score(valid),
+                trained_tokens,
+                reporter,
+            )
+            latest_saved = step
+
+    final = latest_checkpoint(out_dir)
+    assert final is not None and final.step == steps
+    export_adapter(final, out_dir / FINAL_ADAPTER)
+    best = best_checkpoint(out_dir)
+    reporter.on_event(
+        "info",
+        f"Training completed: {steps} steps, {trained_tokens} tokens"
+        + (f", best validation score at step {best.step}" if best else ""),
+    )
+    return _result(out_dir, "completed", hp, steps, steps, trained_tokens)
+
+
+def _resume(
+    out_dir: Path,
+    policy: Any,
+    optimizer: torch.optim.Optimizer,
+    csv: MetricsCSV,
+    reporter: Reporter,
+) -> tuple[int, int]:
+    """(step to continue after, tokens trained so far) from the latest checkpoint, if any."""
+    checkpoint = latest_checkpoint(out_dir)
+    if checkpoint is None:
+        csv.truncate(-1)
+        return 0, 0
+    load_checkpoint(checkpoint, policy.model, optimizer)
+    # a checkpoint at step 0 (paused before the first step) is followed by a fresh baseline
+    csv.truncate(checkpoint.step if checkpoint.step > 0 else -1)
+    reporter.on_event("info", f"Resuming from the checkpoint of step {checkpoint.step}")
+    return checkpoint.step, int(checkpoint.state.get("trained_tokens", 0))
+
+
+def _report_baseline(
+    reporter: Reporter,
+    csv: MetricsCSV,
+    method: Reinforcement | Supervised,
+    steps: int,
+    valid: dict[str, Any],
+    seconds: float,
+) -> None:
+    """The validation figures before any training: step 0 of the metrics file."""
+    shown = {k: v for k, v in valid.items() if isinstance(v, (int, float))}
+    if "reward_mean" in shown:
+        shown["valid_reward_mean"] = shown.pop("reward_mean")
+    row = {"step": 0, "total_steps": steps} | shown | {"timing": {"step": {"eval": seconds}}}
+    csv.append(row)
+    parts = [
+        f"{key}={value:.3f}" for key, value in shown.items() if key.startswith(("valid", "full"))
+    ]
+    reporter.on_event("info", "Validation before training: " + ", ".join(parts), row)
+
+
+def _checkpoint_metrics(data: dict[str, Any]) -> dict[str, Any]:
+    """The scalar figures of a step, as a checkpoint's metrics."""
+    return {key: value for key, value in data.items() if isinstance(value, (int, float))}
+
+
+def _checkpoint(
+    out_dir: Path,
+    step: int,
+    policy: Any,
+    optimizer: torch.optim.Optimizer,
+    metrics: dict[str, Any],
+    score: float | None,
+    trained_tokens: int,
+    reporter: Reporter,
+) -> Checkpoint:
+    checkpoint = save_checkpoint(
+        out_dir, step, policy.model, optimizer, metrics, score, trained_tokens
+    )
+    reporter.on_checkpoint(step, checkpoint.path, metrics)
+    for deleted in prune_checkpoints(out_dir):
+        reporter.on_checkpoint_deleted(deleted)
+    return checkpoint
+
+
+def _result(
+    out_dir: Path, status: str, hp: dict[str, Any], steps: int, done: int, trained_tokens: int
+) -> TrainResult:
+    best = best_checkpoint(out_dir)
+    latest = latest_checkpoint(out_dir)
+    adapter = (
+        out_dir / FINAL_ADAPTER if status == "completed" else (latest.path if latest else None)
+    )
+    return TrainResult(
+        status=status,
+        hyperparameters=hp,
+        total_steps=steps,
+        steps_done=done,
+        trained_tokens=trained_tokens,
+        adapter_dir=adapter,
+        best_step=best.step if best else None,
+        metrics_file=out_dir / METRICS_FILE,
+        checkpoints=[c.step for c in list_checkpoints(out_dir)],
+    )
+
+
+def _describe(hp: dict[str, Any]) -> str:
+    return ", ".join(f"{key}={value}" for key, value in hp.items())

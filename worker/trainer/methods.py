@@ -1,0 +1,260 @@
+"""The two training methods behind one small interface, so the loop in `job.py` reads the same
+for both: `train_step`, `evaluate`, `event`, `score`."""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from app.graders import BatchGrader
+from worker.trainer.data import DataOrder, encode_answer, encode_prompt, grader_item
+from worker.trainer.grpo import RFTConfig, evaluate_rewards, rft_step
+from worker.trainer.hyperparameters import MIN_EVAL_COMPLETIONS
+from worker.trainer.metrics import rft_event_data, rft_message, sft_event_data, sft_message
+from worker.trainer.models import Policy
+from worker.trainer.sampling import PromptBatch
+from worker.trainer.sft import AnswerBatch, evaluate_loss, sft_step
+
+# validation prompts sampled together (times eval_samples completions each)
+EVAL_ROWS_PER_BATCH = 64
+NO_SIGNAL_ADVICE = (
+    "GRPO learns only from differences between completions of the same prompt. "
+    "A grader that gives partial credit (text_similarity with fuzzy_match, string_check with "
+    "ilike, or a multi grader mixing them) gives near misses a higher reward than misses."
+)
+
+
+@dataclass
+class StepReport:
+    data: dict[str, Any]  # this step's metrics, without validation
+    timing: dict[str, float]
+    trained_tokens: int
+    warnings: list[str] = field(default_factory=list)
+
+
+def step_generator(seed: int, step: int, device: torch.device) -> torch.Generator:
+    """Sampling randomness is a function of (seed, step), so a resumed run draws the same."""
+    generator = torch.Generator(device=device)
+    generator.manual_seed(seed * 1_000_003 + step)
+    return generator
+
+
+def eval_generator(seed: int, device: torch.device) -> torch.Generator:
+    # every evaluation draws the same random stream: differences between evaluations come
+    # from the weights, not from luck
+    generator = torch.Generator(device=device)
+    generator.manual_seed(seed * 1_000_003 + 999_999_937)
+    return generator
+
+
+def eval_prompt_batches(
+    policy: Policy, rows: list[dict[str, Any]], samples_per_prompt: int
+) -> list[tuple[PromptBatch, list[dict[str, Any]]]]:
+    per_batch = max(1, EVAL_ROWS_PER_BATCH // samples_per_prompt)
+    batches = []
+    for start in range(0, len(rows), per_batch):
+        chunk = rows[start : start + per_batch]
+        ids = [encode_prompt(policy.tokenizer, row) for row in chunk]
+        prompts = PromptBatch.from_ids(ids, policy.pad_id, policy.device)
+        batches.append((prompts, [grader_item(row) for row in chunk]))
+    return batches
+
+
+class RewardEvaluator:
+    """Samples the validation prompts and grades them: `valid_reward_mean` and friends."""
+
+    def __init__(
+        self,
+        policy: Policy,
+        grader: BatchGrader,
+        rows: list[dict[str, Any]],
+        samples_per_prompt: int,
+        config: RFTConfig,
+        seed: int,
+    ) -> None:
+        self.policy = policy
+        self.grader = grader
+        self.batches = eval_prompt_batches(policy, rows, samples_per_prompt)
+        self.samples_per_prompt = samples_per_prompt
+        self.config = config
+        self.seed = seed
+
+    def evaluate(self) -> dict[str, Any]:
+        generator = eval_generator(self.seed, self.policy.device)
+        grades, mean_length = evaluate_rewards(
+            self.policy, self.grader, self.batches, self.samples_per_prompt, self.config, generator
+        )
+        return grades.metrics("valid") | {"completion_tokens_mean": mean_length}
+
+
+class Reinforcement:
+    def __init__(
+        self,
+        policy: Policy,
+        optimizer: torch.optim.Optimizer,
+        grader: BatchGrader,
+        train_rows: list[dict[str, Any]],
+        valid_rows: list[dict[str, Any]],
+        hp: dict[str, Any],
+        seed: int,
+    ) -> None:
+        self.policy = policy
+        self.optimizer = optimizer
+        self.grader = grader
+        self.config = RFTConfig.from_hyperparameters(hp)
+        self.seed = seed
+        self.order = DataOrder(len(train_rows), hp["batch_size"], seed)
+        self.prompt_ids = [encode_prompt(policy.tokenizer, row) for row in train_rows]
+        self.items = [grader_item(row) for row in train_rows]
+        self.evaluator = RewardEvaluator(
+            policy, grader, valid_rows, hp["eval_samples"], self.config, seed
+        )
+
+    def train_step(self, step: int) -> StepReport:
+        indices = self.order.indices(step - 1)
+        prompts = PromptBatch.from_ids(
+            [self.prompt_ids[i] for i in indices], self.policy.pad_id, self.policy.device
+        )
+        outcome = rft_step(
+            self.policy,
+            self.optimizer,
+            self.grader,
+            prompts,
+            [self.items[i] for i in indices],
+            self.config,
+            step_generator(self.seed, step, self.policy.device),
+        )
+        data = {
+            "train": outcome.graded.grades.metrics("train"),
+            "completion_tokens_mean": float(outcome.graded.rollout.lengths.mean()),
+            "trl": outcome.trl | {"learning_rate": self.optimizer.param_groups[0]["lr"]},
+        }
+        warnings = []
+        groups = len(outcome.advantages.group_std)
+        if outcome.advantages.zero_std_groups == groups:
+            reward = float(outcome.graded.rewards[0])
+            warnings.append(
+                f"Step {step}: in all {groups} groups every completion got the same reward "
+                f"({reward:.2f}), so this step carried no learning signal. {NO_SIGNAL_ADVICE}"
+            )
+        return StepReport(data, outcome.timing, outcome.trained_tokens, warnings)
+
+    def evaluate(self) -> dict[str, Any]:
+        return self.evaluator.evaluate()
+
+    def event(
+        self, step: int, total_steps: int, report: StepReport, valid: dict[str, Any] | None
+    ) -> tuple[str, dict[str, Any]]:
+        samples = {"train_completion_tokens_mean": report.data["completion_tokens_mean"]}
+        samples["train_reasoning_tokens_mean"] = 0.0
+        if valid:
+            samples["valid_completion_tokens_mean"] = valid["completion_tokens_mean"]
+            samples["valid_reasoning_tokens_mean"] = 0.0
+        data = rft_event_data(
+            step,
+            total_steps,
+            report.data["train"],
+            valid,
+            report.timing,
+            samples,
+            report.data["trl"],
+        )
+        return rft_message(data), data
+
+    @staticmethod
+    def score(valid: dict[str, Any]) -> float:
+        return float(valid["reward_mean"])
+
+
+class Supervised:
+    def __init__(
+        self,
+        policy: Policy,
+        optimizer: torch.optim.Optimizer,
+        grader: BatchGrader | None,
+        train_rows: list[dict[str, Any]],
+        valid_rows: list[dict[str, Any]],
+        hp: dict[str, Any],
+        seed: int,
+    ) -> None:
+        self.policy = policy
+        self.optimizer = optimizer
+        self.batch_size = hp["batch_size"]
+        self.order = DataOrder(len(train_rows), hp["batch_size"], seed)
+        tokenizer = policy.tokenizer
+        self.train = [
+            (encode_prompt(tokenizer, r), encode_answer(tokenizer, r)) for r in train_rows
+        ]
+        self.valid = [
+            (encode_prompt(tokenizer, r), encode_answer(tokenizer, r)) for r in valid_rows
+        ]
+        self.valid_batches = [
+            self.batch(self.valid[start : start + self.batch_size])
+            for start in range(0, len(self.valid), self.batch_size)
+        ]
+        self.evaluator = None
+        if grader is not None:
+            config = sampling_config_for_supervised(hp)
+            samples = min(4, max(1, math.ceil(MIN_EVAL_COMPLETIONS / max(1, len(valid_rows)))))
+            self.evaluator = RewardEvaluator(policy, grader, valid_rows, samples, config, seed)
+
+    def batch(self, pairs: list[tuple[list[int], list[int]]]) -> AnswerBatch:
+        return AnswerBatch.build(
+            [prompt for prompt, _ in pairs],
+            [answer for _, answer in pairs],
+            self.policy.pad_id,
+            self.policy.device,
+        )
+
+    def train_step(self, step: int) -> StepReport:
+        started = time.perf_counter()
+        batch = self.batch([self.train[i] for i in self.order.indices(step - 1)])
+        train = sft_step(self.policy, self.optimizer, batch, max_grad_norm=1.0)
+        trained = time.perf_counter()
+        # OpenAI reports a validation loss on one validation batch at every step
+        valid_batch = self.valid_batches[(step - 1) % len(self.valid_batches)]
+        valid_loss, valid_accuracy = evaluate_loss(self.policy, [valid_batch])
+        data = train | {"valid_loss": valid_loss, "valid_mean_token_accuracy": valid_accuracy}
+        timing = {"training": trained - started, "eval": time.perf_counter() - trained}
+        tokens = sum(
+            len(self.train[i][0]) + len(self.train[i][1]) for i in self.order.indices(step - 1)
+        )
+        return StepReport(data, timing, tokens)
+
+    def evaluate(self) -> dict[str, Any]:
+        loss, accuracy = evaluate_loss(self.policy, self.valid_batches)
+        valid: dict[str, Any] = {
+            "full_valid_loss": loss,
+            "full_valid_mean_token_accuracy": accuracy,
+        }
+        if self.evaluator is not None:
+            rewards = self.evaluator.evaluate()
+            valid |= {"valid_reward_mean": rewards["reward_mean"], "rewards": rewards}
+        return valid
+
+    def event(
+        self, step: int, total_steps: int, report: StepReport, valid: dict[str, Any] | None
+    ) -> tuple[str, dict[str, Any]]:
+        shown = {key: value for key, value in (valid or {}).items() if key != "rewards"}
+        data = sft_event_data(step, total_steps, report.data, shown)
+        data["timing"] = {"step": dict(report.timing)}
+        return sft_message(data), data
+
+    @staticmethod
+    def score(valid: dict[str, Any]) -> float:
+        if "valid_reward_mean" in valid:
+            return float(valid["valid_reward_mean"])
+        return -float(valid["full_valid_loss"])
+
+
+def sampling_config_for_supervised(hp: dict[str, Any]) -> RFTConfig:
+    """How a supervised run samples when it is graded: the reinforcement defaults."""
+    from worker.trainer.hyperparameters import resolve_hyperparameters
+
+    defaults = resolve_hyperparameters("reinforcement", {}, n_train=1, n_valid=1)
+    defaults["max_completion_tokens"] = hp["max_completion_tokens"]
+    return RFTConfig.from_hyperparameters(defaults)

@@ -1,0 +1,52 @@
+"""How training reports progress and learns it should stop: the Reporter protocol the job
+runner implements, and the console reporter the command line uses."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any, Protocol, TextIO
+
+
+class Reporter(Protocol):
+    def on_event(self, level: str, message: str, data: dict[str, Any] | None = None) -> None:
+        """A job event: `level` is "info", "warn" or "error"."""
+
+    def on_step(self, step: int, total_steps: int, message: str, data: dict[str, Any]) -> None:
+        """A metrics event after each step; `data` is in OpenAI's metrics-event shape."""
+
+    def on_checkpoint(self, step: int, adapter_dir: Path, metrics: dict[str, Any]) -> None:
+        """A checkpoint was written: a LoRA adapter loadable with PeftModel.from_pretrained."""
+
+    def on_checkpoint_deleted(self, step: int) -> None:
+        """A checkpoint fell out of the kept set (three best plus the latest) and was removed."""
+
+    def should_stop(self) -> str | None:
+        """Polled at step boundaries: "pause" or "cancel" to stop, None to go on."""
+
+
+class ConsoleReporter:
+    """Prints one line per step and per event; never asks to stop."""
+
+    def __init__(self, stream: TextIO | None = None) -> None:
+        self.stream = stream or sys.stdout
+
+    def _print(self, line: str) -> None:
+        print(line, file=self.stream, flush=True)
+
+    def on_event(self, level: str, message: str, data: dict[str, Any] | None = None) -> None:
+        self._print(f"[{level}] {message}")
+
+    def on_step(self, step: int, total_steps: int, message: str, data: dict[str, Any]) -> None:
+        timing = data.get("timing", {}).get("step", {})
+        split = " ".join(f"{name}={seconds:.2f}s" for name, seconds in timing.items())
+        self._print(f"{message} | {split}" if split else message)
+
+    def on_checkpoint(self, step: int, adapter_dir: Path, metrics: dict[str, Any]) -> None:
+        self._print(f"checkpoint step {step}: {adapter_dir}")
+
+    def on_checkpoint_deleted(self, step: int) -> None:
+        self._print(f"checkpoint step {step} removed")
+
+    def should_stop(self) -> str | None:
+        return None
