@@ -30,6 +30,8 @@ class Settings(BaseSettings):
     # a job whose worker stops renewing its lease for this long is taken over by another
     job_lease_seconds: float = 60.0
     job_visibility_timeout_seconds: int = 3600
+    # a training step whose samples the grader failed on more often than this fails the job
+    max_grader_error_rate: float = 0.5
 
     # python grader sandbox (reference defaults: 2 min, 2 GB, 256 kB of source)
     grader_timeout_seconds: float = 120.0

@@ -13,9 +13,19 @@ import pytest
 from tests.services import LiveService, backends, fresh_postgres_database, live_service, service_env
 
 
+@pytest.fixture(scope="session")
+def tiny_models_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder for OPENRFT_MODEL_DIRS holding the tiny random chat model `tiny-chat`."""
+    from tests.inference.models import build_tiny_base
+
+    root = tmp_path_factory.mktemp("models")
+    build_tiny_base(root)
+    return root
+
+
 @pytest.fixture(scope="session", params=backends())
 def service(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, tiny_models_root: Path
 ) -> Iterator[LiveService]:
     """`openrft serve` with its embedded worker, on SQLite + local transport or PostgreSQL + Redis."""
     backend: str = request.param
@@ -24,7 +34,7 @@ def service(
         database_url = (
             stack.enter_context(fresh_postgres_database()) if backend == "postgres" else None
         )
-        env = service_env(data_dir, backend, database_url)
+        env = service_env(data_dir, backend, database_url, OPENRFT_MODEL_DIRS=str(tiny_models_root))
         yield stack.enter_context(live_service(env, data_dir))
 
 

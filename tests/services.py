@@ -113,13 +113,15 @@ def _wait_until_healthy(base_url: str, process: subprocess.Popen[bytes], log_pat
 
 
 @contextmanager
-def live_service(env: dict[str, str], data_dir: Path) -> Iterator[LiveService]:
-    """`openrft serve` (API + embedded worker) on a free port, stopped afterwards."""
+def live_service(
+    env: dict[str, str], data_dir: Path, command: str = "serve"
+) -> Iterator[LiveService]:
+    """`openrft serve` (API + embedded worker), or `openrft api` alone, on a free port."""
     port = free_port()
     log_path = data_dir.parent / f"{data_dir.name}-server.log"
     with log_path.open("wb") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "app.cli", "serve", "--host", "127.0.0.1", "--port", str(port)],
+            [sys.executable, "-m", "app.cli", command, "--host", "127.0.0.1", "--port", str(port)],
             env=env,
             cwd=REPO_ROOT,
             stdout=log,

@@ -85,6 +85,18 @@ class JobReporter:
         error = {"code": code, "message": message, "param": param}
         return self.move_to(expected, JobStatus.FAILED, error=error)
 
+    def resolved_hyperparameters(self, method: str, resolved: dict[str, Any]) -> None:
+        """Echo the values "auto" resolved to in the job's `method` and `hyperparameters`."""
+        with self.sessions() as session:
+            job = self._load(session, lock=True)
+            echo = dict(job.method)
+            echo[method] = {**echo.get(method, {}), "hyperparameters": dict(resolved)}
+            job.method = echo
+            job.hyperparameters = {
+                key: resolved[key] for key in (job.hyperparameters or {}) if key in resolved
+            }
+            session.commit()
+
     def stop_request(self) -> str | None:
         """'cancel' or 'pause' when the user asked the running job to stop, else None."""
         job = self.job()

@@ -2,15 +2,29 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import openai
 import pytest
 
-from tests.api.jobfiles import BASE_MODEL, rft_method, rft_rows, sft_rows, upload_rows
+from tests.api.jobfiles import (
+    BASE_MODEL,
+    cancel_unfinished,
+    rft_method,
+    rft_rows,
+    sft_rows,
+    upload_rows,
+)
 from tests.conftest import wait_for_job
 
-WAITING = {"queued"}
+VALIDATED = {"queued", "running", "succeeded"}
+
+
+@pytest.fixture(autouse=True)
+def _free_worker(client: openai.OpenAI) -> Iterator[None]:
+    yield
+    cancel_unfinished(client)
 
 
 @pytest.fixture
@@ -21,7 +35,7 @@ def rft_files(client: openai.OpenAI, tmp_path: Path) -> tuple[str, str]:
     )
 
 
-def test_rft_job_validates_files_then_waits_in_queue(
+def test_rft_job_validates_files_then_starts(
     client: openai.OpenAI, rft_files: tuple[str, str]
 ) -> None:
     training, validation = rft_files
@@ -38,16 +52,16 @@ def test_rft_job_validates_files_then_waits_in_queue(
     assert (job.seed, job.user_provided_suffix, job.metadata) == (7, "adder", {"team": "math"})
     assert job.method.type == "reinforcement"
     hyperparameters = job.method.reinforcement.hyperparameters
-    assert hyperparameters.batch_size == 4 and hyperparameters.n_epochs == "auto"
+    assert hyperparameters.batch_size == 4 and hyperparameters.eval_interval == "auto"
     assert job.method.reinforcement.grader.name == "exact"
 
-    job = wait_for_job(client, job.id, WAITING)
-    assert job.error is None and job.fine_tuned_model is None
+    job = wait_for_job(client, job.id, VALIDATED)
+    assert job.error is None
     messages = [event.message for event in client.fine_tuning.jobs.list_events(job.id, limit=50)]
     assert messages[-1] == "Created fine-tuning job"
     assert f"Validating training file: {training}" in messages
+    assert f"Validating validation file: {validation}" in messages
     assert "Files validated, moving job to queued state" in messages
-    assert messages[0].startswith("Files validated; the job waits in the queue")
 
 
 def test_supervised_job_with_deprecated_hyperparameters(
@@ -61,7 +75,6 @@ def test_supervised_job_with_deprecated_hyperparameters(
     assert job.method.supervised.hyperparameters.n_epochs == 2
     assert job.hyperparameters.n_epochs == 2 and job.hyperparameters.batch_size == "auto"
     assert isinstance(job.seed, int)
-    wait_for_job(client, job.id, WAITING)
 
 
 def _create_error(client: openai.OpenAI, **overrides: object) -> openai.BadRequestError:
@@ -184,7 +197,7 @@ def test_bad_file_fails_the_job_naming_the_line(
     job = client.fine_tuning.jobs.create(
         model=BASE_MODEL, training_file=training, validation_file=validation, method=rft_method()
     )
-    job = wait_for_job(client, job.id, {"failed"})
+    job = wait_for_job(client, job.id, {"failed"}, timeout=120)
     assert job.error is not None and job.error.param == role
     assert words in job.error.message
     if line is not None:
@@ -192,42 +205,6 @@ def test_bad_file_fails_the_job_naming_the_line(
     assert job.finished_at is not None
     levels = {event.level for event in client.fine_tuning.jobs.list_events(job.id)}
     assert "error" in levels
-
-
-def test_cancel_pause_resume_transitions(client: openai.OpenAI, rft_files: tuple[str, str]) -> None:
-    training, validation = rft_files
-
-    def new_job() -> str:
-        job = client.fine_tuning.jobs.create(
-            model=BASE_MODEL,
-            training_file=training,
-            validation_file=validation,
-            method=rft_method(),
-        )
-        return wait_for_job(client, job.id, WAITING).id
-
-    paused = new_job()
-    assert client.fine_tuning.jobs.pause(paused).status == "paused"
-    with pytest.raises(openai.BadRequestError):
-        client.fine_tuning.jobs.pause(paused)
-    assert client.fine_tuning.jobs.resume(paused).status == "queued"
-    with pytest.raises(openai.BadRequestError) as raised:
-        client.fine_tuning.jobs.resume(paused)
-    assert "resume" in raised.value.message
-    wait_for_job(client, paused, WAITING)
-
-    cancelled = new_job()
-    job = client.fine_tuning.jobs.cancel(cancelled)
-    assert job.status == "cancelled" and job.finished_at is not None
-    for action in (
-        client.fine_tuning.jobs.cancel,
-        client.fine_tuning.jobs.pause,
-        client.fine_tuning.jobs.resume,
-    ):
-        with pytest.raises(openai.BadRequestError):
-            action(cancelled)
-    messages = [event.message for event in client.fine_tuning.jobs.list_events(cancelled)]
-    assert messages[0] == "Fine-tuning job cancelled"
 
 
 def test_cancel_during_validation_takes_effect_at_once(
@@ -266,7 +243,7 @@ def test_events_page_newest_first(client: openai.OpenAI, rft_files: tuple[str, s
     job = client.fine_tuning.jobs.create(
         model=BASE_MODEL, training_file=training, validation_file=validation, method=rft_method()
     )
-    wait_for_job(client, job.id, WAITING)
+    client.fine_tuning.jobs.cancel(job.id)
     everything = client.fine_tuning.jobs.list_events(job.id, limit=100).data
     assert len(everything) >= 4
     first = client.fine_tuning.jobs.list_events(job.id, limit=2)

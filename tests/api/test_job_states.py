@@ -1,0 +1,95 @@
+"""Cancel, pause and resume on jobs no worker has picked up: `openrft api` with no worker yet,
+as in a scaled deployment whose workers are still starting. Running jobs are covered end to end."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import openai
+import pytest
+
+from tests.api.jobfiles import BASE_MODEL, rft_method, rft_rows, upload_rows
+from tests.conftest import make_client
+from tests.services import LiveService, live_service, service_env
+
+
+@pytest.fixture(scope="module")
+def api_only(
+    tmp_path_factory: pytest.TempPathFactory, tiny_models_root: Path
+) -> Iterator[LiveService]:
+    data_dir = tmp_path_factory.mktemp("api-only") / "data"
+    env = service_env(data_dir, "embedded", None, OPENRFT_MODEL_DIRS=str(tiny_models_root))
+    with live_service(env, data_dir, command="api") as service:
+        yield service
+
+
+@pytest.fixture
+def new_job(api_only: LiveService, tmp_path: Path):  # type: ignore[no-untyped-def]
+    client = make_client(api_only)
+    training = upload_rows(client, tmp_path, "train.jsonl", rft_rows(12))
+    validation = upload_rows(client, tmp_path, "valid.jsonl", rft_rows(3))
+
+    def create() -> str:
+        job = client.fine_tuning.jobs.create(
+            model=BASE_MODEL,
+            training_file=training,
+            validation_file=validation,
+            method=rft_method(),
+        )
+        assert job.status == "validating_files"
+        return job.id
+
+    return client, create
+
+
+def _messages(client: openai.OpenAI, job_id: str) -> list[str]:
+    return [event.message for event in client.fine_tuning.jobs.list_events(job_id)]
+
+
+def test_pause_then_resume_requeues(new_job) -> None:  # type: ignore[no-untyped-def]
+    client, create = new_job
+    job_id = create()
+    assert client.fine_tuning.jobs.pause(job_id).status == "paused"
+    with pytest.raises(openai.BadRequestError) as raised:
+        client.fine_tuning.jobs.pause(job_id)
+    assert raised.value.code == "invalid_job_state"
+    assert client.fine_tuning.jobs.resume(job_id).status == "queued"
+    with pytest.raises(openai.BadRequestError) as raised:
+        client.fine_tuning.jobs.resume(job_id)
+    assert "resume" in raised.value.message
+    assert _messages(client, job_id)[:2] == ["Job resumed", "The job has been paused"]
+
+
+def test_cancel_is_immediate_and_final(new_job) -> None:  # type: ignore[no-untyped-def]
+    client, create = new_job
+    job_id = create()
+    job = client.fine_tuning.jobs.cancel(job_id)
+    assert job.status == "cancelled" and job.finished_at is not None
+    for action in (
+        client.fine_tuning.jobs.cancel,
+        client.fine_tuning.jobs.pause,
+        client.fine_tuning.jobs.resume,
+    ):
+        with pytest.raises(openai.BadRequestError):
+            action(job_id)
+    assert _messages(client, job_id)[0] == "Fine-tuning job cancelled"
+
+
+def test_cancel_a_paused_or_queued_job(new_job) -> None:  # type: ignore[no-untyped-def]
+    client, create = new_job
+    paused = create()
+    client.fine_tuning.jobs.pause(paused)
+    assert client.fine_tuning.jobs.cancel(paused).status == "cancelled"
+    queued = create()
+    client.fine_tuning.jobs.pause(queued)
+    client.fine_tuning.jobs.resume(queued)
+    assert client.fine_tuning.jobs.cancel(queued).status == "cancelled"
+
+
+def test_resume_of_a_job_that_is_not_paused_is_400(new_job) -> None:  # type: ignore[no-untyped-def]
+    client, create = new_job
+    job_id = create()
+    with pytest.raises(openai.BadRequestError):
+        client.fine_tuning.jobs.resume(job_id)
+    assert client.fine_tuning.jobs.retrieve(job_id).status == "validating_files"
