@@ -1,0 +1,289 @@
+"""Training through the public entry point, on the tiny model with real graders."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from worker.trainer.job import train
+from worker.trainer.spec import TrainSpec
+
+from .conftest import CONTAINS_E, question_rows
+from .reporting import RecordingReporter
+
+# a learning rate high enough for a tiny random model to move within a few steps
+FAST = {"learning_rate_multiplier": 100, "max_completion_tokens": 1, "batch_size": 4}
+
+
+def spec_for(model_dir: Path, out_dir: Path, hp: dict[str, Any], **overrides: Any) -> TrainSpec:
+    rows = question_rows(8, letter="e")
+    fields = {
+        "model": str(model_dir),
+        "train_rows": rows,
+        "valid_rows": rows[:4],
+        "method": "reinforcement",
+        "grader": CONTAINS_E,
+        "hyperparameters": hp,
+        "seed": 0,
+        "out_dir": out_dir,
+        "device": "cpu",
+        "precision": "fp32",
+    }
+    return TrainSpec(**(fields | overrides))
+
+
+def read_csv(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_reward_rises_on_a_learnable_grader(tiny_model_dir: Path, tmp_path: Path) -> None:
+    reporter = RecordingReporter()
+    hp = FAST | {"n_epochs": 8, "eval_interval": 8}
+    result = train(spec_for(tiny_model_dir, tmp_path, hp), reporter)
+    assert result.status == "completed"
+    baseline = next(
+        data for _, message, data in reporter.events if message.startswith("Validation before")
+    )
+    final = reporter.steps[-1]
+    assert final["valid_reward_mean"] > baseline["valid_reward_mean"] + 0.25
+    train_rewards = [data["train_reward_mean"] for data in reporter.steps]
+    assert sum(train_rewards[-4:]) / 4 > sum(train_rewards[:4]) / 4 + 0.2
+
+
+def test_groups_without_signal_are_reported(tiny_model_dir: Path, tmp_path: Path) -> None:
+    rows = question_rows(8, answer="Paris is the capital of France")
+    exact = {
+        "type": "string_check",
+        "name": "exact",
+        "input": "{{sample.output_text}}",
+        "reference": "{{item.answer}}",
+        "operation": "eq",
+    }
+    reporter = RecordingReporter()
+    spec = spec_for(
+        tiny_model_dir,
+        tmp_path,
+        FAST | {"n_epochs": 1},
+        train_rows=rows,
+        valid_rows=rows[:2],
+        grader=exact,
+    )
+    train(spec, reporter)
+    assert [data["frac_reward_zero_std"] for data in reporter.steps] == [1.0, 1.0]
+    warnings = reporter.warnings()
+    assert len(warnings) == 2
+    assert "no learning signal" in warnings[0] and "partial credit" in warnings[0]
+    rows_written = read_csv(tmp_path / "metrics.csv")
+    assert [float(row["frac_reward_zero_std"]) for row in rows_written[1:]] == [1.0, 1.0]
+
+
+def test_metrics_follow_openai_and_trl_names(tiny_model_dir: Path, tmp_path: Path) -> None:
+    reporter = RecordingReporter()
+    train(spec_for(tiny_model_dir, tmp_path, FAST | {"n_epochs": 1, "eval_interval": 2}), reporter)
+    last = reporter.steps[-1]
+    for key in (
+        "train_reward_mean",
+        "train_mean_reward",
+        "valid_reward_mean",
+        "full_valid_mean_reward",
+        "full_valid_mean_parse_error",
+        "completion_tokens_mean",
+        "reward",
+        "reward_std",
+        "frac_reward_zero_std",
+        "completions/mean_length",
+        "completions/clipped_ratio",
+        "entropy",
+        "clip_ratio/region_mean",
+        "step_time",
+    ):
+        assert key in last, key
+    assert set(last["timing"]["step"]) >= {
+        "sampling",
+        "grading",
+        "training",
+        "eval",
+        "full_iteration",
+    }
+    assert last["scores"]["graders"][0]["name"] == "contains_e"
+    assert {"train_reward_mean", "valid_reward_mean"} <= set(last["scores"]["graders"][0])
+    assert reporter.messages[-1].startswith("Step 2/2, train mean reward=")
+    header = read_csv(tmp_path / "metrics.csv")[0].keys()
+    assert "scores/graders/string_check/contains_e/train_reward_mean" in header
+    assert "timing/step/sampling" in header
+
+
+def test_checkpoints_keep_the_three_best_and_the_latest(
+    tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    reporter = RecordingReporter()
+    result = train(
+        spec_for(tiny_model_dir, tmp_path, FAST | {"n_epochs": 3, "eval_interval": 1}), reporter
+    )
+    assert [step for step, _ in reporter.checkpoints] == [1, 2, 3, 4, 5, 6]
+    scores = {data["step"]: data["valid_reward_mean"] for data in reporter.steps}
+    best = sorted(scores, key=lambda step: (scores[step], step), reverse=True)[:3]
+    assert sorted(result.checkpoints) == sorted(set(best) | {6})
+    assert sorted(reporter.deleted) == sorted(set(scores) - set(result.checkpoints))
+    assert result.best_step == best[0]
+    assert result.adapter_dir == tmp_path / "final"
+    base = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    model = PeftModel.from_pretrained(base, result.adapter_dir)
+    final = load_file(tmp_path / "checkpoints" / "step-000006" / "adapter_model.safetensors")
+    loaded = {k: v for k, v in model.state_dict().items() if "lora_B" in k}
+    assert len(loaded) > 0
+    assert any(value.abs().sum() > 0 for value in final.values())
+
+
+def test_pause_and_resume_match_an_uninterrupted_run(tiny_model_dir: Path, tmp_path: Path) -> None:
+    hp = FAST | {"n_epochs": 2, "eval_interval": 2, "max_completion_tokens": 3}
+    straight = train(spec_for(tiny_model_dir, tmp_path / "straight", hp), RecordingReporter())
+
+    pausing = RecordingReporter(stop_at_poll=2)  # asked before step 2
+    paused = train(spec_for(tiny_model_dir, tmp_path / "resumed", hp), pausing)
+    assert (paused.status, paused.steps_done) == ("paused", 1)
+    assert [step for step, _ in pausing.checkpoints] == [1]
+    resumed = train(spec_for(tiny_model_dir, tmp_path / "resumed", hp), RecordingReporter())
+    assert resumed.status == "completed"
+
+    a = load_file(straight.adapter_dir / "adapter_model.safetensors")
+    b = load_file(resumed.adapter_dir / "adapter_model.safetensors")
+    assert a.keys() == b.keys()
+    assert all(torch.equal(a[key], b[key]) for key in a)
+    columns = ("step", "train_reward_mean", "loss", "valid_reward_mean")
+    rows_a = [[row[c] for c in columns] for row in read_csv(tmp_path / "straight" / "metrics.csv")]
+    rows_b = [[row[c] for c in columns] for row in read_csv(tmp_path / "resumed" / "metrics.csv")]
+    assert rows_a == rows_b
+    assert straight.trained_tokens == resumed.trained_tokens
+
+
+def test_cancel_stops_at_a_step_boundary(tiny_model_dir: Path, tmp_path: Path) -> None:
+    reporter = RecordingReporter(stop_at_poll=2, stop="cancel")
+    result = train(
+        spec_for(tiny_model_dir, tmp_path, FAST | {"n_epochs": 2, "eval_interval": 4}), reporter
+    )
+    assert (result.status, result.steps_done) == ("cancelled", 1)
+    assert len(reporter.steps) == 1
+    assert reporter.checkpoints == []
+
+
+@pytest.mark.parametrize(
+    "knobs",
+    [
+        {"loss_type": "grpo", "num_iterations": 2, "beta": 0.05},
+        {"loss_type": "dr_grpo", "scale_rewards": "batch", "top_p": 0.9},
+    ],
+)
+def test_loss_variants_train(tiny_model_dir: Path, tmp_path: Path, knobs: dict[str, Any]) -> None:
+    reporter = RecordingReporter()
+    hp = FAST | {"n_epochs": 1, "max_completion_tokens": 3} | knobs
+    result = train(spec_for(tiny_model_dir, tmp_path, hp), reporter)
+    assert result.hyperparameters["loss_type"] == knobs["loss_type"]
+    for data in reporter.steps:
+        assert math.isfinite(data["loss"]) and math.isfinite(data["grad_norm"])
+        assert data["fused_sampling_and_training"] is (knobs.get("num_iterations", 1) == 1)
+        assert (data["kl"] is not None) is ("beta" in knobs)
+
+
+def test_supervised_lowers_validation_loss(tiny_model_dir: Path, tmp_path: Path) -> None:
+    rows = [
+        {
+            "messages": [
+                {"role": "user", "content": f"Say yes {i}"},
+                {"role": "assistant", "content": "yes"},
+            ],
+            "answer": "yes",
+        }
+        for i in range(8)
+    ]
+    grader = {
+        "type": "string_check",
+        "name": "yes",
+        "input": "{{sample.output_text}}",
+        "reference": "{{item.answer}}",
+        "operation": "eq",
+    }
+    reporter = RecordingReporter()
+    hp = {
+        "n_epochs": 3,
+        "batch_size": 4,
+        "learning_rate_multiplier": 50,
+        "eval_interval": 3,
+        "max_completion_tokens": 3,
+    }
+    spec = spec_for(
+        tiny_model_dir,
+        tmp_path,
+        hp,
+        method="supervised",
+        train_rows=rows,
+        valid_rows=rows[:4],
+        grader=grader,
+    )
+    result = train(spec, reporter)
+    assert result.status == "completed"
+    baseline = next(
+        data for _, message, data in reporter.events if message.startswith("Validation before")
+    )
+    final = reporter.steps[-1]
+    assert set(final) >= {
+        "train_loss",
+        "train_mean_token_accuracy",
+        "valid_loss",
+        "valid_mean_token_accuracy",
+        "full_valid_loss",
+        "full_valid_mean_token_accuracy",
+        "valid_reward_mean",
+    }
+    assert final["full_valid_loss"] < baseline["full_valid_loss"] - 1.0
+    assert reporter.steps[-1]["train_loss"] < reporter.steps[0]["train_loss"]
+
+
+def test_command_line_prints_steps_and_writes_files(
+    tiny_model_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from worker.trainer.__main__ import main
+
+    rows = question_rows(4, letter="e")
+    (tmp_path / "train.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+    (tmp_path / "valid.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows[:2]))
+    (tmp_path / "grader.json").write_text(json.dumps(CONTAINS_E))
+    out = tmp_path / "out"
+    code = main(
+        [
+            "--model",
+            str(tiny_model_dir),
+            "--train",
+            str(tmp_path / "train.jsonl"),
+            "--valid",
+            str(tmp_path / "valid.jsonl"),
+            "--method",
+            "reinforcement",
+            "--grader",
+            str(tmp_path / "grader.json"),
+            "--out",
+            str(out),
+            "--precision",
+            "fp32",
+            "--hyperparameters",
+            json.dumps({"batch_size": 2, "n_epochs": 1, "max_completion_tokens": 2}),
+        ]
+    )
+    printed = capsys.readouterr().out
+    assert code == 0
+    assert sum(line.startswith("Step ") for line in printed.splitlines()) == 2
+    assert json.loads(printed.strip().splitlines()[-1])["status"] == "completed"
+    assert (out / "metrics.csv").is_file() and (
+        out / "final" / "adapter_model.safetensors"
+    ).is_file()
