@@ -11,6 +11,7 @@ from app.db import session_scope
 from app.migrate import upgrade
 from app.services.projects import (
     DEFAULT_PROJECT,
+    GRADER_PROJECT,
     add_key,
     create_key,
     get_or_create_project,
@@ -45,9 +46,23 @@ def _die_with_parent() -> None:
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
-def start_child(command: list[str]) -> subprocess.Popen[bytes]:
+def start_child(command: list[str], env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
     """A child process of `serve` that ends when `serve` ends."""
-    return subprocess.Popen(command, preexec_fn=_die_with_parent)
+    return subprocess.Popen(command, preexec_fn=_die_with_parent, env=env)
+
+
+def _worker_environment(settings: Settings) -> dict[str, str]:
+    """Model graders call this server's own endpoint by default: tell the worker where it
+    listens and give it a key when the operator set none."""
+    env = dict(os.environ)
+    if (
+        not settings.grader_model_base_url
+        and not settings.grader_model_api_key
+        and not settings.api_key
+    ):
+        with session_scope(settings) as session:
+            env["OPENRFT_GRADER_MODEL_API_KEY"] = create_key(session, GRADER_PROJECT)
+    return env
 
 
 def _bootstrap_key(settings: Settings) -> str | None:
@@ -86,7 +101,8 @@ def _stop(child: subprocess.Popen[bytes]) -> None:
 def serve(settings: Settings, host: str, port: int) -> None:
     upgrade(settings)
     new_key = _bootstrap_key(settings)
-    children = [start_child(_worker_command(settings, "openrft-embedded"))]
+    worker_env = _worker_environment(settings)
+    children = [start_child(_worker_command(settings, "openrft-embedded"), worker_env)]
     # an OPENRFT_INFERENCE_URL names an inference process run elsewhere
     if settings.inference_url is None:
         children.append(start_child(_inference_command(settings)))
@@ -127,6 +143,11 @@ def main(argv: list[str] | None = None) -> None:
         "--project", default=DEFAULT_PROJECT
     )
     args = parser.parse_args(argv)
+    if args.command in ("serve", "api"):
+        # this process and its children read where the API listens (model graders call it)
+        os.environ.update(OPENRFT_HOST=args.host, OPENRFT_PORT=str(args.port))
+        get_settings.cache_clear()
+        settings = get_settings()
 
     if args.command == "serve":
         serve(settings, args.host, args.port)

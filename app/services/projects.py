@@ -11,6 +11,8 @@ from app import ids
 from app.models import ApiKey, Project
 
 DEFAULT_PROJECT = "default"
+# the project whose key the embedded worker's model graders use to call this server
+GRADER_PROJECT = "model-graders"
 
 
 def hash_key(api_key: str) -> str:

@@ -211,3 +211,21 @@ def test_trainer_failure_fails_the_job_with_its_error(
     assert job.error is not None and job.error.code == "grader_error_rate_exceeded"
     assert "grader failed" in job.error.message
     assert client.fine_tuning.jobs.list_events(job.id).data[0].level == "error"
+
+
+def test_score_model_grader_calls_this_services_models(client: openai.OpenAI) -> None:
+    grader = {
+        "type": "score_model",
+        "name": "judge",
+        "model": BASE_MODEL,
+        "input": [
+            {"role": "user", "content": "Score this answer from 0 to 1: {{ sample.output_text }}"}
+        ],
+        "sampling_params": {"max_completions_tokens": 8, "seed": 1},
+    }
+    result = client.fine_tuning.alpha.graders.run(grader=grader, model_sample="Paris")
+    errors = result.metadata.errors
+    # the tiny random model answers with some JSON object: a parse error at worst, never a
+    # server error, and its tokens are counted
+    assert not errors.api_model_grader_server_error, errors.api_model_grader_server_error_details
+    assert result.metadata.token_usage
