@@ -197,7 +197,7 @@ class Supervised:
             for start in range(0, len(self.valid), self.batch_size)
         ]
         self.evaluator = None
-        if grader is not None:
+        if grader is not None and valid_rows:
             config = sampling_config_for_supervised(hp)
             samples = min(4, max(1, math.ceil(MIN_EVAL_COMPLETIONS / max(1, len(valid_rows)))))
             self.evaluator = RewardEvaluator(policy, grader, valid_rows, samples, config, seed)
@@ -215,10 +215,12 @@ class Supervised:
         batch = self.batch([self.train[i] for i in self.order.indices(step - 1)])
         train = sft_step(self.policy, self.optimizer, batch, max_grad_norm=1.0)
         trained = time.perf_counter()
-        # OpenAI reports a validation loss on one validation batch at every step
-        valid_batch = self.valid_batches[(step - 1) % len(self.valid_batches)]
-        valid_loss, valid_accuracy = evaluate_loss(self.policy, [valid_batch])
-        data = train | {"valid_loss": valid_loss, "valid_mean_token_accuracy": valid_accuracy}
+        data = dict(train)
+        if self.valid_batches:
+            # OpenAI reports a validation loss on one validation batch at every step
+            valid_batch = self.valid_batches[(step - 1) % len(self.valid_batches)]
+            valid_loss, valid_accuracy = evaluate_loss(self.policy, [valid_batch])
+            data |= {"valid_loss": valid_loss, "valid_mean_token_accuracy": valid_accuracy}
         timing = {"training": trained - started, "eval": time.perf_counter() - trained}
         tokens = sum(
             len(self.train[i][0]) + len(self.train[i][1]) for i in self.order.indices(step - 1)
@@ -226,6 +228,8 @@ class Supervised:
         return StepReport(data, timing, tokens)
 
     def evaluate(self) -> dict[str, Any]:
+        if not self.valid_batches:  # no validation file: checkpoints carry no score
+            return {}
         loss, accuracy = evaluate_loss(self.policy, self.valid_batches)
         valid: dict[str, Any] = {
             "full_valid_loss": loss,
@@ -245,10 +249,12 @@ class Supervised:
         return sft_message(data), data
 
     @staticmethod
-    def score(valid: dict[str, Any]) -> float:
+    def score(valid: dict[str, Any]) -> float | None:
         if "valid_reward_mean" in valid:
             return float(valid["valid_reward_mean"])
-        return -float(valid["full_valid_loss"])
+        if "full_valid_loss" in valid:
+            return -float(valid["full_valid_loss"])
+        return None
 
 
 def sampling_config_for_supervised(hp: dict[str, Any]) -> RFTConfig:
