@@ -223,33 +223,30 @@ def act_on_job(
     return job
 
 
+def _newest_first(
+    session: Session, table: type[JobEvent] | type[Checkpoint], kind: str, job_id: str,
+    after: str | None, limit: int,
+) -> tuple[list[Any], bool]:  # fmt: skip
+    """One page of a job's events or checkpoints, newest first, after the `after` row."""
+    query = select(table).where(table.job_id == job_id)
+    if after:
+        cursor = session.scalar(select(table).where(table.id == after, table.job_id == job_id))
+        if cursor is None:
+            raise not_found(kind, after, param="after")
+        query = query.where(table.seq < cursor.seq)
+    rows = list(session.scalars(query.order_by(table.seq.desc()).limit(limit + 1)))
+    return rows[:limit], len(rows) > limit
+
+
 def list_events(
     session: Session, project: Project, job_id: str, *, after: str | None, limit: int
 ) -> tuple[list[JobEvent], bool]:
     job = get_job(session, project, job_id)
-    query = select(JobEvent).where(JobEvent.job_id == job.id)
-    if after:
-        cursor = session.scalar(
-            select(JobEvent).where(JobEvent.id == after, JobEvent.job_id == job.id)
-        )
-        if cursor is None:
-            raise not_found("event", after, param="after")
-        query = query.where(JobEvent.seq < cursor.seq)
-    rows = list(session.scalars(query.order_by(JobEvent.seq.desc()).limit(limit + 1)))
-    return rows[:limit], len(rows) > limit
+    return _newest_first(session, JobEvent, "event", job.id, after, limit)
 
 
 def list_checkpoints(
     session: Session, project: Project, job_id: str, *, after: str | None, limit: int
 ) -> tuple[list[Checkpoint], bool]:
     job = get_job(session, project, job_id)
-    query = select(Checkpoint).where(Checkpoint.job_id == job.id)
-    if after:
-        cursor = session.scalar(
-            select(Checkpoint).where(Checkpoint.id == after, Checkpoint.job_id == job.id)
-        )
-        if cursor is None:
-            raise not_found("checkpoint", after, param="after")
-        query = query.where(Checkpoint.seq < cursor.seq)
-    rows = list(session.scalars(query.order_by(Checkpoint.seq.desc()).limit(limit + 1)))
-    return rows[:limit], len(rows) > limit
+    return _newest_first(session, Checkpoint, "checkpoint", job.id, after, limit)
