@@ -44,3 +44,7 @@ def fine_tuned_model_name(
 
 def checkpoint_model_name(fine_tuned_model: str, step_number: int) -> str:
     return f"{fine_tuned_model}:ckpt-step-{step_number}"
+
+
+def new_chat_completion_id() -> str:
+    return f"chatcmpl-{_token()}"

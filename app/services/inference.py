@@ -8,7 +8,6 @@ shapes both sides speak.
 from __future__ import annotations
 
 import json
-import secrets
 from typing import Any, TypeVar
 
 import httpx
@@ -16,6 +15,7 @@ from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel
 from sqlalchemy.orm import Session
 
+from app import ids
 from app.errors import APIError, bad_request
 from app.models import Project, now
 from app.schemas.chat import (
@@ -97,7 +97,7 @@ async def create_chat_completion(
     request = _generate_request(model, body, messages)
     response = await InferenceClient(settings.resolved_inference_url).generate(request)
     return ChatCompletion(
-        id=f"chatcmpl-{secrets.token_hex(12)}",
+        id=ids.new_chat_completion_id(),
         created=now(),
         model=body.model,
         choices=[
