@@ -8,8 +8,9 @@ from typing import Any
 import pytest
 import torch
 
+from worker.trainer import logprobs as logprobs_module
 from worker.trainer.data import encode_prompt
-from worker.trainer.logprobs import score_completions
+from worker.trainer.logprobs import as_matrix, pack, score_packed
 from worker.trainer.sampling import PromptBatch, sample, top_p_filter
 
 from .conftest import question_rows
@@ -62,42 +63,84 @@ def test_same_seed_same_completions(tiny_policy: Any) -> None:
     assert not torch.equal(first.completion_ids, other.completion_ids)
 
 
-def test_sampling_logprobs_equal_a_batched_forward(tiny_policy: Any) -> None:
+def naive_logprobs(model: Any, prompt: list[int], completion: list[int]) -> torch.Tensor:
+    """log p(completion | prompt) from one plain forward over the whole sequence."""
+    ids = torch.tensor([prompt + completion])
+    logits = model(input_ids=ids).logits[0, len(prompt) - 1 : -1]
+    return torch.log_softmax(logits.float(), -1).gather(1, torch.tensor(completion)[:, None])[:, 0]
+
+
+def packed_rows(rollout: Any, group_size: int) -> list[tuple[int, int, list[int]]]:
+    return [(row, row // group_size, tokens) for row, tokens in enumerate(rollout.completions())]
+
+
+def test_sampling_logprobs_equal_a_packed_forward(tiny_policy: Any) -> None:
     # prompts of different lengths: left padding and position ids must not change the numbers
     prompts = prompts_of(tiny_policy, ["Hi", "What is the capital city of France, please?"])
+    rollout = draw(tiny_policy, prompts, seed=1, temperature=0.7)
+    packed = pack(prompts.token_lists(), packed_rows(rollout, 4), tiny_policy.pad_id, "cpu")
     with torch.no_grad():
-        rollout = draw(tiny_policy, prompts, seed=1, temperature=0.7)
-        scores = score_completions(
-            tiny_policy.model, prompts, rollout.completion_ids, 4, temperature=0.7
-        )
+        scores = score_packed(tiny_policy.model, packed, temperature=0.7)
+    shape = tuple(rollout.completion_mask.shape)
     mask = rollout.completion_mask.bool()
-    assert torch.allclose(rollout.logprobs[mask], scores.logprobs[mask], atol=1e-4)
-    assert torch.allclose(rollout.entropies[mask], scores.entropies[mask], atol=1e-3)
+    packed_logprobs = as_matrix(scores.logprobs, packed, shape)
+    packed_entropies = as_matrix(scores.entropies, packed, shape)
+    assert torch.allclose(rollout.logprobs[mask], packed_logprobs[mask], atol=1e-4)
+    assert torch.allclose(rollout.entropies[mask], packed_entropies[mask], atol=1e-3)
 
 
-def test_a_prompt_scores_the_same_alone_and_padded_in_a_batch(tiny_policy: Any) -> None:
-    both = prompts_of(tiny_policy, ["Hi", "What is the capital city of France, please?"])
-    alone = prompts_of(tiny_policy, ["Hi"])
-    completions = torch.randint(100, 5000, (2, 5), generator=torch.Generator().manual_seed(0))
-    with torch.no_grad():
-        batched = score_completions(tiny_policy.model, both, completions, group_size=1)
-        single = score_completions(tiny_policy.model, alone, completions[:1], group_size=1)
-    assert torch.allclose(batched.logprobs[0], single.logprobs[0], atol=1e-4)
-
-
-def test_gradients_through_sampling_equal_gradients_of_a_batched_forward(tiny_policy: Any) -> None:
+@pytest.mark.parametrize("keep_logits", [True, False])
+def test_packed_gradients_equal_one_forward_per_completion(
+    tiny_policy: Any, keep_logits: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if not keep_logits:
+        monkeypatch.setattr(logprobs_module, "KEEP_LOGITS_BYTES", 0)
+    monkeypatch.setattr(logprobs_module, "LOGIT_CHUNK_ROWS", 5)  # several chunks
     prompts = prompts_of(tiny_policy, ["Hi", "Tell me something longer"])
-    weights = torch.linspace(-1, 1, 8)[:, None]
-    rollout = draw(tiny_policy, prompts, seed=2, with_grad=True)
-    (weights * rollout.logprobs * rollout.completion_mask).sum().backward()
-    fused = [p.grad.clone() for p in tiny_policy.trainable_parameters()]
+    rollout = draw(tiny_policy, prompts, seed=2)
+    rows = packed_rows(rollout, 4)
+    weights = torch.linspace(-1, 1, len(rows))
+    packed = pack(prompts.token_lists(), rows, tiny_policy.pad_id, "cpu")
+    scores = score_packed(tiny_policy.model, packed)
+    (weights[packed.rows] * scores.logprobs).sum().backward()
+    via_packing = [p.grad.clone() for p in tiny_policy.trainable_parameters()]
     tiny_policy.model.zero_grad()
-    scores = score_completions(tiny_policy.model, prompts, rollout.completion_ids, 4)
-    (weights * scores.logprobs * rollout.completion_mask).sum().backward()
-    batched = [p.grad for p in tiny_policy.trainable_parameters()]
-    assert any(g.abs().sum() > 0 for g in fused)
-    for a, b in zip(fused, batched, strict=True):
+    prompt_ids = prompts.token_lists()
+    total = sum(
+        weight * naive_logprobs(tiny_policy.model, prompt_ids[p], tokens).sum()
+        for weight, (_, p, tokens) in zip(weights, rows, strict=True)
+    )
+    total.backward()
+    direct = [p.grad for p in tiny_policy.trainable_parameters()]
+    assert any(g.abs().sum() > 0 for g in via_packing)
+    for a, b in zip(via_packing, direct, strict=True):
         assert torch.allclose(a, b, atol=1e-5, rtol=1e-3)
+
+
+def test_packing_leaves_out_prompts_without_rows(tiny_policy: Any) -> None:
+    pad = tiny_policy.pad_id
+    prompts = [[1, 2, 3], [4, 5], [6, 7, 8, 9]]
+    packed = pack(prompts, [(0, 0, [10, 11, 2]), (5, 2, [2])], pad, "cpu")
+    # the last completion token is a target only; prompt 1 has no rows and is left out
+    assert packed.input_ids.tolist() == [[1, 2, 3, 10, 11], [6, 7, 8, 9, pad]]
+    assert packed.position_ids.tolist() == [[0, 1, 2, 3, 4], [0, 1, 2, 3, 0]]
+    assert packed.targets.tolist() == [10, 11, 2, 2]
+    assert packed.rows.tolist() == [0, 0, 0, 5]
+    assert packed.source[0].tolist() == [0, 0, 0, 1]
+    assert packed.source[1].tolist() == [2, 3, 4, 3]
+    # a completion token sees the prompt and its own earlier tokens; padding sees only itself
+    assert packed.attention_mask[0, 0, 3].tolist() == [True] * 4 + [False]
+    assert packed.attention_mask[1, 0, 4].tolist() == [False] * 4 + [True]
+
+
+def test_rows_are_prompt_major(tiny_policy: Any) -> None:
+    rows = question_rows(3)
+    ids = [encode_prompt(tiny_policy.tokenizer, row) for row in rows]
+    prompts = PromptBatch.from_ids(ids, tiny_policy.pad_id, tiny_policy.device)
+    rollout = draw(tiny_policy, prompts, seed=0, group_size=2, max_tokens=3)
+    with torch.no_grad():  # row 2 continues prompt 1
+        direct = naive_logprobs(tiny_policy.model, ids[1], rollout.completions()[2])
+    assert torch.allclose(rollout.logprobs[2][: len(direct)], direct, atol=1e-4)
 
 
 def test_top_p_keeps_the_smallest_set_reaching_p() -> None:
@@ -105,16 +148,3 @@ def test_top_p_keeps_the_smallest_set_reaching_p() -> None:
     kept = top_p_filter(logprobs, 0.7).exp()
     assert kept.tolist()[0] == pytest.approx([0.5, 0.3, 0.0, 0.0])
     assert torch.equal(top_p_filter(logprobs, 1.0), logprobs)
-
-
-def test_rows_are_prompt_major(tiny_policy: Any) -> None:
-    rows = question_rows(3)
-    ids = [encode_prompt(tiny_policy.tokenizer, row) for row in rows]
-    prompts = PromptBatch.from_ids(ids, tiny_policy.pad_id, tiny_policy.device)
-    with torch.no_grad():
-        rollout = draw(tiny_policy, prompts, seed=0, group_size=2, max_tokens=3)
-        # row 2 continues prompt 1: scoring it against prompt 1 alone gives the same numbers
-        alone = PromptBatch.from_ids(ids[1:2], tiny_policy.pad_id, tiny_policy.device)
-        scores = score_completions(tiny_policy.model, alone, rollout.completion_ids[2:3], 1)
-    mask = rollout.completion_mask[2].bool()
-    assert torch.allclose(rollout.logprobs[2][mask], scores.logprobs[0][mask], atol=1e-4)

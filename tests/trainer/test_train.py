@@ -46,7 +46,13 @@ def read_csv(path: Path) -> list[dict[str, str]]:
 
 def test_reward_rises_on_a_learnable_grader(tiny_model_dir: Path, tmp_path: Path) -> None:
     reporter = RecordingReporter()
-    hp = FAST | {"n_epochs": 8, "eval_interval": 8}
+    # learns within 24 steps for every seed tried (0-3); 16 samples per prompt steady the signal
+    hp = FAST | {
+        "learning_rate_multiplier": 30,
+        "group_size": 16,
+        "n_epochs": 12,
+        "eval_interval": 24,
+    }
     result = train(spec_for(tiny_model_dir, tmp_path, hp), reporter)
     assert result.status == "completed"
     baseline = next(
@@ -192,8 +198,12 @@ def test_loss_variants_train(tiny_model_dir: Path, tmp_path: Path, knobs: dict[s
     assert result.hyperparameters["loss_type"] == knobs["loss_type"]
     for data in reporter.steps:
         assert math.isfinite(data["loss"]) and math.isfinite(data["grad_norm"])
-        assert data["fused_sampling_and_training"] is (knobs.get("num_iterations", 1) == 1)
         assert (data["kl"] is not None) is ("beta" in knobs)
+        # with a KL term every completion is trained; without, only those with an advantage
+        if "beta" in knobs:
+            assert data["trained_completions"] == 32
+        else:
+            assert data["trained_completions"] <= 32 * (1 - data["frac_reward_zero_std"])
 
 
 def test_supervised_lowers_validation_loss(tiny_model_dir: Path, tmp_path: Path) -> None:

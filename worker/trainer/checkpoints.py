@@ -114,9 +114,9 @@ def load_checkpoint(checkpoint: Checkpoint, model: Any, optimizer: torch.optim.O
     """Restore adapter weights and optimizer state in place."""
     weights = load_file(checkpoint.path / ADAPTER_FILE, device=str(next(model.parameters()).device))
     result = set_peft_model_state_dict(model, weights)
-    missing = [key for key in result.unexpected_keys if "lora_" in key]
-    if missing:
-        raise ValueError(f"checkpoint {checkpoint.path} does not match the model: {missing[:3]}")
+    unexpected = [key for key in getattr(result, "unexpected_keys", []) if "lora_" in key]
+    if unexpected:
+        raise ValueError(f"checkpoint {checkpoint.path} does not match the model: {unexpected[:3]}")
     optimizer.load_state_dict(torch.load(checkpoint.path / OPTIMIZER_FILE, weights_only=True))
 
 

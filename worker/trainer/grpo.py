@@ -1,19 +1,18 @@
 """One GRPO step: sample a group of completions per prompt, grade them, turn rewards into
 group-relative advantages and update the LoRA weights with the clipped policy-gradient loss.
 
-Two ways to get the log-probabilities the loss differentiates:
-- one policy update per batch (num_iterations == 1): sampling runs with autograd on, so the
-  sampling forward passes are the training forward; old log-probs are those same values,
-  detached (ratio 1), and no second forward runs;
-- several updates (num_iterations > 1): sampling runs without autograd, then each update
-  recomputes log-probs in one batched forward; the first update's values, detached, are the
-  old log-probs for the later ones (the weights have not moved yet when they are computed).
+Sampling runs without autograd; each update then scores the completions in one packed forward
+(see logprobs.py). Completions whose advantage is zero add nothing to the policy gradient, so
+with beta = 0 they are left out of the training forward altogether; a batch where every group
+scored evenly skips the forward and backward (the optimizer still steps, as it would on a zero
+gradient). With num_iterations > 1 the first update's log-probs, detached, are the old
+log-probs of the later ones: the weights have not moved when they are computed.
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -21,16 +20,14 @@ from torch import Tensor
 
 from app.graders import BatchGrader, BatchGrades, make_sample
 from worker.trainer.advantages import Advantages, group_advantages
-from worker.trainer.logprobs import score_completions
+from worker.trainer.logprobs import as_matrix, pack, score_packed
 from worker.trainer.losses import BatchTotals, LossConfig, LossParts, policy_loss
 from worker.trainer.models import Policy
 from worker.trainer.sampling import PromptBatch, Rollout, sample
 
-# A fused step keeps the autograd graph of every decoding step; above this many sampled
-# tokens (~1.5 GB of activations for a 135M model) the batched path with micro-batches is used.
-MAX_FUSED_TOKENS = 4096
-# Largest logits tensor a batched forward may hold at once (micro-batches of prompts).
-MAX_LOGITS_BYTES = 512 * 1024**2
+# Tokens packed into one training forward; more are split into micro-batches of prompts.
+# The attention mask is [sequences, L, L] and activations grow with it: this bounds memory.
+MAX_PACKED_TOKENS = 4096
 
 
 @dataclass(frozen=True)
@@ -78,17 +75,14 @@ class StepOutcome:
     advantages: Advantages
     timing: dict[str, float]
     trained_tokens: int
-    trl: dict[str, Any] = field(default_factory=dict)
+    trl: dict[str, Any]
 
 
 def decode_completions(policy: Policy, rollout: Rollout) -> list[str]:
-    texts = []
-    for ids, mask in zip(
-        rollout.completion_ids.tolist(), rollout.completion_mask.tolist(), strict=True
-    ):
-        kept = [token for token, keep in zip(ids, mask, strict=True) if keep]
-        texts.append(policy.tokenizer.decode(kept, skip_special_tokens=True))
-    return texts
+    return [
+        policy.tokenizer.decode(tokens, skip_special_tokens=True)
+        for tokens in rollout.completions()
+    ]
 
 
 def sample_and_grade(
@@ -99,11 +93,11 @@ def sample_and_grade(
     group_size: int,
     config: RFTConfig,
     generator: torch.Generator,
-    with_grad: bool,
 ) -> tuple[Graded, float, float]:
     """Sample `group_size` completions per prompt and grade each against its prompt's item.
     Returns the graded rollout and the seconds spent sampling and grading."""
     started = time.perf_counter()
+    policy.model.eval()
     with policy.autocast():
         rollout = sample(
             policy.model,
@@ -115,7 +109,6 @@ def sample_and_grade(
             policy.eos_ids,
             policy.pad_id,
             generator,
-            with_grad=with_grad,
         )
     sampled = time.perf_counter()
     texts = decode_completions(policy, rollout)
@@ -126,30 +119,23 @@ def sample_and_grade(
     return graded, sampled - started, time.perf_counter() - sampled
 
 
-def prompts_per_micro_batch(policy: Policy, group_size: int, completion_tokens: int) -> int:
-    vocab = policy.model.config.vocab_size
-    bytes_per_prompt = group_size * completion_tokens * vocab * 4 * 3
-    return max(1, MAX_LOGITS_BYTES // bytes_per_prompt)
-
-
-def reference_logprobs(
-    policy: Policy, prompts: PromptBatch, rollout: Rollout, config: RFTConfig
-) -> Tensor:
-    """Log-probs under the base model: the same network with the adapter switched off."""
-    chunk = prompts_per_micro_batch(policy, config.group_size, rollout.completion_ids.shape[1])
-    parts = []
-    with torch.no_grad(), policy.model.disable_adapter(), policy.autocast():
-        for start in range(0, len(prompts), chunk):
-            rows = slice(start * config.group_size, (start + chunk) * config.group_size)
-            scores = score_completions(
-                policy.model,
-                prompts.select(slice(start, start + chunk)),
-                rollout.completion_ids[rows],
-                config.group_size,
-                config.temperature,
-            )
-            parts.append(scores.logprobs)
-    return torch.cat(parts)
+def micro_batches(
+    prompts: list[list[int]], completions: list[list[int]], rows: list[int], group_size: int
+) -> list[list[tuple[int, int, list[int]]]]:
+    """(row, prompt index, tokens) for the training rows, split by prompt so that each
+    micro-batch packs at most MAX_PACKED_TOKENS tokens (a prompt's group is never split)."""
+    batches: list[list[tuple[int, int, list[int]]]] = []
+    current: list[tuple[int, int, list[int]]] = []
+    size = 0
+    for prompt_index in sorted({row // group_size for row in rows}):
+        group = [(r, prompt_index, completions[r]) for r in rows if r // group_size == prompt_index]
+        group_tokens = len(prompts[prompt_index]) + sum(len(tokens) for _, _, tokens in group)
+        if current and size + group_tokens > MAX_PACKED_TOKENS:
+            batches.append(current)
+            current, size = [], 0
+        current += group
+        size += group_tokens
+    return batches + ([current] if current else [])
 
 
 def rft_step(
@@ -161,95 +147,86 @@ def rft_step(
     config: RFTConfig,
     generator: torch.Generator,
 ) -> StepOutcome:
-    n_sampled = len(prompts) * config.group_size * config.max_completion_tokens
-    fused = config.num_iterations == 1 and n_sampled <= MAX_FUSED_TOKENS
-    policy.model.train()
-    optimizer.zero_grad(set_to_none=True)
     graded, sampling_time, grading_time = sample_and_grade(
-        policy, grader, prompts, items, config.group_size, config, generator, with_grad=fused
+        policy, grader, prompts, items, config.group_size, config, generator
     )
     started = time.perf_counter()
     rollout = graded.rollout
     advantages = group_advantages(graded.rewards, config.group_size, config.scale_rewards)
     mask = rollout.completion_mask
     totals = BatchTotals(sequences=mask.shape[0], tokens=float(mask.sum()))
-    ref = reference_logprobs(policy, prompts, rollout, config) if config.loss.beta else None
-    if fused:
-        parts = [
-            policy_loss(
-                rollout.logprobs,
-                rollout.logprobs.detach(),
-                advantages.values,
-                mask,
-                totals,
-                config.loss,
-                ref,
-            )
-        ]
-        parts[0].loss.backward()
-        grad_norm = clip_and_step(policy, optimizer, config.max_grad_norm)
-        entropies = rollout.entropies
-    else:
-        parts, grad_norm, entropies = batched_updates(
-            policy, optimizer, prompts, rollout, advantages.values, totals, config, ref
-        )
+    if config.loss.beta:
+        rows = list(range(mask.shape[0]))
+    else:  # a zero advantage contributes nothing to the policy gradient
+        rows = advantages.values.nonzero().squeeze(1).tolist()
+    prompt_ids = prompts.token_lists()
+    batches = micro_batches(prompt_ids, rollout.completions(), rows, config.group_size)
+    parts, grad_norm = updates(
+        policy, optimizer, prompt_ids, batches, rollout, advantages.values, totals, config
+    )
     training_time = time.perf_counter() - started
-    prompt_tokens = sum(prompts.lengths) * config.group_size
-    trl = step_statistics(graded, advantages, parts, totals, entropies, config)
-    trl |= {"grad_norm": grad_norm, "fused_sampling_and_training": fused}
+    trained = sum(len(prompt_ids[p]) + len(tokens) for batch in batches for _, p, tokens in batch)
+    trl = step_statistics(graded, advantages, parts, totals, config)
+    trl |= {"grad_norm": grad_norm, "trained_completions": len(rows)}
     timing = {"sampling": sampling_time, "grading": grading_time, "training": training_time}
-    return StepOutcome(graded, advantages, timing, prompt_tokens + int(totals.tokens), trl)
+    return StepOutcome(graded, advantages, timing, trained, trl)
 
 
-def batched_updates(
+def updates(
     policy: Policy,
     optimizer: torch.optim.Optimizer,
-    prompts: PromptBatch,
+    prompt_ids: list[list[int]],
+    batches: list[list[tuple[int, int, list[int]]]],
     rollout: Rollout,
     advantages: Tensor,
     totals: BatchTotals,
     config: RFTConfig,
-    ref: Tensor | None,
-) -> tuple[list[LossParts], float, Tensor]:
-    """`num_iterations` optimizer steps on one batch of samples, in micro-batches of prompts."""
-    group = config.group_size
-    chunk = prompts_per_micro_batch(policy, group, rollout.completion_ids.shape[1])
-    old_logprobs: list[Tensor] = []
-    entropies: list[Tensor] = []
+) -> tuple[list[LossParts], float]:
+    """`num_iterations` optimizer steps on one batch of samples, a micro-batch at a time."""
+    policy.model.train()
+    n_rows, n_columns = rollout.completion_mask.shape
+    shape = (int(n_rows), int(n_columns))
+    packed = [pack(prompt_ids, batch, policy.pad_id, policy.device) for batch in batches]
+    ref = [reference_logprobs(policy, p, config) for p in packed] if config.loss.beta else None
+    old: list[Tensor] = []
+    parts: list[LossParts] = []
     grad_norm = 0.0
     for iteration in range(config.num_iterations):
         parts = []
-        optimizer.zero_grad(set_to_none=True)
-        for index, start in enumerate(range(0, len(prompts), chunk)):
-            rows = slice(start * group, (start + chunk) * group)
+        optimizer.zero_grad(set_to_none=False)
+        for index, batch in enumerate(packed):
             with policy.autocast():
-                scores = score_completions(
-                    policy.model,
-                    prompts.select(slice(start, start + chunk)),
-                    rollout.completion_ids[rows],
-                    group,
-                    config.temperature,
-                )
+                scores = score_packed(policy.model, batch, config.temperature)
+            logprobs = as_matrix(scores.logprobs, batch, shape)
             if iteration == 0:
-                old_logprobs.append(scores.logprobs.detach())
-                entropies.append(scores.entropies)
+                old.append(logprobs.detach())
             part = policy_loss(
-                scores.logprobs,
-                old_logprobs[index],
-                advantages[rows],
-                rollout.completion_mask[rows],
+                logprobs,
+                old[index],
+                advantages,
+                as_matrix(torch.ones_like(scores.logprobs), batch, shape),
                 totals,
                 config.loss,
-                None if ref is None else ref[rows],
+                None if ref is None else as_matrix(ref[index], batch, shape),
             )
             part.loss.backward()
             parts.append(part)
         grad_norm = clip_and_step(policy, optimizer, config.max_grad_norm)
-    return parts, grad_norm, torch.cat(entropies)
+    return parts, grad_norm
+
+
+def reference_logprobs(policy: Policy, packed: Any, config: RFTConfig) -> Tensor:
+    """Log-probs under the base model: the same network with the adapter switched off."""
+    with torch.no_grad(), policy.model.disable_adapter(), policy.autocast():
+        return score_packed(policy.model, packed, config.temperature).logprobs
 
 
 def clip_and_step(policy: Policy, optimizer: torch.optim.Optimizer, max_grad_norm: float) -> float:
-    norm = torch.nn.utils.clip_grad_norm_(policy.trainable_parameters(), max_grad_norm)
+    parameters = policy.trainable_parameters()
+    for parameter in parameters:  # untouched parameters step on a zero gradient
+        if parameter.grad is None:
+            parameter.grad = torch.zeros_like(parameter)
+    norm = torch.nn.utils.clip_grad_norm_(parameters, max_grad_norm)
     optimizer.step()
     optimizer.zero_grad(set_to_none=True)
     return float(norm)
@@ -260,7 +237,6 @@ def step_statistics(
     advantages: Advantages,
     parts: list[LossParts],
     totals: BatchTotals,
-    entropies: Tensor,
     config: RFTConfig,
 ) -> dict[str, Any]:
     """TRL's names for the step's figures (clip and KL figures are from the last update)."""
@@ -270,7 +246,8 @@ def step_statistics(
     tokens = max(totals.tokens, 1.0)
     low = sum(part.clipped_low_sum for part in parts) / tokens
     high = sum(part.clipped_high_sum for part in parts) / tokens
-    stats: dict[str, Any] = {
+    entropy = (rollout.entropies * rollout.completion_mask).sum() / tokens
+    return {
         "loss": float(sum(float(part.loss.detach()) for part in parts)),
         "reward": float(graded.rewards.mean()),
         "reward_std": float(advantages.group_std.mean()),
@@ -280,13 +257,12 @@ def step_statistics(
         "completions/max_length": float(lengths.max()),
         "completions/clipped_ratio": float((~ended).float().mean()),
         "completions/mean_terminated_length": float(lengths[ended].mean()) if ended.any() else 0.0,
-        "entropy": float((entropies * rollout.completion_mask).sum() / tokens),
+        "entropy": float(entropy),
         "clip_ratio/low_mean": low,
         "clip_ratio/high_mean": high,
         "clip_ratio/region_mean": low + high,
         "kl": sum(part.kl_sum for part in parts) / tokens if config.loss.beta else None,
     }
-    return stats
 
 
 def evaluate_rewards(
@@ -299,12 +275,11 @@ def evaluate_rewards(
 ) -> tuple[BatchGrades, float]:
     """Sample `samples_per_prompt` completions for every validation prompt and grade them all.
     Returns the grades and the mean completion length in tokens."""
-    policy.model.eval()
     results = []
     lengths = []
     for prompts, items in prompt_batches:
         graded, _, _ = sample_and_grade(
-            policy, grader, prompts, items, samples_per_prompt, config, generator, with_grad=False
+            policy, grader, prompts, items, samples_per_prompt, config, generator
         )
         results.extend(graded.grades.results)
         lengths.append(graded.rollout.lengths)

@@ -69,10 +69,13 @@ def train(spec: TrainSpec, reporter: Reporter) -> TrainResult:
             grader = stack.enter_context(
                 BatchGrader(spec.grader, GraderConfig.from_settings(settings))
             )
-        method_class = Reinforcement if spec.method == "reinforcement" else Supervised
-        method = method_class(
-            policy, optimizer, grader, spec.train_rows, spec.valid_rows, hp, spec.seed
-        )  # type: ignore[arg-type]
+        data = (spec.train_rows, spec.valid_rows, hp, spec.seed)
+        method: Reinforcement | Supervised
+        if spec.method == "reinforcement":
+            assert grader is not None
+            method = Reinforcement(policy, optimizer, grader, *data)
+        else:
+            method = Supervised(policy, optimizer, grader, *data)
         return _loop(spec, reporter, hp, steps, policy, optimizer, method)
 
 
@@ -92,8 +95,8 @@ def _loop(
 
     if start == 0:
         started = time.perf_counter()
-        valid = method.evaluate()
-        _report_baseline(reporter, csv, method, steps, valid, time.perf_counter() - started)
+        baseline = method.evaluate()
+        _report_baseline(reporter, csv, method, steps, baseline, time.perf_counter() - started)
 
     for step in range(start + 1, steps + 1):
         stop = reporter.should_stop()
@@ -122,7 +125,7 @@ def _loop(
             reporter.on_event("warn", warning)
 
         evaluate_now = step % hp["eval_interval"] == 0 or step == steps
-        valid = None
+        valid: dict[str, Any] | None = None
         if evaluate_now:
             eval_started = time.perf_counter()
             valid = method.evaluate()

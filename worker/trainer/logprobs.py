@@ -1,71 +1,181 @@
-"""Log-probabilities of given completions under the model, computed like sampling does: one
-forward per prompt shared by its group (via the KV cache), then one forward over all completion
-tokens, with vocabulary logits only at the positions that predict a completion token."""
+"""Log-probabilities of given completions under the model, for training.
+
+Packing: each prompt and the completions that continue it form one sequence
+`[prompt | completion 1 | completion 2 | ...]` with a block attention mask (every completion
+sees the prompt and its own earlier tokens), so the prompt is computed once per group and no
+compute goes to padding after an end-of-turn token.
+
+Vocabulary logits are computed only at positions that predict a completion token, a chunk of
+rows at a time, inside one autograd function: the [tokens, 49k] logits never exist whole
+(bounded memory), and the softmax passes stay in cache.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor
 
-from worker.trainer.sampling import PromptBatch, entropy
+# rows of logits computed at once (~12 MB for a 49k vocabulary): small enough for the L3 cache
+LOGIT_CHUNK_ROWS = 64
+# keep the chunk logits for the backward pass below this size, recompute them above it
+KEEP_LOGITS_BYTES = 256 * 1024**2
 
 
 @dataclass
-class TokenScores:
-    logprobs: Tensor  # [N, C] log p(token) at the given temperature
-    entropies: Tensor  # [N, C] detached
-    argmax_hits: Tensor  # [N, C] bool, the most likely token is the given one (detached)
+class Packed:
+    """Prompts and their completions packed one prompt per sequence (right-padded)."""
+
+    input_ids: Tensor  # [S, L]
+    position_ids: Tensor  # [S, L]
+    attention_mask: Tensor  # [S, 1, L, L] bool, True where a query may attend to a key
+    source: tuple[Tensor, Tensor]  # (sequence, position) of the hidden state predicting target k
+    targets: Tensor  # [K] completion tokens
+    rows: Tensor  # [K] completion row of each target
+    columns: Tensor  # [K] position of each target in its completion
 
 
-def completion_logits(
-    model: torch.nn.Module, prompts: PromptBatch, completion_ids: Tensor, group_size: int
-) -> Tensor:
-    """Logits [N, C, V] that predict each completion token (row i continues prompt i // G)."""
-    out = model(
-        input_ids=prompts.input_ids,
-        attention_mask=prompts.attention_mask,
-        position_ids=prompts.position_ids,
-        use_cache=True,
-        logits_to_keep=1,
+def pack(
+    prompts: list[list[int]],
+    completions: list[tuple[int, int, list[int]]],
+    pad_id: int,
+    device: Any,
+) -> Packed:
+    """`completions` holds (row, prompt index, tokens); only prompts with completions are kept."""
+    by_prompt: dict[int, list[tuple[int, list[int]]]] = {}
+    for row, prompt_index, tokens in completions:
+        by_prompt.setdefault(prompt_index, []).append((row, tokens))
+    sequences: list[list[int]] = []
+    segments: list[list[int]] = []
+    positions: list[list[int]] = []
+    source_seq: list[int] = []
+    source_pos: list[int] = []
+    targets: list[int] = []
+    rows: list[int] = []
+    columns: list[int] = []
+    for s, (prompt_index, group) in enumerate(sorted(by_prompt.items())):
+        prompt = prompts[prompt_index]
+        ids, owner, position = list(prompt), [-1] * len(prompt), list(range(len(prompt)))
+        for row, tokens in group:
+            # the last prompt token predicts the first completion token; the last completion
+            # token predicts nothing scored, so it is not fed
+            predictors = [len(prompt) - 1] + list(range(len(ids), len(ids) + len(tokens) - 1))
+            ids += tokens[:-1]
+            owner += [row] * (len(tokens) - 1)
+            position += range(len(prompt), len(prompt) + len(tokens) - 1)
+            source_seq += [s] * len(tokens)
+            source_pos += predictors
+            targets += tokens
+            rows += [row] * len(tokens)
+            columns += range(len(tokens))
+        sequences.append(ids)
+        segments.append(owner)
+        positions.append(position)
+    width = max(len(ids) for ids in sequences)
+
+    def padded(lists: list[list[int]], fill: int) -> Tensor:
+        return torch.tensor([x + [fill] * (width - len(x)) for x in lists], device=device)
+
+    segment = padded(segments, -2)  # -1: prompt, -2: padding, else the completion's row
+    index = torch.arange(width, device=device)
+    causal = index[None, :] <= index[:, None]
+    same = (segment[:, None, :] == -1) | (segment[:, None, :] == segment[:, :, None])
+    real = segment != -2
+    mask = causal[None] & same & real[:, None, :] & real[:, :, None]
+    mask |= torch.eye(width, dtype=torch.bool, device=device)[None]  # padding sees itself
+    tensor = torch.tensor
+    return Packed(
+        input_ids=padded(sequences, pad_id),
+        position_ids=padded(positions, 0),
+        attention_mask=mask[:, None],
+        source=(tensor(source_seq, device=device), tensor(source_pos, device=device)),
+        targets=tensor(targets, device=device),
+        rows=tensor(rows, device=device),
+        columns=tensor(columns, device=device),
     )
-    first = out.logits[:, -1:].repeat_interleave(group_size, 0)
-    n_tokens = completion_ids.shape[1]
-    if n_tokens == 1:
-        return first
-    cache = out.cache
-    cache.batch_repeat_interleave(group_size)
-    prompt_mask = prompts.attention_mask.repeat_interleave(group_size, 0)
-    attention_mask = torch.cat(
-        [prompt_mask, prompt_mask.new_ones(len(prompt_mask), n_tokens - 1)], 1
+
+
+class TokenLogprobs(torch.autograd.Function):
+    """log p(target) and entropy from hidden states and an output layer, chunk by chunk."""
+
+    @staticmethod
+    def forward(  # type: ignore[override]
+        ctx: Any, hidden: Tensor, weight: Tensor, targets: Tensor, temperature: float
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        keep = hidden.shape[0] * weight.shape[0] * 4 <= KEEP_LOGITS_BYTES
+        logprobs, entropies, hits, kept, lses = [], [], [], [], []
+        for start in range(0, hidden.shape[0], LOGIT_CHUNK_ROWS):
+            chunk = slice(start, start + LOGIT_CHUNK_ROWS)
+            logits = (hidden[chunk] @ weight.T).float() / temperature
+            lse = logits.logsumexp(-1)
+            target = targets[chunk]
+            logprobs.append(logits.gather(1, target[:, None]).squeeze(1) - lse)
+            probs = (logits - lse[:, None]).exp_()
+            entropies.append(lse - (probs * logits).sum(-1))
+            hits.append(logits.argmax(-1) == target)
+            lses.append(lse)
+            if keep:
+                kept.append(probs)
+        ctx.save_for_backward(hidden, weight, targets, torch.cat(lses))
+        ctx.kept = kept
+        ctx.temperature = temperature
+        return torch.cat(logprobs), torch.cat(entropies), torch.cat(hits)
+
+    @staticmethod
+    def backward(  # type: ignore[override]
+        ctx: Any, grad_logprobs: Tensor, *unused: Any
+    ) -> tuple[Tensor | None, None, None, None]:
+        hidden, weight, targets, lse = ctx.saved_tensors
+        grad_hidden = torch.empty_like(hidden)
+        for number, start in enumerate(range(0, hidden.shape[0], LOGIT_CHUNK_ROWS)):
+            chunk = slice(start, start + LOGIT_CHUNK_ROWS)
+            if ctx.kept:
+                probs = ctx.kept[number]
+            else:
+                logits = (hidden[chunk] @ weight.T).float() / ctx.temperature
+                probs = (logits - lse[chunk, None]).exp_()
+            # d log p(t) / d logits = onehot(t) - softmax
+            grad = probs.mul_(-grad_logprobs[chunk, None])
+            grad.scatter_add_(1, targets[chunk, None], grad_logprobs[chunk, None])
+            grad_hidden[chunk] = (grad / ctx.temperature).to(weight.dtype) @ weight
+        ctx.kept = None
+        return grad_hidden, None, None, None
+
+
+def decoder_and_head(model: torch.nn.Module) -> tuple[torch.nn.Module, torch.nn.Linear]:
+    """The transformer body and the output layer of a (possibly LoRA-wrapped) causal LM."""
+    base: Any = model.get_base_model() if hasattr(model, "get_base_model") else model  # type: ignore[operator]
+    head = base.get_output_embeddings()
+    if head.bias is not None:
+        raise ValueError("output layers with a bias are not supported")
+    return base.get_decoder(), head
+
+
+@dataclass
+class PackedScores:
+    logprobs: Tensor  # [K] differentiable when grad is enabled
+    entropies: Tensor  # [K] detached
+    argmax_hits: Tensor  # [K] bool
+
+
+def score_packed(model: torch.nn.Module, packed: Packed, temperature: float = 1.0) -> PackedScores:
+    decoder, head = decoder_and_head(model)
+    hidden = decoder(
+        input_ids=packed.input_ids,
+        attention_mask=packed.attention_mask,
+        position_ids=packed.position_ids,
+        use_cache=False,
+    ).last_hidden_state
+    predicting = hidden[packed.source]
+    logprobs, entropies, hits = TokenLogprobs.apply(
+        predicting, head.weight, packed.targets, temperature
     )
-    offsets = torch.arange(1, n_tokens, device=completion_ids.device)
-    position_ids = prompts.position_ids[:, -1:].repeat_interleave(group_size, 0) + offsets
-    # the last completion token predicts nothing we score, so it is not fed
-    rest = model(
-        input_ids=completion_ids[:, :-1],
-        attention_mask=attention_mask,
-        position_ids=position_ids,
-        cache=cache,
-        use_cache=True,
-    ).logits
-    return torch.cat([first, rest], 1)
+    return PackedScores(logprobs, entropies.detach(), hits)
 
 
-def score_completions(
-    model: torch.nn.Module,
-    prompts: PromptBatch,
-    completion_ids: Tensor,
-    group_size: int,
-    temperature: float = 1.0,
-) -> TokenScores:
-    """Per-token log-probs (differentiable when grad is enabled), entropies and argmax hits."""
-    logits = completion_logits(model, prompts, completion_ids, group_size).float() / temperature
-    token_logits = logits.gather(2, completion_ids[..., None]).squeeze(2)
-    logprobs = token_logits - logits.logsumexp(dim=-1)
-    with torch.no_grad():
-        detached = logits.detach()
-        entropies = entropy(torch.log_softmax(detached, dim=-1))
-        argmax_hits = detached.argmax(-1) == completion_ids
-    return TokenScores(logprobs, entropies, argmax_hits)
+def as_matrix(values: Tensor, packed: Packed, shape: tuple[int, int]) -> Tensor:
+    """Per-target values laid out as [rows, completion positions] (zeros elsewhere)."""
+    matrix = values.new_zeros(shape)
+    return matrix.index_put((packed.rows, packed.columns), values)

@@ -203,12 +203,7 @@ class Supervised:
             self.evaluator = RewardEvaluator(policy, grader, valid_rows, samples, config, seed)
 
     def batch(self, pairs: list[tuple[list[int], list[int]]]) -> AnswerBatch:
-        return AnswerBatch.build(
-            [prompt for prompt, _ in pairs],
-            [answer for _, answer in pairs],
-            self.policy.pad_id,
-            self.policy.device,
-        )
+        return AnswerBatch.build(pairs, self.policy)
 
     def train_step(self, step: int) -> StepReport:
         started = time.perf_counter()

@@ -126,8 +126,8 @@ def load_model_and_tokenizer(
 
     logging.disable_progress_bar()
     tokenizer = load_tokenizer(model_dir)
-    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
-    model.to(device)
+    model: Any = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
+    model.to(torch.device(device))
     model.config.use_cache = True
     if lora_rank is not None:
         model = add_lora(model, lora_rank, lora_alpha if lora_alpha is not None else 2 * lora_rank)
@@ -140,7 +140,7 @@ def add_lora(model: Any, rank: int, alpha: float) -> Any:
     # dropout 0: the loss must see the same function that produced the old log-probabilities
     config = LoraConfig(
         r=rank,
-        lora_alpha=alpha,
+        lora_alpha=alpha,  # type: ignore[arg-type]  # peft accepts any number
         lora_dropout=0.0,
         target_modules=LORA_TARGET_MODULES,
         task_type="CAUSAL_LM",

@@ -1,6 +1,5 @@
 """Supervised fine-tuning on the same data: token-level cross-entropy on the assistant answer,
-computed like GRPO's log-probs (prompt forward, then logits only where answer tokens are
-predicted)."""
+computed with GRPO's packed forward (logits only where answer tokens are predicted)."""
 
 from __future__ import annotations
 
@@ -9,50 +8,31 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from worker.trainer.logprobs import TokenScores, score_completions
+from worker.trainer.logprobs import Packed, PackedScores, pack, score_packed
 from worker.trainer.models import Policy
-from worker.trainer.sampling import PromptBatch
 
 
 @dataclass
 class AnswerBatch:
-    prompts: PromptBatch
-    answer_ids: Tensor  # [B, A], right-padded
-    answer_mask: Tensor  # [B, A] float
+    packed: Packed
+    tokens: int  # answer tokens, end-of-turn included
 
     @classmethod
-    def build(
-        cls, prompts: list[list[int]], answers: list[list[int]], pad_id: int, device: torch.device
-    ) -> AnswerBatch:
-        width = max(len(ids) for ids in answers)
-        answer_ids = torch.full((len(answers), width), pad_id, dtype=torch.long)
-        answer_mask = torch.zeros((len(answers), width))
-        for row, ids in enumerate(answers):
-            answer_ids[row, : len(ids)] = torch.tensor(ids)
-            answer_mask[row, : len(ids)] = 1.0
-        return cls(
-            PromptBatch.from_ids(prompts, pad_id, device),
-            answer_ids.to(device),
-            answer_mask.to(device),
-        )
-
-    @property
-    def tokens(self) -> int:
-        return int(self.answer_mask.sum())
+    def build(cls, pairs: list[tuple[list[int], list[int]]], policy: Policy) -> AnswerBatch:
+        prompts = [prompt for prompt, _ in pairs]
+        answers = [(row, row, answer) for row, (_, answer) in enumerate(pairs)]
+        packed = pack(prompts, answers, policy.pad_id, policy.device)
+        return cls(packed, sum(len(answer) for _, answer in pairs))
 
 
-def answer_scores(policy: Policy, batch: AnswerBatch) -> TokenScores:
+def answer_scores(policy: Policy, batch: AnswerBatch) -> PackedScores:
     with policy.autocast():
-        return score_completions(policy.model, batch.prompts, batch.answer_ids, group_size=1)
+        return score_packed(policy.model, batch.packed)
 
 
-def loss_and_accuracy(scores: TokenScores, batch: AnswerBatch) -> tuple[Tensor, float]:
+def loss_and_accuracy(scores: PackedScores) -> tuple[Tensor, float]:
     """Mean cross-entropy over answer tokens, and the fraction the model ranks first."""
-    mask = batch.answer_mask
-    tokens = mask.sum().clamp(min=1.0)
-    loss = -(scores.logprobs * mask).sum() / tokens
-    accuracy = float((scores.argmax_hits * mask).sum() / tokens)
-    return loss, accuracy
+    return -scores.logprobs.mean(), float(scores.argmax_hits.float().mean())
 
 
 def sft_step(
@@ -60,7 +40,7 @@ def sft_step(
 ) -> dict[str, float]:
     policy.model.train()
     optimizer.zero_grad(set_to_none=True)
-    loss, accuracy = loss_and_accuracy(answer_scores(policy, batch), batch)
+    loss, accuracy = loss_and_accuracy(answer_scores(policy, batch))
     loss.backward()
     norm = torch.nn.utils.clip_grad_norm_(policy.trainable_parameters(), max_grad_norm)
     optimizer.step()
@@ -78,7 +58,7 @@ def evaluate_loss(policy: Policy, batches: list[AnswerBatch]) -> tuple[float, fl
     loss_sum = hits = tokens = 0.0
     with torch.no_grad():
         for batch in batches:
-            loss, accuracy = loss_and_accuracy(answer_scores(policy, batch), batch)
+            loss, accuracy = loss_and_accuracy(answer_scores(policy, batch))
             loss_sum += float(loss) * batch.tokens
             hits += accuracy * batch.tokens
             tokens += batch.tokens
