@@ -148,3 +148,18 @@ def test_top_p_keeps_the_smallest_set_reaching_p() -> None:
     kept = top_p_filter(logprobs, 0.7).exp()
     assert kept.tolist()[0] == pytest.approx([0.5, 0.3, 0.0, 0.0])
     assert torch.equal(top_p_filter(logprobs, 1.0), logprobs)
+
+
+def test_reserved_cache_samples_like_the_default_cache(
+    tiny_policy: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from worker.trainer import sampling as sampling_module
+
+    prompts = prompts_of(tiny_policy, ["Hi", "What is the capital city of France, please?"])
+    eos_ids = torch.arange(0, tiny_policy.model.config.vocab_size, 3)  # rows end at many lengths
+    reserved = draw(tiny_policy, prompts, seed=5, eos_ids=eos_ids, max_tokens=10)
+    monkeypatch.setattr(sampling_module, "sampling_cache", lambda config, capacity: None)
+    default = draw(tiny_policy, prompts, seed=5, eos_ids=eos_ids, max_tokens=10)
+    assert len(set(reserved.lengths.tolist())) > 2
+    assert torch.equal(reserved.completion_ids, default.completion_ids)
+    assert torch.allclose(reserved.logprobs, default.logprobs, atol=1e-5)

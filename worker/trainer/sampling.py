@@ -1,10 +1,10 @@
 """Sampling completions: one prompt forward shared by its whole group, then token-by-token
 decoding with a KV cache and logits only for the last position.
 
-Decoding is bound by per-token latency, so the loop avoids work rather than FLOPs alone: rows
-that have ended are dropped from the batch (and the cache), the attention mask is passed only
-when prompts are padded, and tokens are drawn by inverse CDF (torch.multinomial costs ~40 ms
-per step over a 49k vocabulary on two CPU cores).
+Decoding is bound by per-token latency, so the loop avoids work rather than FLOPs alone: the
+KV cache appends in place (kv_cache.py), rows that have ended are dropped from the batch (and
+the cache), the attention mask is passed only when prompts are padded, and tokens are drawn by
+inverse CDF (torch.multinomial costs ~40 ms per step over a 49k vocabulary on two CPU cores).
 """
 
 from __future__ import annotations
@@ -13,6 +13,8 @@ from dataclasses import dataclass
 
 import torch
 from torch import Tensor
+
+from worker.trainer.kv_cache import sampling_cache
 
 # compact the decoding batch once this fraction of its rows has ended
 COMPACT_FRACTION = 0.25
@@ -129,6 +131,7 @@ def sample(
         input_ids=prompts.input_ids,
         attention_mask=prompts.attention_mask if prompts.padded else None,
         position_ids=prompts.position_ids,
+        cache=sampling_cache(model.config, prompts.input_ids.shape[1] + max_tokens),
         use_cache=True,
         logits_to_keep=1,
     )
