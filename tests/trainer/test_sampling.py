@@ -11,7 +11,7 @@ import torch
 from worker.trainer import logprobs as logprobs_module
 from worker.trainer.data import encode_prompt
 from worker.trainer.logprobs import as_matrix, pack, score_packed
-from worker.trainer.sampling import PromptBatch, sample, top_p_filter
+from worker.trainer.sampling import PromptBatch, decoding, sample, top_p_filter
 
 from .conftest import question_rows
 
@@ -26,11 +26,8 @@ def draw(
     policy: Any, prompts: PromptBatch, seed: int, eos_ids: torch.Tensor | None = None, **kw: Any
 ) -> Any:
     generator = torch.Generator().manual_seed(seed)
-    eos = policy.eos_ids if eos_ids is None else eos_ids
     options = {"group_size": 4, "max_tokens": 6, "temperature": 1.0, "top_p": 1.0} | kw
-    return sample(
-        policy.model, prompts, eos_ids=eos, pad_id=policy.pad_id, generator=generator, **options
-    )
+    return sample(policy, prompts, generator=generator, eos_ids=eos_ids, **options)
 
 
 def test_tokens_after_end_of_turn_are_padding_and_masked(tiny_policy: Any) -> None:
@@ -80,7 +77,7 @@ def test_sampling_logprobs_equal_a_packed_forward(tiny_policy: Any) -> None:
     rollout = draw(tiny_policy, prompts, seed=1, temperature=0.7)
     packed = pack(prompts.token_lists(), packed_rows(rollout, 4), tiny_policy.pad_id, "cpu")
     with torch.no_grad():
-        scores = score_packed(tiny_policy.model, packed, temperature=0.7)
+        scores = score_packed(tiny_policy, packed, temperature=0.7)
     shape = tuple(rollout.completion_mask.shape)
     mask = rollout.completion_mask.bool()
     packed_logprobs = as_matrix(scores.logprobs, packed, shape)
@@ -101,7 +98,7 @@ def test_packed_gradients_equal_one_forward_per_completion(
     rows = packed_rows(rollout, 4)
     weights = torch.linspace(-1, 1, len(rows))
     packed = pack(prompts.token_lists(), rows, tiny_policy.pad_id, "cpu")
-    scores = score_packed(tiny_policy.model, packed)
+    scores = score_packed(tiny_policy, packed)
     (weights[packed.rows] * scores.logprobs).sum().backward()
     via_packing = [p.grad.clone() for p in tiny_policy.trainable_parameters()]
     tiny_policy.model.zero_grad()
@@ -163,3 +160,32 @@ def test_reserved_cache_samples_like_the_default_cache(
     assert len(set(reserved.lengths.tolist())) > 2
     assert torch.equal(reserved.completion_ids, default.completion_ids)
     assert torch.allclose(reserved.logprobs, default.logprobs, atol=1e-5)
+
+
+def test_merged_and_fast_decoding_sample_like_the_adapter(tiny_policy: Any) -> None:
+    torch.manual_seed(1)
+    with torch.no_grad():  # a trained-looking adapter: B is zero at initialisation
+        for name, parameter in tiny_policy.model.named_parameters():
+            if "lora_B" in name:
+                parameter.normal_(0, 0.05)
+    base_weights = {
+        name: parameter.clone()
+        for name, parameter in tiny_policy.model.named_parameters()
+        if "base_layer" in name
+    }
+    # padded prompts and end-of-turn on a third of the vocabulary: masks and compaction
+    prompts = prompts_of(tiny_policy, ["Hi", "What is the capital city of France, please?"])
+    eos_ids = torch.arange(0, tiny_policy.model.config.vocab_size, 3)
+    options = {"seed": 4, "max_tokens": 10, "eos_ids": eos_ids}
+    with_adapter = draw(tiny_policy, prompts, **options)
+    with tiny_policy.merged():
+        merged = draw(tiny_policy, prompts, **options)
+    with decoding(tiny_policy) as fast:
+        assert fast is not None
+        fused = draw(tiny_policy, prompts, fast=fast, **options)
+    assert len(set(with_adapter.lengths.tolist())) > 2
+    for other in (merged, fused):
+        assert torch.equal(with_adapter.completion_ids, other.completion_ids)
+        assert torch.allclose(with_adapter.logprobs, other.logprobs, atol=1e-4)
+    after = dict(tiny_policy.model.named_parameters())
+    assert all(torch.equal(after[name], weight) for name, weight in base_weights.items())

@@ -20,10 +20,11 @@ from torch import Tensor
 
 from app.graders import BatchGrader, BatchGrades, make_sample
 from worker.trainer.advantages import Advantages, group_advantages
+from worker.trainer.fast_decode import FastDecoder
 from worker.trainer.logprobs import as_matrix, pack, score_packed
 from worker.trainer.losses import BatchTotals, LossConfig, LossParts, policy_loss
 from worker.trainer.models import Policy
-from worker.trainer.sampling import PromptBatch, Rollout, sample
+from worker.trainer.sampling import PromptBatch, Rollout, decoding, sample
 
 # Tokens packed into one training forward; more are split into micro-batches of prompts.
 # The attention mask is [sequences, L, L] and activations grow with it: this bounds memory.
@@ -85,38 +86,41 @@ def decode_completions(policy: Policy, rollout: Rollout) -> list[str]:
     ]
 
 
-def sample_and_grade(
+def sample_rollout(
     policy: Policy,
-    grader: BatchGrader,
     prompts: PromptBatch,
-    items: list[dict[str, Any]],
     group_size: int,
     config: RFTConfig,
     generator: torch.Generator,
-) -> tuple[Graded, float, float]:
-    """Sample `group_size` completions per prompt and grade each against its prompt's item.
-    Returns the graded rollout and the seconds spent sampling and grading."""
-    started = time.perf_counter()
-    policy.model.eval()
+    fast: FastDecoder | None,
+) -> Rollout:
+    """Completions from the current policy; call within `decoding(policy)`."""
     with policy.autocast():
-        rollout = sample(
-            policy.model,
+        return sample(
+            policy,
             prompts,
             group_size,
             config.max_completion_tokens,
             config.temperature,
             config.top_p,
-            policy.eos_ids,
-            policy.pad_id,
             generator,
+            fast=fast,
         )
-    sampled = time.perf_counter()
+
+
+def grade(
+    policy: Policy,
+    grader: BatchGrader,
+    rollout: Rollout,
+    items: list[dict[str, Any]],
+    group_size: int,
+) -> Graded:
+    """Grade each completion against the item of its prompt."""
     texts = decode_completions(policy, rollout)
     item_per_row = [item for item in items for _ in range(group_size)]
     grades = grader.grade([make_sample(text) for text in texts], item_per_row)
-    rewards = torch.tensor(grades.rewards, dtype=torch.float32, device=prompts.input_ids.device)
-    graded = Graded(rollout, texts, grades, rewards)
-    return graded, sampled - started, time.perf_counter() - sampled
+    rewards = torch.tensor(grades.rewards, dtype=torch.float32, device=policy.device)
+    return Graded(rollout, texts, grades, rewards)
 
 
 def micro_batches(
@@ -147,10 +151,14 @@ def rft_step(
     config: RFTConfig,
     generator: torch.Generator,
 ) -> StepOutcome:
-    graded, sampling_time, grading_time = sample_and_grade(
-        policy, grader, prompts, items, config.group_size, config, generator
-    )
     started = time.perf_counter()
+    policy.model.eval()
+    with decoding(policy) as fast:
+        rollout = sample_rollout(policy, prompts, config.group_size, config, generator, fast)
+    sampled = time.perf_counter()
+    graded = grade(policy, grader, rollout, items, config.group_size)
+    graded_at = time.perf_counter()
+    sampling_time, grading_time = sampled - started, graded_at - sampled
     rollout = graded.rollout
     advantages = group_advantages(graded.rewards, config.group_size, config.scale_rewards)
     mask = rollout.completion_mask
@@ -164,7 +172,7 @@ def rft_step(
     parts, grad_norm = updates(
         policy, optimizer, prompt_ids, batches, rollout, advantages.values, totals, config
     )
-    training_time = time.perf_counter() - started
+    training_time = time.perf_counter() - graded_at
     trained = sum(len(prompt_ids[p]) + len(tokens) for batch in batches for _, p, tokens in batch)
     trl = step_statistics(graded, advantages, parts, totals, config)
     trl |= {"grad_norm": grad_norm, "trained_completions": len(rows)}
@@ -196,7 +204,7 @@ def updates(
         optimizer.zero_grad(set_to_none=False)
         for index, batch in enumerate(packed):
             with policy.autocast():
-                scores = score_packed(policy.model, batch, config.temperature)
+                scores = score_packed(policy, batch, config.temperature)
             logprobs = as_matrix(scores.logprobs, batch, shape)
             if iteration == 0:
                 old.append(logprobs.detach())
@@ -218,7 +226,7 @@ def updates(
 def reference_logprobs(policy: Policy, packed: Any, config: RFTConfig) -> Tensor:
     """Log-probs under the base model: the same network with the adapter switched off."""
     with torch.no_grad(), policy.model.disable_adapter(), policy.autocast():
-        return score_packed(policy.model, packed, config.temperature).logprobs
+        return score_packed(policy, packed, config.temperature).logprobs
 
 
 def clip_and_step(policy: Policy, optimizer: torch.optim.Optimizer, max_grad_norm: float) -> float:
@@ -275,12 +283,14 @@ def evaluate_rewards(
 ) -> tuple[BatchGrades, float]:
     """Sample `samples_per_prompt` completions for every validation prompt and grade them all.
     Returns the grades and the mean completion length in tokens."""
+    policy.model.eval()
+    with decoding(policy) as fast:
+        rollouts = [
+            sample_rollout(policy, prompts, samples_per_prompt, config, generator, fast)
+            for prompts, _ in prompt_batches
+        ]
     results = []
-    lengths = []
-    for prompts, items in prompt_batches:
-        graded, _, _ = sample_and_grade(
-            policy, grader, prompts, items, samples_per_prompt, config, generator
-        )
-        results.extend(graded.grades.results)
-        lengths.append(graded.rollout.lengths)
-    return BatchGrades(results), float(torch.cat(lengths).mean())
+    for rollout, (_, items) in zip(rollouts, prompt_batches, strict=True):
+        results.extend(grade(policy, grader, rollout, items, samples_per_prompt).grades.results)
+    lengths = torch.cat([rollout.lengths for rollout in rollouts])
+    return BatchGrades(results), float(lengths.mean())

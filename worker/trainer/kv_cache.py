@@ -42,7 +42,7 @@ class ReservedLayer(DynamicLayer):
         self.value_buffer[:, :, self.length : end] = value_states
         self.length = end
         self._refresh()
-        return self.keys, self.values
+        return self.key_buffer[:, :, :end], self.value_buffer[:, :, :end]
 
     def _refresh(self) -> None:
         self.keys = self.key_buffer[:, :, : self.length]

@@ -18,6 +18,9 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from worker.trainer.head import OutputHead
+from worker.trainer.models import Policy
+
 # rows of logits computed at once (~12 MB for a 49k vocabulary): small enough for the L3 cache
 LOGIT_CHUNK_ROWS = 64
 # keep the chunk logits for the backward pass below this size, recompute them above it
@@ -98,17 +101,18 @@ def pack(
 
 
 class TokenLogprobs(torch.autograd.Function):
-    """log p(target) and entropy from hidden states and an output layer, chunk by chunk."""
+    """log p(target), entropy and argmax hit from hidden states and the output layer, a chunk
+    of rows at a time. The output layer is frozen: only the hidden states get a gradient."""
 
     @staticmethod
     def forward(  # type: ignore[override]
-        ctx: Any, hidden: Tensor, weight: Tensor, targets: Tensor, temperature: float
+        ctx: Any, hidden: Tensor, targets: Tensor, temperature: float, head: OutputHead
     ) -> tuple[Tensor, Tensor, Tensor]:
-        keep = hidden.shape[0] * weight.shape[0] * 4 <= KEEP_LOGITS_BYTES
+        keep = hidden.shape[0] * head.weight.shape[0] * 4 <= KEEP_LOGITS_BYTES
         logprobs, entropies, hits, kept, lses = [], [], [], [], []
         for start in range(0, hidden.shape[0], LOGIT_CHUNK_ROWS):
             chunk = slice(start, start + LOGIT_CHUNK_ROWS)
-            logits = (hidden[chunk] @ weight.T).float() / temperature
+            logits = scaled_logits(head, hidden[chunk], temperature)
             lse = logits.logsumexp(-1)
             target = targets[chunk]
             logprobs.append(logits.gather(1, target[:, None]).squeeze(1) - lse)
@@ -118,39 +122,37 @@ class TokenLogprobs(torch.autograd.Function):
             lses.append(lse)
             if keep:
                 kept.append(probs)
-        ctx.save_for_backward(hidden, weight, targets, torch.cat(lses))
-        ctx.kept = kept
-        ctx.temperature = temperature
+        ctx.save_for_backward(hidden, targets, torch.cat(lses))
+        ctx.kept, ctx.temperature, ctx.head = kept, temperature, head
         return torch.cat(logprobs), torch.cat(entropies), torch.cat(hits)
 
     @staticmethod
     def backward(  # type: ignore[override]
         ctx: Any, grad_logprobs: Tensor, *unused: Any
     ) -> tuple[Tensor | None, None, None, None]:
-        hidden, weight, targets, lse = ctx.saved_tensors
+        hidden, targets, lse = ctx.saved_tensors
+        weight = ctx.head.weight
         grad_hidden = torch.empty_like(hidden)
         for number, start in enumerate(range(0, hidden.shape[0], LOGIT_CHUNK_ROWS)):
             chunk = slice(start, start + LOGIT_CHUNK_ROWS)
             if ctx.kept:
                 probs = ctx.kept[number]
             else:
-                logits = (hidden[chunk] @ weight.T).float() / ctx.temperature
+                logits = scaled_logits(ctx.head, hidden[chunk], ctx.temperature)
                 probs = (logits - lse[chunk, None]).exp_()
             # d log p(t) / d logits = onehot(t) - softmax
             grad = probs.mul_(-grad_logprobs[chunk, None])
             grad.scatter_add_(1, targets[chunk, None], grad_logprobs[chunk, None])
-            grad_hidden[chunk] = (grad / ctx.temperature).to(weight.dtype) @ weight
+            if ctx.temperature != 1.0:
+                grad /= ctx.temperature
+            grad_hidden[chunk] = grad.to(weight.dtype) @ weight
         ctx.kept = None
         return grad_hidden, None, None, None
 
 
-def decoder_and_head(model: torch.nn.Module) -> tuple[torch.nn.Module, torch.nn.Linear]:
-    """The transformer body and the output layer of a (possibly LoRA-wrapped) causal LM."""
-    base: Any = model.get_base_model() if hasattr(model, "get_base_model") else model  # type: ignore[operator]
-    head = base.get_output_embeddings()
-    if head.bias is not None:
-        raise ValueError("output layers with a bias are not supported")
-    return base.get_decoder(), head
+def scaled_logits(head: OutputHead, hidden: Tensor, temperature: float) -> Tensor:
+    logits = head.logits(hidden).float()
+    return logits / temperature if temperature != 1.0 else logits
 
 
 @dataclass
@@ -160,9 +162,8 @@ class PackedScores:
     argmax_hits: Tensor  # [K] bool
 
 
-def score_packed(model: torch.nn.Module, packed: Packed, temperature: float = 1.0) -> PackedScores:
-    decoder, head = decoder_and_head(model)
-    hidden = decoder(
+def score_packed(policy: Policy, packed: Packed, temperature: float = 1.0) -> PackedScores:
+    hidden = policy.decoder(
         input_ids=packed.input_ids,
         attention_mask=packed.attention_mask,
         position_ids=packed.position_ids,
@@ -170,7 +171,7 @@ def score_packed(model: torch.nn.Module, packed: Packed, temperature: float = 1.
     ).last_hidden_state
     predicting = hidden[packed.source]
     logprobs, entropies, hits = TokenLogprobs.apply(
-        predicting, head.weight, packed.targets, temperature
+        predicting, packed.targets, temperature, policy.head
     )
     return PackedScores(logprobs, entropies.detach(), hits)
 

@@ -182,6 +182,36 @@ class Policy:
     autocast_dtype: Any  # torch.dtype or None for fp32
     eos_ids: Any  # Tensor of token ids that end a completion
     pad_id: int
+    head: Any  # OutputHead over the (frozen) output layer
+
+    @property
+    def decoder(self) -> Any:
+        """The transformer body, LoRA layers included, returning hidden states."""
+        return self.model.get_base_model().get_decoder()
+
+    @contextmanager
+    def merged(self) -> Iterator[None]:
+        """Within the block the LoRA updates are folded into fresh copies of the base weights
+        and the adapter branch is switched off: decoding then runs one matrix multiply per
+        layer instead of three. The original weights are put back afterwards, untouched."""
+        import torch
+        from peft.tuners.lora import Linear as LoraLinear
+
+        swapped = []
+        with torch.no_grad():
+            for module in self.model.modules():
+                if isinstance(module, LoraLinear) and "default" in module.lora_A:
+                    base: Any = module.get_base_layer()
+                    delta = module.get_delta_weight("default")
+                    merged = base.weight + delta.to(base.weight.dtype)
+                    swapped.append((base, base.weight))
+                    base.weight = torch.nn.Parameter(merged, requires_grad=False)
+        try:
+            with self.model.disable_adapter():
+                yield
+        finally:
+            for base, original in swapped:
+                base.weight = original
 
     def autocast(self) -> Any:
         import torch
@@ -209,6 +239,11 @@ def load_policy(
     generation_eos = getattr(model.generation_config, "eos_token_id", None)
     if generation_eos is not None:
         eos |= set(generation_eos if isinstance(generation_eos, list) else [generation_eos])
+    from worker.trainer.head import OutputHead
+
+    output_layer = model.get_output_embeddings()
+    if getattr(output_layer, "bias", None) is not None:
+        raise ValueError("models whose output layer has a bias are not supported")
     return Policy(
         model=model,
         tokenizer=tokenizer,
@@ -216,4 +251,5 @@ def load_policy(
         autocast_dtype=pick_autocast_dtype(device, precision),
         eos_ids=torch.tensor(sorted(eos), device=device),
         pad_id=tokenizer.pad_token_id,
+        head=OutputHead(output_layer.weight),
     )

@@ -9,12 +9,17 @@ inverse CDF (torch.multinomial costs ~40 ms per step over a 49k vocabulary on tw
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor
 
+from worker.trainer.fast_decode import FastDecoder, supports
 from worker.trainer.kv_cache import sampling_cache
+from worker.trainer.models import Policy
 
 # compact the decoding batch once this fraction of its rows has ended
 COMPACT_FRACTION = 0.25
@@ -106,38 +111,52 @@ def entropy(logprobs: Tensor) -> Tensor:
     return -(logprobs.exp() * logprobs).sum(-1)
 
 
+@contextmanager
+def decoding(policy: Policy) -> Iterator[FastDecoder | None]:
+    """The policy's current weights prepared for decoding: the fused fast decoder where the
+    architecture allows it, else the model's own forward with LoRA merged into the weights."""
+    if supports(policy.model.config):
+        yield FastDecoder(policy.decoder)
+    else:
+        with policy.merged():
+            yield None
+
+
 @torch.no_grad()
 def sample(
-    model: torch.nn.Module,
+    policy: Policy,
     prompts: PromptBatch,
     group_size: int,
     max_tokens: int,
     temperature: float,
     top_p: float,
-    eos_ids: Tensor,
-    pad_id: int,
     generator: torch.Generator,
+    eos_ids: Tensor | None = None,
+    fast: FastDecoder | None = None,
 ) -> Rollout:
-    """Sample `group_size` completions of up to `max_tokens` tokens for each prompt."""
+    """Sample `group_size` completions of up to `max_tokens` tokens for each prompt, within a
+    `decoding(policy)` block (`fast` is what it yields). `eos_ids` (default: the policy's)
+    are the tokens that end a completion."""
+    eos_ids = policy.eos_ids if eos_ids is None else eos_ids
     n_rows = len(prompts) * group_size
     device = prompts.input_ids.device
-    tokens = torch.full((n_rows, max_tokens), pad_id, dtype=torch.long, device=device)
+    tokens = torch.full((n_rows, max_tokens), policy.pad_id, dtype=torch.long, device=device)
     logprobs = torch.zeros((n_rows, max_tokens), device=device)
     entropies = torch.zeros((n_rows, max_tokens), device=device)
     lengths = torch.full((n_rows,), max_tokens, dtype=torch.long, device=device)
     ended = torch.zeros(n_rows, dtype=torch.bool, device=device)
 
-    out = model(
-        input_ids=prompts.input_ids,
-        attention_mask=prompts.attention_mask if prompts.padded else None,
-        position_ids=prompts.position_ids,
-        cache=sampling_cache(model.config, prompts.input_ids.shape[1] + max_tokens),
-        use_cache=True,
-        logits_to_keep=1,
+    cache = sampling_cache(policy.model.config, prompts.input_ids.shape[1] + max_tokens)
+    hidden, cache = forward(
+        policy,
+        prompts.input_ids,
+        prompts.attention_mask,
+        prompts.position_ids,
+        cache,
+        prompts.padded,
     )
-    cache = out.cache
     cache.batch_repeat_interleave(group_size)
-    logits = out.logits[:, -1].repeat_interleave(group_size, 0)
+    logits = policy.head.logits(hidden).repeat_interleave(group_size, 0)
     attention_mask = prompts.attention_mask.repeat_interleave(group_size, 0)
     position = prompts.position_ids[:, -1:].repeat_interleave(group_size, 0)
     active = torch.arange(n_rows, device=device)  # rows still in the decoding batch
@@ -162,14 +181,13 @@ def sample(
             attention_mask, position = attention_mask[keep], position[keep]
         attention_mask = torch.cat([attention_mask, attention_mask.new_ones(len(active), 1)], 1)
         position = position + 1
-        out = model(
-            input_ids=token[:, None],
-            attention_mask=attention_mask if prompts.padded else None,
-            position_ids=position,
-            cache=cache,
-            use_cache=True,
-        )
-        logits = out.logits[:, -1]
+        if fast is not None:
+            hidden = fast.step(token, position, attention_mask if prompts.padded else None, cache)
+        else:
+            hidden, cache = forward(
+                policy, token[:, None], attention_mask, position, cache, prompts.padded
+            )
+        logits = policy.head.logits(hidden)
     width = int(lengths.max())
     completion_mask = (torch.arange(width, device=device)[None, :] < lengths[:, None]).float()
     return Rollout(
@@ -179,3 +197,23 @@ def sample(
         entropies=entropies[:, :width],
         ended=ended,
     )
+
+
+def forward(
+    policy: Policy,
+    input_ids: Tensor,
+    attention_mask: Tensor,
+    position_ids: Tensor,
+    cache: Any,
+    padded: bool,
+) -> tuple[Tensor, Any]:
+    """The last position's hidden state [rows, d] and the updated cache. The attention mask
+    matters only when prompts are left-padded; without it attention takes the fast path."""
+    out = policy.decoder(
+        input_ids=input_ids,
+        attention_mask=attention_mask if padded else None,
+        position_ids=position_ids,
+        cache=cache,
+        use_cache=True,
+    )
+    return out.last_hidden_state[:, -1], out.cache

@@ -1,0 +1,131 @@
+"""Does RFT teach SmolLM2-135M-Instruct a behaviour it lacks, within minutes on this machine?
+
+Task: "What is the capital of X?" answered with the city's name alone. The model knows many
+capitals but answers in a sentence. Graded with partial credit (ROUGE-1 overlap with the
+name: the bare name scores 1, "The capital of France is Paris." about 0.3), with "auto"
+hyperparameters. Then SFT on the same rows (with the answer as the assistant message), and,
+to show why partial credit matters, a few RFT steps with an exact-match grader.
+
+Prints the validation curve and the before/after figures. Target: RFT validation reward up
+by at least 0.4 absolute within 15 minutes.
+
+    .venv/bin/python bench/learning.py [--skip-sft] [--skip-exact]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.tasks import EXACT_GRADER, ROUGE_GRADER, capital_rows, split  # noqa: E402
+from worker.trainer.job import train  # noqa: E402
+from worker.trainer.progress import ConsoleReporter  # noqa: E402
+from worker.trainer.spec import TrainResult, TrainSpec  # noqa: E402
+
+MODEL = "SmolLM2-135M-Instruct"
+N_VALID = 16
+TARGET_GAIN = 0.4
+TARGET_MINUTES = 15
+
+
+class CurveReporter(ConsoleReporter):
+    """Console output plus the validation curve: (step, valid_reward_mean, seconds)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.started = time.perf_counter()
+        self.curve: list[tuple[int, float, float]] = []
+        self.warnings: list[str] = []
+
+    def on_event(self, level: str, message: str, data: dict[str, Any] | None = None) -> None:
+        super().on_event(level, message, data)
+        if level == "warn":
+            self.warnings.append(message)
+        if data and data.get("step") == 0 and "valid_reward_mean" in data:
+            self.curve.append((0, data["valid_reward_mean"], time.perf_counter() - self.started))
+
+    def on_step(self, step: int, total_steps: int, message: str, data: dict[str, Any]) -> None:
+        super().on_step(step, total_steps, message, data)
+        if "valid_reward_mean" in data:
+            self.curve.append((step, data["valid_reward_mean"], time.perf_counter() - self.started))
+
+
+def run(
+    method: str, grader: dict, hyperparameters: dict, out_dir: Path
+) -> tuple[TrainResult, CurveReporter]:
+    with_answer = method == "supervised"
+    train_rows, valid_rows = split(capital_rows(with_answer=with_answer), N_VALID)
+    reporter = CurveReporter()
+    spec = TrainSpec(
+        model=MODEL,
+        train_rows=train_rows,
+        valid_rows=valid_rows,
+        method=method,
+        grader=grader,
+        hyperparameters=hyperparameters,
+        seed=0,
+        out_dir=out_dir,
+    )
+    return train(spec, reporter), reporter
+
+
+def print_curve(title: str, reporter: CurveReporter) -> None:
+    print(f"\n{title}: validation reward by step")
+    print(f"{'step':>6} {'valid_reward_mean':>18} {'minutes':>8}")
+    for step, reward, seconds in reporter.curve:
+        print(f"{step:>6} {reward:>18.3f} {seconds / 60:>8.1f}")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--skip-sft", action="store_true")
+    parser.add_argument("--skip-exact", action="store_true")
+    parser.add_argument("--hyperparameters", default="{}", help="JSON overrides of 'auto'")
+    args = parser.parse_args()
+    import json
+
+    overrides = json.loads(args.hyperparameters)
+    summary = []
+    with tempfile.TemporaryDirectory(prefix="openrft-learning-") as scratch:
+        rft, rft_curve = run("reinforcement", ROUGE_GRADER, overrides, Path(scratch) / "rft")
+        print_curve("RFT (ROUGE-1 partial credit, auto hyperparameters)", rft_curve)
+        summary.append(("RFT", rft, rft_curve))
+        if not args.skip_sft:
+            sft, sft_curve = run("supervised", ROUGE_GRADER, {}, Path(scratch) / "sft")
+            print_curve("SFT (same rows, answer as the assistant message)", sft_curve)
+            summary.append(("SFT", sft, sft_curve))
+        if not args.skip_exact:
+            exact_hp = {"n_epochs": 1, "batch_size": 4, "eval_interval": 100}
+            _, exact_curve = run("reinforcement", EXACT_GRADER, exact_hp, Path(scratch) / "exact")
+            no_signal = [w for w in exact_curve.warnings if "no learning signal" in w]
+            print(f"\nExact-match grader: {len(no_signal)} of 8 steps reported no learning signal")
+            if no_signal:
+                print(f"  e.g. {no_signal[0]}")
+
+    print(f"\n{'method':<6} {'before':>8} {'after':>8} {'best':>8} {'gain':>8} {'minutes':>8}")
+    for name, _, curve in summary:
+        before, after = curve.curve[0][1], curve.curve[-1][1]
+        best = max(reward for _, reward, _ in curve.curve)
+        minutes = curve.curve[-1][2] / 60
+        print(
+            f"{name:<6} {before:>8.3f} {after:>8.3f} {best:>8.3f} {after - before:>+8.3f} {minutes:>8.1f}"
+        )
+    _, _, rft_curve = summary[0]
+    gain = rft_curve.curve[-1][1] - rft_curve.curve[0][1]
+    minutes = rft_curve.curve[-1][2] / 60
+    met = gain >= TARGET_GAIN and minutes <= TARGET_MINUTES
+    print(
+        f"\nRFT target (+{TARGET_GAIN} within {TARGET_MINUTES} min): "
+        f"{'met' if met else 'NOT met'} ({gain:+.3f} in {minutes:.1f} min)"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
