@@ -42,11 +42,12 @@ def poll(client: OpenAI, job_id: str) -> str:
 
 
 def reward_curve(client: OpenAI, job_id: str) -> list[tuple[int, float]]:
-    """(step, validation reward) for every step that evaluated, oldest first."""
+    """(step, validation reward) for the baseline and every step that evaluated, oldest first."""
     curve = []
     for event in client.fine_tuning.jobs.list_events(job_id, limit=100):
         data = event.data or {}
-        if event.type == "metrics" and data.get("valid_reward_mean") is not None:
+        # the baseline evaluation is a message event with step 0; then one metrics event a step
+        if data.get("valid_reward_mean") is not None and "step" in data:
             curve.append((int(data["step"]), float(data["valid_reward_mean"])))
     return sorted(curve)
 
