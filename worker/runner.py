@@ -226,11 +226,10 @@ def _run(reporter: JobReporter, settings: Settings) -> None:
         return
     with lease.kept_alive():
         job = reporter.job()
-        if job.status == JobStatus.QUEUED and not reporter.move_to(
-            JobStatus.QUEUED, JobStatus.RUNNING
-        ):
-            return
         if job.status == JobStatus.RUNNING:
             reporter.event(TAKEN_OVER_MESSAGE, level="warn")
-        if reporter.job().status == JobStatus.RUNNING:
-            train_job(reporter, settings, storage, reporter.job())
+        elif job.status != JobStatus.QUEUED or not reporter.move_to(
+            JobStatus.QUEUED, JobStatus.RUNNING
+        ):
+            return  # paused or cancelled meanwhile
+        train_job(reporter, settings, storage, job)
