@@ -2,7 +2,8 @@
 module calls around it.
 
 Per layer the step runs four matrix multiplies on weights prepared once per sampling call:
-q/k/v fused, o, gate/up fused, down, each with the LoRA update already added. Norms and
+q/k/v fused, o, gate/up fused, down, each with the LoRA update already added and packed for
+the CPU kernel (frozen_linear.py). Norms and
 rotary embeddings are the model's own modules, so the numbers match the model's forward. The
 keys and values go straight into the reserved cache's buffers. Other architectures decode
 through the model's own forward.
@@ -17,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from worker.trainer.frozen_linear import FrozenLinear
 from worker.trainer.kv_cache import ReservedLayer
 
 
@@ -29,6 +31,11 @@ def merged_weight(module: Any) -> Tensor:
     ):
         weight = weight + module.get_delta_weight("default").to(weight.dtype)
     return weight
+
+
+def fused(*modules: Any) -> FrozenLinear:
+    """One multiply for several linear layers that read the same input."""
+    return FrozenLinear(torch.cat([merged_weight(module) for module in modules]))
 
 
 def supports(config: Any) -> bool:
@@ -48,10 +55,10 @@ def supports(config: Any) -> bool:
 class LayerWeights:
     input_norm: Any
     post_norm: Any
-    qkv: Tensor  # [(heads + 2 * kv_heads) * head_dim, hidden]
-    o: Tensor
-    gate_up: Tensor  # [2 * intermediate, hidden]
-    down: Tensor
+    qkv: FrozenLinear  # hidden -> (heads + 2 * kv_heads) * head_dim
+    o: FrozenLinear
+    gate_up: FrozenLinear  # hidden -> 2 * intermediate
+    down: FrozenLinear
 
 
 class FastDecoder:
@@ -70,18 +77,10 @@ class FastDecoder:
                     LayerWeights(
                         input_norm=layer.input_layernorm,
                         post_norm=layer.post_attention_layernorm,
-                        qkv=torch.cat(
-                            [
-                                merged_weight(attention.q_proj),
-                                merged_weight(attention.k_proj),
-                                merged_weight(attention.v_proj),
-                            ]
-                        ),
-                        o=merged_weight(attention.o_proj),
-                        gate_up=torch.cat(
-                            [merged_weight(mlp.gate_proj), merged_weight(mlp.up_proj)]
-                        ),
-                        down=merged_weight(mlp.down_proj),
+                        qkv=fused(attention.q_proj, attention.k_proj, attention.v_proj),
+                        o=fused(attention.o_proj),
+                        gate_up=fused(mlp.gate_proj, mlp.up_proj),
+                        down=fused(mlp.down_proj),
                     )
                 )
 
@@ -100,7 +99,7 @@ class FastDecoder:
         group = self.heads // self.kv_heads
         for weights, cache_layer in zip(self.layers, cache.layers, strict=True):
             normed = weights.input_norm(hidden)
-            qkv = F.linear(normed, weights.qkv)
+            qkv = weights.qkv(normed)
             q, k, v = qkv.split(
                 [
                     self.heads * self.head_dim,
@@ -118,9 +117,9 @@ class FastDecoder:
             if bias is not None:
                 scores = scores + bias
             attended = torch.softmax(scores.float(), dim=-1).to(values.dtype) @ values
-            hidden = hidden + F.linear(attended.reshape(rows, -1), weights.o)
-            gate, up = F.linear(weights.post_norm(hidden), weights.gate_up).chunk(2, dim=-1)
-            hidden = hidden + F.linear(F.silu(gate) * up, weights.down)
+            hidden = hidden + weights.o(attended.reshape(rows, -1))
+            gate, up = weights.gate_up(weights.post_norm(hidden)).chunk(2, dim=-1)
+            hidden = hidden + weights.down(F.silu(gate) * up)
         return self.decoder.norm(hidden)
 
 

@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from worker.trainer.head import OutputHead
+from worker.trainer.frozen_linear import FrozenLinear
 from worker.trainer.models import Policy
 
 # rows of logits computed at once (~12 MB for a 49k vocabulary): small enough for the L3 cache
@@ -106,7 +106,7 @@ class TokenLogprobs(torch.autograd.Function):
 
     @staticmethod
     def forward(  # type: ignore[override]
-        ctx: Any, hidden: Tensor, targets: Tensor, temperature: float, head: OutputHead
+        ctx: Any, hidden: Tensor, targets: Tensor, temperature: float, head: FrozenLinear
     ) -> tuple[Tensor, Tensor, Tensor]:
         keep = hidden.shape[0] * head.weight.shape[0] * 4 <= KEEP_LOGITS_BYTES
         logprobs, entropies, hits, kept, lses = [], [], [], [], []
@@ -150,8 +150,8 @@ class TokenLogprobs(torch.autograd.Function):
         return grad_hidden, None, None, None
 
 
-def scaled_logits(head: OutputHead, hidden: Tensor, temperature: float) -> Tensor:
-    logits = head.logits(hidden).float()
+def scaled_logits(head: FrozenLinear, hidden: Tensor, temperature: float) -> Tensor:
+    logits = head(hidden).float()
     return logits / temperature if temperature != 1.0 else logits
 
 

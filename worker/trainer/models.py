@@ -168,8 +168,17 @@ def pick_autocast_dtype(device: str, precision: str) -> Any:
         raise ValueError(f"unknown precision {precision!r}")
     if device == "cuda":
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else None
-    native = torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
-    return torch.bfloat16 if native or precision == "bf16" else None
+    return torch.bfloat16 if cpu_has_native_bf16() or precision == "bf16" else None
+
+
+def cpu_has_native_bf16() -> bool:
+    """AVX-512 BF16 or AMX instructions. oneDNN's own check also says yes on plain AVX-512,
+    where it emulates bf16 and a matmul runs ~2.5x slower than in fp32."""
+    import torch
+
+    cpu = torch.cpu
+    checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+    return any(getattr(cpu, check, lambda: False)() for check in checks)
 
 
 @dataclass
@@ -182,7 +191,7 @@ class Policy:
     autocast_dtype: Any  # torch.dtype or None for fp32
     eos_ids: Any  # Tensor of token ids that end a completion
     pad_id: int
-    head: Any  # OutputHead over the (frozen) output layer
+    head: Any  # FrozenLinear: the output layer (frozen)
 
     @property
     def decoder(self) -> Any:
@@ -239,7 +248,7 @@ def load_policy(
     generation_eos = getattr(model.generation_config, "eos_token_id", None)
     if generation_eos is not None:
         eos |= set(generation_eos if isinstance(generation_eos, list) else [generation_eos])
-    from worker.trainer.head import OutputHead
+    from worker.trainer.frozen_linear import FrozenLinear
 
     output_layer = model.get_output_embeddings()
     if getattr(output_layer, "bias", None) is not None:
@@ -251,5 +260,5 @@ def load_policy(
         autocast_dtype=pick_autocast_dtype(device, precision),
         eos_ids=torch.tensor(sorted(eos), device=device),
         pad_id=tokenizer.pad_token_id,
-        head=OutputHead(output_layer.weight),
+        head=FrozenLinear(output_layer.weight),
     )

@@ -156,7 +156,7 @@ def sample(
         prompts.padded,
     )
     cache.batch_repeat_interleave(group_size)
-    logits = policy.head.logits(hidden).repeat_interleave(group_size, 0)
+    logits = policy.head(hidden).repeat_interleave(group_size, 0)
     attention_mask = prompts.attention_mask.repeat_interleave(group_size, 0)
     position = prompts.position_ids[:, -1:].repeat_interleave(group_size, 0)
     active = torch.arange(n_rows, device=device)  # rows still in the decoding batch
@@ -187,7 +187,7 @@ def sample(
             hidden, cache = forward(
                 policy, token[:, None], attention_mask, position, cache, prompts.padded
             )
-        logits = policy.head.logits(hidden)
+        logits = policy.head(hidden)
     width = int(lengths.max())
     completion_mask = (torch.arange(width, device=device)[None, :] < lengths[:, None]).float()
     return Rollout(

@@ -1,0 +1,29 @@
+import torch
+
+from worker.trainer.frozen_linear import FrozenLinear
+
+
+def test_packed_multiply_matches_a_plain_linear_layer() -> None:
+    generator = torch.Generator().manual_seed(0)
+    weight = torch.randn(96, 40, generator=generator)
+    frozen = FrozenLinear(weight)
+    for rows in (1, 7, 33):
+        x = torch.randn(rows, 40, generator=generator)
+        torch.testing.assert_close(frozen(x), x @ weight.T, rtol=1e-5, atol=1e-5)
+
+
+def test_other_dtypes_and_autocast_take_the_plain_path() -> None:
+    weight = torch.randn(16, 8)
+    frozen = FrozenLinear(weight)
+    x = torch.randn(3, 8)
+    assert frozen(x.to(torch.bfloat16)).dtype == torch.bfloat16
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert frozen(x).dtype == torch.bfloat16
+
+
+def test_the_weight_gets_no_gradient() -> None:
+    weight = torch.randn(16, 8, requires_grad=True)
+    x = torch.randn(3, 8, requires_grad=True)
+    FrozenLinear(weight)(x).sum().backward()
+    assert weight.grad is None
+    assert x.grad is not None
