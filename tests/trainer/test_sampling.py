@@ -10,7 +10,7 @@ import torch
 
 from worker.trainer import logprobs as logprobs_module
 from worker.trainer.data import encode_prompt
-from worker.trainer.logprobs import as_matrix, pack, score_packed
+from worker.trainer.logprobs import additive_mask, as_matrix, pack, score_packed
 from worker.trainer.sampling import PromptBatch, decoding, sample, top_p_filter
 
 from .conftest import question_rows
@@ -78,10 +78,16 @@ def test_sampling_logprobs_equal_a_packed_forward(tiny_policy: Any) -> None:
     packed = pack(prompts.token_lists(), packed_rows(rollout, 4), tiny_policy.pad_id, "cpu")
     with torch.no_grad():
         scores = score_packed(tiny_policy, packed, temperature=0.7)
+        hidden = tiny_policy.decoder(
+            input_ids=packed.input_ids,
+            attention_mask=additive_mask(packed.attention_mask, None),
+            position_ids=packed.position_ids,
+        ).last_hidden_state
+        full = torch.log_softmax(tiny_policy.head(hidden[packed.source]) / 0.7, dim=-1)
     shape = tuple(rollout.completion_mask.shape)
     mask = rollout.completion_mask.bool()
     packed_logprobs = as_matrix(scores.logprobs, packed, shape)
-    packed_entropies = as_matrix(scores.entropies, packed, shape)
+    packed_entropies = as_matrix(-(full.exp() * full).sum(-1), packed, shape)
     assert torch.allclose(rollout.logprobs[mask], packed_logprobs[mask], atol=1e-4)
     assert torch.allclose(rollout.entropies[mask], packed_entropies[mask], atol=1e-3)
 

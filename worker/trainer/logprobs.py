@@ -21,8 +21,8 @@ from torch import Tensor
 from worker.trainer.frozen_linear import FrozenLinear
 from worker.trainer.models import Policy
 
-# rows of logits computed at once (~12 MB for a 49k vocabulary): small enough for the L3 cache
-LOGIT_CHUNK_ROWS = 64
+# rows of logits computed at once (~50 MB for a 49k vocabulary)
+LOGIT_CHUNK_ROWS = 256
 # keep the chunk logits for the backward pass below this size, recompute them above it
 KEEP_LOGITS_BYTES = 256 * 1024**2
 
@@ -101,35 +101,41 @@ def pack(
 
 
 class TokenLogprobs(torch.autograd.Function):
-    """log p(target), entropy and argmax hit from hidden states and the output layer, a chunk
-    of rows at a time. The output layer is frozen: only the hidden states get a gradient."""
+    """log p(target), and optionally whether the target is the argmax, from hidden states and
+    the output layer, a chunk of rows at a time. The output layer is frozen: only the hidden
+    states get a gradient."""
 
     @staticmethod
     def forward(  # type: ignore[override]
-        ctx: Any, hidden: Tensor, targets: Tensor, temperature: float, head: FrozenLinear
-    ) -> tuple[Tensor, Tensor, Tensor]:
+        ctx: Any,
+        hidden: Tensor,
+        targets: Tensor,
+        temperature: float,
+        head: FrozenLinear,
+        hits: bool,
+    ) -> tuple[Tensor, Tensor]:
         keep = hidden.shape[0] * head.weight.shape[0] * 4 <= KEEP_LOGITS_BYTES
-        logprobs, entropies, hits, kept, lses = [], [], [], [], []
+        logprobs, hit, kept, lses = [], [], [], []
         for start in range(0, hidden.shape[0], LOGIT_CHUNK_ROWS):
             chunk = slice(start, start + LOGIT_CHUNK_ROWS)
             logits = scaled_logits(head, hidden[chunk], temperature)
-            lse = logits.logsumexp(-1)
             target = targets[chunk]
-            logprobs.append(logits.gather(1, target[:, None]).squeeze(1) - lse)
-            probs = (logits - lse[:, None]).exp_()
-            entropies.append(lse - (probs * logits).sum(-1))
-            hits.append(logits.argmax(-1) == target)
+            if hits:
+                hit.append(logits.argmax(-1) == target)
+            target_logits = logits.gather(1, target[:, None]).squeeze(1)
+            lse = softmax_(logits)  # logits now hold the probabilities
+            logprobs.append(target_logits - lse)
             lses.append(lse)
             if keep:
-                kept.append(probs)
+                kept.append(logits)
         ctx.save_for_backward(hidden, targets, torch.cat(lses))
         ctx.kept, ctx.temperature, ctx.head = kept, temperature, head
-        return torch.cat(logprobs), torch.cat(entropies), torch.cat(hits)
+        return torch.cat(logprobs), torch.cat(hit) if hits else targets.new_zeros(0, dtype=bool)
 
     @staticmethod
     def backward(  # type: ignore[override]
         ctx: Any, grad_logprobs: Tensor, *unused: Any
-    ) -> tuple[Tensor | None, None, None, None]:
+    ) -> tuple[Tensor | None, None, None, None, None]:
         hidden, targets, lse = ctx.saved_tensors
         weight = ctx.head.weight
         grad_hidden = torch.empty_like(hidden)
@@ -139,7 +145,7 @@ class TokenLogprobs(torch.autograd.Function):
                 probs = ctx.kept[number]
             else:
                 logits = scaled_logits(ctx.head, hidden[chunk], ctx.temperature)
-                probs = (logits - lse[chunk, None]).exp_()
+                probs = logits.sub_(lse[chunk, None]).exp_()
             # d log p(t) / d logits = onehot(t) - softmax
             grad = probs.mul_(-grad_logprobs[chunk, None])
             grad.scatter_add_(1, targets[chunk, None], grad_logprobs[chunk, None])
@@ -147,33 +153,51 @@ class TokenLogprobs(torch.autograd.Function):
                 grad /= ctx.temperature
             grad_hidden[chunk] = grad.to(weight.dtype) @ weight
         ctx.kept = None
-        return grad_hidden, None, None, None
+        return grad_hidden, None, None, None, None
+
+
+def softmax_(logits: Tensor) -> Tensor:
+    """Turn [rows, vocab] logits into probabilities in place; return the log-sum-exp per row.
+    In place and in separate passes: on the CPU this is ~2.5x faster than logsumexp followed by
+    a subtraction into a new tensor, which spends most of its time on fresh memory."""
+    peak = logits.amax(-1)
+    total = logits.sub_(peak[:, None]).exp_().sum(-1)
+    logits.div_(total[:, None])
+    return peak + total.log()
 
 
 def scaled_logits(head: FrozenLinear, hidden: Tensor, temperature: float) -> Tensor:
     logits = head(hidden).float()
-    return logits / temperature if temperature != 1.0 else logits
+    return logits.div_(temperature) if temperature != 1.0 else logits
 
 
 @dataclass
 class PackedScores:
     logprobs: Tensor  # [K] differentiable when grad is enabled
-    entropies: Tensor  # [K] detached
-    argmax_hits: Tensor  # [K] bool
+    argmax_hits: Tensor  # [K] bool; empty unless asked for
 
 
-def score_packed(policy: Policy, packed: Packed, temperature: float = 1.0) -> PackedScores:
+def score_packed(
+    policy: Policy, packed: Packed, temperature: float = 1.0, hits: bool = False
+) -> PackedScores:
     hidden = policy.decoder(
         input_ids=packed.input_ids,
-        attention_mask=packed.attention_mask,
+        attention_mask=additive_mask(packed.attention_mask, policy.autocast_dtype),
         position_ids=packed.position_ids,
         use_cache=False,
     ).last_hidden_state
     predicting = hidden[packed.source]
-    logprobs, entropies, hits = TokenLogprobs.apply(
-        predicting, packed.targets, temperature, policy.head
+    logprobs, argmax_hits = TokenLogprobs.apply(
+        predicting, packed.targets, temperature, policy.head, hits
     )
-    return PackedScores(logprobs, entropies.detach(), hits)
+    return PackedScores(logprobs, argmax_hits)
+
+
+def additive_mask(allowed: Tensor, dtype: torch.dtype | None) -> Tensor:
+    """0 where attention is allowed, -inf elsewhere: the CPU attention kernel runs about a
+    third faster with it than with a boolean mask."""
+    mask = torch.zeros(allowed.shape, dtype=dtype or torch.float32, device=allowed.device)
+    return mask.masked_fill_(~allowed, float("-inf"))
 
 
 def as_matrix(values: Tensor, packed: Packed, shape: tuple[int, int]) -> Tensor:

@@ -27,7 +27,7 @@ class AnswerBatch:
 
 def answer_scores(policy: Policy, batch: AnswerBatch) -> PackedScores:
     with policy.autocast():
-        return score_packed(policy, batch.packed)
+        return score_packed(policy, batch.packed, hits=True)
 
 
 def loss_and_accuracy(scores: PackedScores) -> tuple[Tensor, float]:
