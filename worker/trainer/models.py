@@ -192,6 +192,7 @@ class Policy:
     eos_ids: Any  # Tensor of token ids that end a completion
     pad_id: int
     head: Any  # FrozenLinear: the output layer (frozen)
+    fast_decoder: Any = None  # FastDecoder, built on first use (sampling.decoding)
 
     @property
     def decoder(self) -> Any:

@@ -116,7 +116,10 @@ def decoding(policy: Policy) -> Iterator[FastDecoder | None]:
     """The policy's current weights prepared for decoding: the fused fast decoder where the
     architecture allows it, else the model's own forward with LoRA merged into the weights."""
     if supports(policy.model.config):
-        yield FastDecoder(policy.decoder)
+        if policy.fast_decoder is None:
+            policy.fast_decoder = FastDecoder(policy.decoder)
+        policy.fast_decoder.read_adapter()
+        yield policy.fast_decoder
     else:
         with policy.merged():
             yield None
@@ -147,14 +150,18 @@ def sample(
     ended = torch.zeros(n_rows, dtype=torch.bool, device=device)
 
     cache = sampling_cache(policy.model.config, prompts.input_ids.shape[1] + max_tokens)
-    hidden, cache = forward(
-        policy,
-        prompts.input_ids,
-        prompts.attention_mask,
-        prompts.position_ids,
-        cache,
-        prompts.padded,
-    )
+    if fast is not None:
+        key_mask = prompts.attention_mask if prompts.padded else None
+        hidden = fast.prefill(prompts.input_ids, key_mask, prompts.position_ids, cache)
+    else:
+        hidden, cache = forward(
+            policy,
+            prompts.input_ids,
+            prompts.attention_mask,
+            prompts.position_ids,
+            cache,
+            prompts.padded,
+        )
     cache.batch_repeat_interleave(group_size)
     logits = policy.head(hidden).repeat_interleave(group_size, 0)
     attention_mask = prompts.attention_mask.repeat_interleave(group_size, 0)
