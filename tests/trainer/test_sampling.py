@@ -92,12 +92,19 @@ def test_sampling_logprobs_equal_a_packed_forward(tiny_policy: Any) -> None:
     assert torch.allclose(rollout.entropies[mask], packed_entropies[mask], atol=1e-3)
 
 
-@pytest.mark.parametrize("keep_logits", [True, False])
+@pytest.mark.parametrize(("keep_logits", "fused"), [(True, True), (False, True), (True, False)])
 def test_packed_gradients_equal_one_forward_per_completion(
-    tiny_policy: Any, keep_logits: bool, monkeypatch: pytest.MonkeyPatch
+    tiny_policy: Any, keep_logits: bool, fused: bool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     if not keep_logits:
         monkeypatch.setattr(logprobs_module, "KEEP_LOGITS_BYTES", 0)
+    if not fused:  # the model's own forward, as for architectures other than Llama
+        monkeypatch.setattr(tiny_policy, "fused_model", lambda: None)
+    assert (tiny_policy.fused_model() is not None) == fused
+    with torch.no_grad():  # a trained-looking adapter: B is zero at initialisation
+        for name, parameter in tiny_policy.model.named_parameters():
+            if "lora_B" in name:
+                parameter.normal_(0, 0.05)
     monkeypatch.setattr(logprobs_module, "LOGIT_CHUNK_ROWS", 5)  # several chunks
     prompts = prompts_of(tiny_policy, ["Hi", "Tell me something longer"])
     rollout = draw(tiny_policy, prompts, seed=2)
@@ -195,3 +202,29 @@ def test_merged_and_fast_decoding_sample_like_the_adapter(tiny_policy: Any) -> N
         assert torch.allclose(with_adapter.logprobs, other.logprobs, atol=1e-4)
     after = dict(tiny_policy.model.named_parameters())
     assert all(torch.equal(after[name], weight) for name, weight in base_weights.items())
+
+
+def test_fused_forward_follows_the_adapter_switch(tiny_policy: Any) -> None:
+    with torch.no_grad():
+        for name, parameter in tiny_policy.model.named_parameters():
+            if "lora_B" in name:
+                parameter.normal_(0, 0.05)
+    prompts = prompts_of(tiny_policy, ["Hi", "Tell me something longer"])
+    rows = packed_rows(draw(tiny_policy, prompts, seed=3), 4)
+    packed = pack(prompts.token_lists(), rows, tiny_policy.pad_id, "cpu")
+    bias = additive_mask(packed.attention_mask, None)
+
+    def both() -> tuple[torch.Tensor, torch.Tensor]:
+        fused = tiny_policy.fused_model().forward(packed.input_ids, bias, packed.position_ids)
+        own = tiny_policy.decoder(
+            input_ids=packed.input_ids, attention_mask=bias, position_ids=packed.position_ids
+        ).last_hidden_state
+        return fused, own
+
+    with torch.no_grad():
+        with_adapter = both()
+        with tiny_policy.model.disable_adapter():
+            without = both()
+    for fused, own in (with_adapter, without):
+        torch.testing.assert_close(fused, own, rtol=1e-4, atol=1e-5)
+    assert not torch.allclose(with_adapter[0], without[0], atol=1e-3)

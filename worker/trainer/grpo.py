@@ -20,7 +20,7 @@ from torch import Tensor
 
 from app.graders import BatchGrader, BatchGrades, make_sample
 from worker.trainer.advantages import Advantages, group_advantages
-from worker.trainer.fast_decode import FastDecoder
+from worker.trainer.fused_llama import FusedLlama
 from worker.trainer.logprobs import as_matrix, pack, score_packed
 from worker.trainer.losses import BatchTotals, LossConfig, LossParts, policy_loss
 from worker.trainer.models import Policy
@@ -92,7 +92,7 @@ def sample_rollout(
     group_size: int,
     config: RFTConfig,
     generator: torch.Generator,
-    fast: FastDecoder | None,
+    fast: FusedLlama | None,
 ) -> Rollout:
     """Completions from the current policy; call within `decoding(policy)`."""
     with policy.autocast():

@@ -180,12 +180,17 @@ class PackedScores:
 def score_packed(
     policy: Policy, packed: Packed, temperature: float = 1.0, hits: bool = False
 ) -> PackedScores:
-    hidden = policy.decoder(
-        input_ids=packed.input_ids,
-        attention_mask=additive_mask(packed.attention_mask, policy.autocast_dtype),
-        position_ids=packed.position_ids,
-        use_cache=False,
-    ).last_hidden_state
+    bias = additive_mask(packed.attention_mask, policy.autocast_dtype)
+    fused = policy.fused_model()
+    if fused is not None:
+        hidden = fused.forward(packed.input_ids, bias, packed.position_ids)
+    else:
+        hidden = policy.decoder(
+            input_ids=packed.input_ids,
+            attention_mask=bias,
+            position_ids=packed.position_ids,
+            use_cache=False,
+        ).last_hidden_state
     predicting = hidden[packed.source]
     logprobs, argmax_hits = TokenLogprobs.apply(
         predicting, packed.targets, temperature, policy.head, hits

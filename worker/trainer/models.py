@@ -192,7 +192,7 @@ class Policy:
     eos_ids: Any  # Tensor of token ids that end a completion
     pad_id: int
     head: Any  # FrozenLinear: the output layer (frozen)
-    fast_decoder: Any = None  # FastDecoder, built on first use (sampling.decoding)
+    fused: Any = None  # FusedLlama, built on first use (sampling.decoding)
 
     @property
     def decoder(self) -> Any:
@@ -222,6 +222,15 @@ class Policy:
         finally:
             for base, original in swapped:
                 base.weight = original
+
+    def fused_model(self) -> Any:
+        """The model as fused layers (fused_llama.py), built on first use; None where the
+        architecture is not Llama-style."""
+        from worker.trainer.fused_llama import FusedLlama, supports
+
+        if self.fused is None and supports(self.model.config):
+            self.fused = FusedLlama(self.decoder)
+        return self.fused
 
     def autocast(self) -> Any:
         import torch

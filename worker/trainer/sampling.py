@@ -17,7 +17,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from worker.trainer.fast_decode import FastDecoder, supports
+from worker.trainer.fused_llama import FusedLlama
 from worker.trainer.kv_cache import sampling_cache
 from worker.trainer.models import Policy
 
@@ -112,14 +112,13 @@ def entropy(logprobs: Tensor) -> Tensor:
 
 
 @contextmanager
-def decoding(policy: Policy) -> Iterator[FastDecoder | None]:
+def decoding(policy: Policy) -> Iterator[FusedLlama | None]:
     """The policy's current weights prepared for decoding: the fused fast decoder where the
     architecture allows it, else the model's own forward with LoRA merged into the weights."""
-    if supports(policy.model.config):
-        if policy.fast_decoder is None:
-            policy.fast_decoder = FastDecoder(policy.decoder)
-        policy.fast_decoder.read_adapter()
-        yield policy.fast_decoder
+    fused = policy.fused_model()
+    if fused is not None:
+        fused.read_adapter()
+        yield fused
     else:
         with policy.merged():
             yield None
@@ -135,7 +134,7 @@ def sample(
     top_p: float,
     generator: torch.Generator,
     eos_ids: Tensor | None = None,
-    fast: FastDecoder | None = None,
+    fast: FusedLlama | None = None,
 ) -> Rollout:
     """Sample `group_size` completions of up to `max_tokens` tokens for each prompt, within a
     `decoding(policy)` block (`fast` is what it yields). `eos_ids` (default: the policy's)

@@ -1,13 +1,15 @@
-"""One decoding step of a Llama-architecture model (Llama, SmolLM2, ...) without the layers of
-module calls around it.
+"""Llama-architecture models (Llama, SmolLM2, ...) run as fused layers instead of the layers of
+module calls around them: decoding steps, prompt prefill, and the training forward.
 
-Per layer the step runs four matrix multiplies by the frozen base weights: q/k/v fused, o,
-gate/up fused, down, packed once per run for the CPU kernel (frozen_linear.py), each followed
-by its LoRA update as a low-rank product (x A^T) B^T. The adapter is read where the optimizer
-keeps it, so nothing is merged or repacked per sampling call (merging and repacking 135M
-weights cost ~0.7 s per call). Norms and rotary embeddings are the model's own modules, so
-the numbers match the model's forward. The keys and values go straight into the reserved
-cache's buffers. Other architectures decode through the model's own forward.
+Per layer there are four matrix multiplies by the frozen base weights: q/k/v fused, o,
+gate/up fused, down, each followed by its LoRA update as one low-rank product (x A^T) B^T
+(block-diagonal B across the fused parts, the scale folded in). For sampling the base weights
+are packed once per run for the CPU kernel (frozen_linear.py) and the adapter is read where the
+optimizer keeps it, so nothing is merged or repacked per call (merging and repacking 135M
+weights cost ~0.7 s per call). For training the same layers run under autograd, with gradients
+for the adapter only; that saves peft's per-module scaling and the separate projections (~20%
+of the forward). Norms and rotary embeddings are the model's own modules, so the numbers match
+the model's forward. Other architectures run through the model's own forward.
 """
 
 from __future__ import annotations
@@ -44,10 +46,11 @@ def base_weight(module: Any) -> Tensor:
 
 
 def low_rank_parts(module: Any) -> tuple[Tensor, Tensor]:
-    """(A [r, in], scale * B [out, r]) of the module's active adapter; rank 0 without one."""
+    """(A [r, in], scale * B [out, r]) of the module's active adapter, differentiable; rank 0
+    without one (or with adapters disabled)."""
     if ADAPTER in getattr(module, "lora_A", {}) and not getattr(module, "disable_adapters", False):
-        a = module.lora_A[ADAPTER].weight.detach()
-        b = module.lora_B[ADAPTER].weight.detach() * module.scaling[ADAPTER]
+        a = module.lora_A[ADAPTER].weight
+        b = module.lora_B[ADAPTER].weight * module.scaling[ADAPTER]
         return a, b.to(a.dtype)
     weight = base_weight(module)
     return weight.new_zeros(0, weight.shape[1]), weight.new_zeros(weight.shape[0], 0)
@@ -63,21 +66,33 @@ class Projection:
         self.a_t: Tensor | None = None  # [in, r]
         self.b_t: Tensor | None = None  # [r, out], scaled
 
-    def read_adapter(self) -> None:
+    def adapter(self) -> tuple[Tensor, Tensor] | None:
+        """(A [r, in], B [out, r]) stacked over the parts, differentiable; None for rank 0."""
         parts = [low_rank_parts(module) for module in self.modules]
         a = torch.cat([a for a, _ in parts])
-        if not a.shape[0]:
-            self.a_t = self.b_t = None
-            return
-        self.a_t = a.T.contiguous()
-        self.b_t = torch.block_diag(*[b for _, b in parts]).T.contiguous()
+        return (a, torch.block_diag(*[b for _, b in parts])) if a.shape[0] else None
+
+    @torch.no_grad()
+    def read_adapter(self) -> None:
+        adapter = self.adapter()
+        self.a_t = None if adapter is None else adapter[0].T.contiguous()
+        self.b_t = None if adapter is None else adapter[1].T.contiguous()
 
     def __call__(self, x: Tensor) -> Tensor:
-        """x [N, in] -> [N, out]."""
+        """x [N, in] -> [N, out] with the adapter as last read, no autograd (sampling)."""
         out = self.base(x)
         if self.a_t is None or self.b_t is None:
             return out
-        return torch.addmm(out, x @ self.a_t, self.b_t)
+        return out.addmm_(x @ self.a_t, self.b_t)
+
+    def trainable(self, x: Tensor) -> Tensor:
+        """x [N, in] -> [N, out] with the adapter as it is now, under autograd."""
+        out = F.linear(x, self.base.weight)
+        adapter = self.adapter()
+        if adapter is None:
+            return out
+        a, b = adapter
+        return torch.addmm(out, x @ a.T, b.T)
 
 
 @dataclass
@@ -93,9 +108,9 @@ class LayerWeights:
         return (self.qkv, self.o, self.gate_up, self.down)
 
 
-class FastDecoder:
-    """Build once per model (packing the base weights takes ~0.3 s for 135M parameters), then
-    call `read_adapter()` before each sampling call: the adapter's weights change every step."""
+class FusedLlama:
+    """Build once per model (packing the base weights takes ~0.3 s for 135M parameters). For
+    sampling, call `read_adapter()` first: the adapter's weights change every step."""
 
     def __init__(self, decoder: Any) -> None:
         config = decoder.config
@@ -204,6 +219,40 @@ class FastDecoder:
             attended = attended.transpose(1, 2).reshape(rows * width, -1)
             hidden = feed_forward(weights, hidden + weights.o(attended))
         return self.decoder.norm(hidden.view(rows, width, -1)[:, -1])
+
+    def forward(self, input_ids: Tensor, bias: Tensor, position_ids: Tensor) -> Tensor:
+        """The training forward: input_ids [S, L], additive attention mask [S, 1, L, L],
+        position_ids [S, L] -> hidden states [S, L, d] after the final norm, differentiable
+        with respect to the adapter."""
+        sequences, width = input_ids.shape
+        hidden = self.decoder.embed_tokens(input_ids).reshape(sequences * width, -1)
+        cos, sin = self.decoder.rotary_emb(hidden, position_ids)
+        cos, sin = cos[:, :, None], sin[:, :, None]  # [S, L, 1, head_dim]
+        group = self.heads // self.kv_heads
+        for weights in self.layers:
+            q, k, v = weights.qkv.trainable(weights.input_norm(hidden)).split(
+                [
+                    self.heads * self.head_dim,
+                    self.kv_heads * self.head_dim,
+                    self.kv_heads * self.head_dim,
+                ],
+                dim=-1,
+            )
+            q = rotate(q.view(sequences, width, self.heads, self.head_dim), cos, sin)
+            k = rotate(k.view(sequences, width, self.kv_heads, self.head_dim), cos, sin)
+            v = v.view(sequences, width, self.kv_heads, self.head_dim)
+            attended = F.scaled_dot_product_attention(
+                q.transpose(1, 2),
+                k.transpose(1, 2).repeat_interleave(group, dim=1),
+                v.transpose(1, 2).repeat_interleave(group, dim=1),
+                attn_mask=bias.to(q.dtype),
+                scale=self.scaling,
+            )  # [S, heads, L, head_dim]
+            attended = attended.transpose(1, 2).reshape(sequences * width, -1)
+            hidden = hidden + weights.o.trainable(attended)
+            gate, up = weights.gate_up.trainable(weights.post_norm(hidden)).chunk(2, dim=-1)
+            hidden = hidden + weights.down.trainable(F.silu(gate) * up)
+        return self.decoder.norm(hidden).view(sequences, width, -1)
 
 
 def feed_forward(weights: LayerWeights, hidden: Tensor) -> Tensor:
