@@ -228,3 +228,24 @@ def test_fused_forward_follows_the_adapter_switch(tiny_policy: Any) -> None:
     for fused, own in (with_adapter, without):
         torch.testing.assert_close(fused, own, rtol=1e-4, atol=1e-5)
     assert not torch.allclose(with_adapter[0], without[0], atol=1e-3)
+
+
+def test_bf16_autocast_samples_and_trains(tiny_model_dir: Any) -> None:
+    # the precision CUDA and CPUs with native bf16 use; here forced on the CPU
+    from worker.trainer.models import load_policy
+
+    torch.manual_seed(0)
+    policy = load_policy(tiny_model_dir, lora_rank=4, lora_alpha=8, device="cpu", precision="bf16")
+    assert policy.autocast_dtype == torch.bfloat16
+    prompts = prompts_of(policy, ["Hi", "What is the capital city of France, please?"])
+    with decoding(policy) as fast, policy.autocast():
+        assert fast is not None
+        rollout = draw(policy, prompts, seed=1, fast=fast)
+    assert torch.isfinite(rollout.logprobs).all()
+    packed = pack(prompts.token_lists(), packed_rows(rollout, 4), policy.pad_id, "cpu")
+    with policy.autocast():
+        scores = score_packed(policy, packed)
+    scores.logprobs.sum().backward()
+    grads = [p.grad for p in policy.trainable_parameters()]
+    assert all(g is not None and torch.isfinite(g).all() for g in grads)
+    assert any(g.abs().sum() > 0 for g in grads)

@@ -83,7 +83,8 @@ class Projection:
         out = self.base(x)
         if self.a_t is None or self.b_t is None:
             return out
-        return out.addmm_(x @ self.a_t, self.b_t)
+        # in place, so autocast does not cast: match the base output's dtype by hand
+        return out.addmm_((x @ self.a_t).to(out.dtype), self.b_t.to(out.dtype))
 
     def trainable(self, x: Tensor) -> Tensor:
         """x [N, in] -> [N, out] with the adapter as it is now, under autograd."""
@@ -212,7 +213,7 @@ class FusedLlama:
                 q.transpose(1, 2),
                 keys.repeat_interleave(group, dim=1),
                 values.repeat_interleave(group, dim=1),
-                attn_mask=bias,
+                attn_mask=None if bias is None else bias.to(q.dtype),
                 is_causal=bias is None,
                 scale=self.scaling,
             )  # [N, heads, P, head_dim]
