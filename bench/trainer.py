@@ -6,9 +6,10 @@ TRL runs in fp32 on the CPU (`use_cpu=True`); ours with its default precision (f
 without native bf16). Both grade with ROUGE-1 against the reference answer.
 
 The two alternate in blocks (TRL, ours, TRL, ours, ...) so that load from other processes hits
-both alike; the first step of each block is a warm-up and is not counted. Prints the median
-step time of each, the ratio, and where our time goes against the floor set by the measured
-matrix-multiply rate.
+both alike. Each block starts from the base model with a fresh adapter (completions shorten as
+a run learns, so later steps would flatter whichever ran longer); the first step of each block
+is a warm-up and is not counted. Prints the median step time of each, the ratio, and where our
+time goes against the floor set by the measured matrix-multiply rate.
 
     .venv/bin/pip install -e ".[bench]"   # TRL, benchmark-only
     .venv/bin/python bench/trainer.py [--rounds 2] [--steps 3] [--threads N]
@@ -156,9 +157,11 @@ def matmul_rate(rows: int, inner: int = 576, outer: int = 1536, repeats: int = 2
 
 
 def step_flops(config: Any, prompt_tokens: float, completion_tokens: float) -> dict[str, float]:
-    """Matmul FLOPs of one of our steps: sampling = prompt prefill (once per prompt) plus one
-    decode position per completion token (with a logits row each); training = activation
-    gradients through the same network (the forward is the sampling pass itself)."""
+    """Matmul FLOPs of one of our steps (LoRA terms left out): sampling = prompt prefill (once
+    per prompt) plus one decode position per completion token, with a logits row each;
+    training = the packed forward (each prompt once, its completions after it, logits only
+    where a completion token is predicted) and the gradient with respect to its activations,
+    which costs as much again."""
     hidden, layers = config.hidden_size, config.num_hidden_layers
     heads, kv_heads = config.num_attention_heads, config.num_key_value_heads
     head_dim = hidden // heads
@@ -168,7 +171,7 @@ def step_flops(config: Any, prompt_tokens: float, completion_tokens: float) -> d
     head = 2 * hidden * config.vocab_size  # FLOPs per logits row
     rows = PROMPTS * GROUP * completion_tokens
     sampling = PROMPTS * prompt_tokens * body + PROMPTS * head + rows * (body + head)
-    training = rows * (body + head)
+    training = 2 * (PROMPTS * prompt_tokens * body + rows * (body + head))
     return {"sampling": sampling, "training": training}
 
 
@@ -190,9 +193,9 @@ def main() -> int:
     ours_steps: list[dict[str, float]] = []
     trl_steps: list[float] = []
     with BatchGrader(ROUGE_GRADER, GraderConfig.from_settings(settings)) as grader:
-        ours = Ours(model_dir, rows, grader)
         trl = None if args.ours_only else TRL(model_dir, rows, grader)
         for round_number in range(args.rounds):
+            ours = Ours(model_dir, rows, grader)
             if trl is not None:
                 block = trl.run(args.steps + 1)[1:]
                 trl_steps += block
