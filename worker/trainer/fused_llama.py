@@ -120,6 +120,8 @@ class FusedLlama:
         self.kv_heads = config.num_key_value_heads
         self.head_dim = getattr(config, "head_dim", None) or config.hidden_size // self.heads
         self.scaling = self.head_dim**-0.5
+        kv_size = self.kv_heads * self.head_dim
+        self.qkv_sizes = [self.heads * self.head_dim, kv_size, kv_size]
         self.layers = []
         with torch.no_grad():
             for layer in decoder.layers:
@@ -157,14 +159,7 @@ class FusedLlama:
         for weights, cache_layer in zip(self.layers, cache.layers, strict=True):
             normed = weights.input_norm(hidden)
             qkv = weights.qkv(normed)
-            q, k, v = qkv.split(
-                [
-                    self.heads * self.head_dim,
-                    self.kv_heads * self.head_dim,
-                    self.kv_heads * self.head_dim,
-                ],
-                dim=-1,
-            )
+            q, k, v = qkv.split(self.qkv_sizes, dim=-1)
             q = rotate(q.view(rows, self.heads, self.head_dim), cos, sin)
             k = rotate(k.view(rows, self.kv_heads, self.head_dim), cos, sin)
             keys, values = append(cache_layer, k, v.view(rows, self.kv_heads, self.head_dim))
@@ -197,14 +192,7 @@ class FusedLlama:
             bias = bias.masked_fill_(~allowed, float("-inf"))[:, None]  # [N, 1, P, P]
         group = self.heads // self.kv_heads
         for weights, cache_layer in zip(self.layers, cache.layers, strict=True):
-            q, k, v = weights.qkv(weights.input_norm(hidden)).split(
-                [
-                    self.heads * self.head_dim,
-                    self.kv_heads * self.head_dim,
-                    self.kv_heads * self.head_dim,
-                ],
-                dim=-1,
-            )
+            q, k, v = weights.qkv(weights.input_norm(hidden)).split(self.qkv_sizes, dim=-1)
             q = rotate(q.view(rows, width, self.heads, self.head_dim), cos, sin)
             k = rotate(k.view(rows, width, self.kv_heads, self.head_dim), cos, sin)
             v = v.view(rows, width, self.kv_heads, self.head_dim)
@@ -231,14 +219,8 @@ class FusedLlama:
         cos, sin = cos[:, :, None], sin[:, :, None]  # [S, L, 1, head_dim]
         group = self.heads // self.kv_heads
         for weights in self.layers:
-            q, k, v = weights.qkv.trainable(weights.input_norm(hidden)).split(
-                [
-                    self.heads * self.head_dim,
-                    self.kv_heads * self.head_dim,
-                    self.kv_heads * self.head_dim,
-                ],
-                dim=-1,
-            )
+            normed = weights.input_norm(hidden)
+            q, k, v = weights.qkv.trainable(normed).split(self.qkv_sizes, dim=-1)
             q = rotate(q.view(sequences, width, self.heads, self.head_dim), cos, sin)
             k = rotate(k.view(sequences, width, self.kv_heads, self.head_dim), cos, sin)
             v = v.view(sequences, width, self.kv_heads, self.head_dim)
