@@ -62,7 +62,9 @@ class Projection:
 
     def __init__(self, modules: tuple[Any, ...]) -> None:
         self.modules = modules
-        self.base = FrozenLinear(torch.cat([base_weight(module) for module in modules]))
+        weights = [base_weight(module) for module in modules]
+        # a single layer keeps its own weight; only stacked layers need a copy
+        self.base = FrozenLinear(weights[0] if len(weights) == 1 else torch.cat(weights))
         self.a_t: Tensor | None = None  # [in, r]
         self.b_t: Tensor | None = None  # [r, out], scaled
 

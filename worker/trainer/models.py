@@ -192,7 +192,7 @@ class Policy:
     eos_ids: Any  # Tensor of token ids that end a completion
     pad_id: int
     head: Any  # FrozenLinear: the output layer (frozen)
-    fused: Any = None  # FusedLlama, built on first use (sampling.decoding)
+    fused: Any = None  # FusedLlama, built on first use (fused_model)
 
     @property
     def decoder(self) -> Any:
