@@ -124,7 +124,9 @@ def test_packed_gradients_equal_one_forward_per_completion(
     direct = [p.grad for p in tiny_policy.trainable_parameters()]
     assert any(g.abs().sum() > 0 for g in via_packing)
     for a, b in zip(via_packing, direct, strict=True):
-        assert torch.allclose(a, b, atol=1e-5, rtol=1e-3)
+        # equal up to float rounding, judged against each tensor's scale: summation order
+        # differs between the two (and between CPUs), and elements near zero lose all digits
+        assert (a - b).abs().max() <= 1e-4 * b.abs().max() + 1e-7
 
 
 def test_packing_leaves_out_prompts_without_rows(tiny_policy: Any) -> None:
