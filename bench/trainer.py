@@ -50,6 +50,7 @@ def reference_hyperparameters() -> dict[str, Any]:
         "lora_alpha": 2 * RANK,
         "beta": 0.0,
         "num_iterations": 1,
+        "sampling_rounds": 1,  # TRL samples each step's own batch only
         "n_epochs": 50,
     }
 

@@ -117,6 +117,8 @@ _GRPO_KNOBS: dict[str, Check] = {
     "scale_rewards": _choice("group", "batch", "none"),
     "num_iterations": _integer(1, 16),  # policy updates per batch of samples
     "epsilon": _number(0, 1, low_open=True),  # PPO clip range
+    "epsilon_high": _number(0, 1, low_open=True),  # upper clip range, if not epsilon
+    "sampling_rounds": _integer(1, 16),  # prompt batches sampled per step while signal lacks
 }
 SUPERVISED_HYPERPARAMETERS = frozenset(_SUPERVISED_OPENAI) | frozenset(_LORA_KNOBS)
 REINFORCEMENT_HYPERPARAMETERS = (

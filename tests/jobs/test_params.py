@@ -161,6 +161,8 @@ def test_dpo_is_rejected_as_unsupported():
         ("scale_rewards", ["group", "batch", "none"], ["all", None]),
         ("num_iterations", [1, 16], [0, 17]),
         ("epsilon", [0.2, 1], [0, 1.5]),
+        ("epsilon_high", [0.28, 1], [0, 1.5]),
+        ("sampling_rounds", [1, 16], [0, 17, 2.5]),
     ],
 )
 def test_reinforcement_hyperparameter_ranges(name, good, bad):

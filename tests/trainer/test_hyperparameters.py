@@ -26,6 +26,7 @@ def test_auto_for_a_few_dozen_examples() -> None:
     assert hp["learning_rate"] == pytest.approx(1e-4)
     assert (hp["loss_type"], hp["scale_rewards"], hp["beta"]) == ("dapo", "group", 0.0)
     assert hp["num_iterations"] == 1
+    assert hp["sampling_rounds"] == 1
 
 
 def test_large_dataset_gets_one_epoch() -> None:

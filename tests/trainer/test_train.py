@@ -77,16 +77,19 @@ def test_groups_without_signal_are_reported(tiny_model_dir: Path, tmp_path: Path
     spec = spec_for(
         tiny_model_dir,
         tmp_path,
-        FAST | {"n_epochs": 1},
+        FAST | {"n_epochs": 1, "sampling_rounds": 4},
         train_rows=rows,
         valid_rows=rows[:2],
         grader=exact,
     )
     train(spec, reporter)
     assert [data["frac_reward_zero_std"] for data in reporter.steps] == [1.0, 1.0]
+    # each step looked for signal in three more batches of prompts before giving up
+    assert [data["sampling/rounds"] for data in reporter.steps] == [4, 4]
     warnings = reporter.warnings()
     assert len(warnings) == 2
     assert "no learning signal" in warnings[0] and "partial credit" in warnings[0]
+    assert "each group of 12 more prompts" in warnings[0]
     rows_written = read_csv(tmp_path / "metrics.csv")
     assert [float(row["frac_reward_zero_std"]) for row in rows_written[1:]] == [1.0, 1.0]
 
@@ -187,7 +190,7 @@ def test_cancel_stops_at_a_step_boundary(tiny_model_dir: Path, tmp_path: Path) -
 @pytest.mark.parametrize(
     "knobs",
     [
-        {"loss_type": "grpo", "num_iterations": 2, "beta": 0.05},
+        {"loss_type": "grpo", "num_iterations": 2, "beta": 0.05, "sampling_rounds": 3},
         {"loss_type": "dr_grpo", "scale_rewards": "batch", "top_p": 0.9},
     ],
 )
@@ -199,11 +202,14 @@ def test_loss_variants_train(tiny_model_dir: Path, tmp_path: Path, knobs: dict[s
     for data in reporter.steps:
         assert math.isfinite(data["loss"]) and math.isfinite(data["grad_norm"])
         assert (data["kl"] is not None) is ("beta" in knobs)
-        # with a KL term every completion is trained; without, only those with an advantage
+        # with dynamic sampling the groups with signal are trained (the step's own four if none
+        # has any); with a KL term every completion of them, without only those with an advantage
+        groups = data["sampling/signal_groups"] if "sampling_rounds" in knobs else 4
+        groups = groups or 4
         if "beta" in knobs:
-            assert data["trained_completions"] == 32
+            assert data["trained_completions"] == 8 * groups
         else:
-            assert data["trained_completions"] <= 32 * (1 - data["frac_reward_zero_std"])
+            assert data["trained_completions"] <= 8 * data["sampling/signal_groups"]
 
 
 def test_supervised_lowers_validation_loss(tiny_model_dir: Path, tmp_path: Path) -> None:

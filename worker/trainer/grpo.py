@@ -7,11 +7,18 @@ with beta = 0 they are left out of the training forward altogether; a batch wher
 scored evenly skips the forward and backward (the optimizer still steps, as it would on a zero
 gradient). With num_iterations > 1 the first update's log-probs, detached, are the old
 log-probs of the later ones: the weights have not moved when they are computed.
+
+Dynamic sampling (DAPO): while fewer than `batch_size` groups carry signal, another batch of
+prompts is sampled, up to `sampling_rounds` batches per step; the update then uses only the
+groups with signal. A policy that has settled on one answer per prompt keeps exploring, on
+cheap short completions, instead of stepping on nothing.
 """
 
 from __future__ import annotations
 
+import itertools
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,6 +46,7 @@ class RFTConfig:
     top_p: float
     scale_rewards: str
     num_iterations: int
+    sampling_rounds: int
     max_grad_norm: float
     loss: LossConfig
 
@@ -51,6 +59,7 @@ class RFTConfig:
             top_p=hp["top_p"],
             scale_rewards=hp["scale_rewards"],
             num_iterations=hp["num_iterations"],
+            sampling_rounds=hp["sampling_rounds"],
             max_grad_norm=1.0,
             loss=LossConfig(
                 loss_type=hp["loss_type"],
@@ -71,8 +80,28 @@ class Graded:
 
 
 @dataclass
+class Draw:
+    """One batch of prompts to sample, with the grader items of its rows."""
+
+    prompts: PromptBatch
+    items: list[dict[str, Any]]
+
+
+@dataclass
+class Collected:
+    first: Graded  # the step's own batch, whose figures the step reports
+    first_advantages: Advantages
+    prompt_ids: list[list[int]]  # one per group trained on
+    graded: Graded  # the groups trained on, in the order of prompt_ids
+    rounds: int
+    signal_groups: int
+    sampling_time: float
+    grading_time: float
+
+
+@dataclass
 class StepOutcome:
-    graded: Graded
+    graded: Graded  # the step's own batch
     advantages: Advantages
     timing: dict[str, float]
     trained_tokens: int
@@ -142,42 +171,113 @@ def micro_batches(
     return batches + ([current] if current else [])
 
 
+def collect_groups(
+    policy: Policy,
+    grader: BatchGrader,
+    draws: Iterable[Draw],
+    config: RFTConfig,
+    generator: torch.Generator,
+) -> Collected:
+    """Sample and grade batches from `draws` (the step's own batch first) until `batch_size`
+    groups carry signal or `sampling_rounds` batches are spent. Keeps the groups with signal;
+    if none has any, keeps the first batch, so the step still reports and steps as usual."""
+    G = config.group_size
+    rounds: list[tuple[Draw, Graded, list[int]]] = []
+    sampling_time = grading_time = 0.0
+    for draw in itertools.islice(draws, config.sampling_rounds):
+        started = time.perf_counter()
+        with decoding(policy) as fast:
+            rollout = sample_rollout(policy, draw.prompts, G, config, generator, fast)
+        sampled = time.perf_counter()
+        graded = grade(policy, grader, rollout, draw.items, G)
+        grading_time += time.perf_counter() - sampled
+        sampling_time += sampled - started
+        rounds.append((draw, graded, signal_groups_of(graded.rewards, G)))
+        if sum(len(groups) for _, _, groups in rounds) >= len(rounds[0][0].prompts):
+            break
+    first_draw, first, _ = rounds[0]
+    kept = [(draw, graded, groups) for draw, graded, groups in rounds if groups]
+    signal_groups = sum(len(groups) for _, _, groups in kept)
+    if config.sampling_rounds == 1 or not kept:
+        kept = [(first_draw, first, list(range(len(first_draw.prompts))))]
+    prompt_ids = [d.prompts.token_lists()[g] for d, _, groups in kept for g in groups]
+    graded = merge_groups([(g, groups) for _, g, groups in kept], G, policy.pad_id)
+    return Collected(
+        first=first,
+        first_advantages=group_advantages(first.rewards, G, config.scale_rewards),
+        prompt_ids=prompt_ids,
+        graded=graded,
+        rounds=len(rounds),
+        signal_groups=signal_groups,
+        sampling_time=sampling_time,
+        grading_time=grading_time,
+    )
+
+
+def signal_groups_of(rewards: Tensor, group_size: int) -> list[int]:
+    """Indices of the groups whose rewards are not all equal."""
+    spread = rewards.view(-1, group_size).std(dim=1)
+    return (~torch.isclose(spread, torch.zeros_like(spread))).nonzero().squeeze(1).tolist()
+
+
+def merge_groups(parts: list[tuple[Graded, list[int]]], group_size: int, pad_id: int) -> Graded:
+    """The chosen groups of several graded batches as one."""
+    if len(parts) == 1 and len(parts[0][1]) * group_size == len(parts[0][0].texts):
+        return parts[0][0]
+    rows = [
+        [group * group_size + k for group in groups for k in range(group_size)]
+        for _, groups in parts
+    ]
+    rollout = Rollout.concat(
+        [g.rollout.rows(r) for (g, _), r in zip(parts, rows, strict=True)], pad_id
+    )
+    texts = [g.texts[i] for (g, _), r in zip(parts, rows, strict=True) for i in r]
+    results = [g.grades.results[i] for (g, _), r in zip(parts, rows, strict=True) for i in r]
+    rewards = torch.cat([g.rewards[r] for (g, _), r in zip(parts, rows, strict=True)])
+    return Graded(rollout, texts, BatchGrades(results), rewards)
+
+
 def rft_step(
     policy: Policy,
     optimizer: torch.optim.Optimizer,
     grader: BatchGrader,
-    prompts: PromptBatch,
-    items: list[dict[str, Any]],
+    draws: Iterable[Draw],
     config: RFTConfig,
     generator: torch.Generator,
 ) -> StepOutcome:
-    started = time.perf_counter()
+    """One step on the step's own batch, the first of `draws`, topped up from the others
+    where its groups lack signal."""
     policy.model.eval()
-    with decoding(policy) as fast:
-        rollout = sample_rollout(policy, prompts, config.group_size, config, generator, fast)
-    sampled = time.perf_counter()
-    graded = grade(policy, grader, rollout, items, config.group_size)
-    graded_at = time.perf_counter()
-    sampling_time, grading_time = sampled - started, graded_at - sampled
-    rollout = graded.rollout
-    advantages = group_advantages(graded.rewards, config.group_size, config.scale_rewards)
+    collected = collect_groups(policy, grader, draws, config, generator)
+    training_started = time.perf_counter()
+    rollout = collected.graded.rollout
+    advantages = group_advantages(collected.graded.rewards, config.group_size, config.scale_rewards)
     mask = rollout.completion_mask
     totals = BatchTotals(sequences=mask.shape[0], tokens=float(mask.sum()))
     if config.loss.beta:
         rows = list(range(mask.shape[0]))
     else:  # a zero advantage contributes nothing to the policy gradient
         rows = advantages.values.nonzero().squeeze(1).tolist()
-    prompt_ids = prompts.token_lists()
+    prompt_ids = collected.prompt_ids
     batches = micro_batches(prompt_ids, rollout.completions(), rows, config.group_size)
     parts, grad_norm = updates(
         policy, optimizer, prompt_ids, batches, rollout, advantages.values, totals, config
     )
-    training_time = time.perf_counter() - graded_at
+    training_time = time.perf_counter() - training_started
     trained = sum(len(prompt_ids[p]) + len(tokens) for batch in batches for _, p, tokens in batch)
-    trl = step_statistics(graded, advantages, parts, totals, config)
-    trl |= {"grad_norm": grad_norm, "trained_completions": len(rows)}
-    timing = {"sampling": sampling_time, "grading": grading_time, "training": training_time}
-    return StepOutcome(graded, advantages, timing, trained, trl)
+    trl = step_statistics(collected.first, collected.first_advantages, parts, totals, config)
+    trl |= {
+        "grad_norm": grad_norm,
+        "trained_completions": len(rows),
+        "sampling/rounds": collected.rounds,
+        "sampling/signal_groups": collected.signal_groups,
+    }
+    timing = {
+        "sampling": collected.sampling_time,
+        "grading": collected.grading_time,
+        "training": training_time,
+    }
+    return StepOutcome(collected.first, collected.first_advantages, timing, trained, trl)
 
 
 def updates(
@@ -247,14 +347,16 @@ def step_statistics(
     totals: BatchTotals,
     config: RFTConfig,
 ) -> dict[str, Any]:
-    """TRL's names for the step's figures (clip and KL figures are from the last update)."""
+    """TRL's names for the step's figures: reward, length and entropy figures of the step's own
+    batch (`graded`); clip and KL figures of the last update, over the trained tokens."""
     rollout = graded.rollout
     lengths = rollout.lengths
     ended = rollout.ended
-    tokens = max(totals.tokens, 1.0)
+    tokens = max(totals.tokens, 1.0)  # of the trained batch
     low = sum(part.clipped_low_sum for part in parts) / tokens
     high = sum(part.clipped_high_sum for part in parts) / tokens
-    entropy = (rollout.entropies * rollout.completion_mask).sum() / tokens
+    sampled_tokens = rollout.completion_mask.sum().clamp(min=1.0)
+    entropy = (rollout.entropies * rollout.completion_mask).sum() / sampled_tokens
     return {
         "loss": float(sum(float(part.loss.detach()) for part in parts)),
         "reward": float(graded.rewards.mean()),

@@ -12,6 +12,8 @@ How OpenAI's reinforcement hyperparameters map onto GRPO here:
   `max_completion_tokens` takes precedence.
 - `eval_interval`: training steps between evaluations on the validation set.
 - `eval_samples`: completions sampled per validation prompt at each evaluation.
+- `sampling_rounds` (ours): batches of prompts sampled per step at most, until `batch_size`
+  groups carry signal (DAPO's dynamic sampling); 1 samples only the step's own batch.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ TARGET_STEPS = {"reinforcement": 48, "supervised": 24}
 TARGET_EVALUATIONS = 8
 # evaluations sample at least this many validation completions, so the mean is not all noise
 MIN_EVAL_COMPLETIONS = 32
+DEFAULT_SAMPLING_ROUNDS = 1
 
 
 class HyperparameterError(ValueError):
@@ -98,6 +101,7 @@ CHECKS: dict[str, Any] = {
     "max_completion_tokens": _int("max_completion_tokens", 1, 4096),
     "scale_rewards": _choice("scale_rewards", SCALE_REWARDS),
     "num_iterations": _int("num_iterations", 1, 16),
+    "sampling_rounds": _int("sampling_rounds", 1, 16),
     "epsilon": _float("epsilon", 0, 1),
     "epsilon_high": _float("epsilon_high", 0, 1),
 }
@@ -186,6 +190,7 @@ def _resolve_reinforcement(given: dict[str, Any], n_valid: int) -> dict[str, Any
         "scale_rewards": given.get("scale_rewards", "group"),
         "beta": given.get("beta", 0.0),
         "num_iterations": given.get("num_iterations", 1),
+        "sampling_rounds": given.get("sampling_rounds", DEFAULT_SAMPLING_ROUNDS),
         "epsilon": epsilon,
         "epsilon_high": given.get("epsilon_high", epsilon),
     }

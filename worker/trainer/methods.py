@@ -3,8 +3,11 @@ for both: `train_step`, `evaluate`, `event`, `score`."""
 
 from __future__ import annotations
 
+import itertools
 import math
+import random
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -12,7 +15,7 @@ import torch
 
 from app.graders import BatchGrader
 from worker.trainer.data import DataOrder, encode_answer, encode_prompt, grader_item
-from worker.trainer.grpo import RFTConfig, evaluate_rewards, rft_step
+from worker.trainer.grpo import Draw, RFTConfig, StepOutcome, evaluate_rewards, rft_step
 from worker.trainer.hyperparameters import MIN_EVAL_COMPLETIONS
 from worker.trainer.metrics import rft_event_data, rft_message, sft_event_data, sft_message
 from worker.trainer.models import Policy
@@ -114,17 +117,28 @@ class Reinforcement:
             policy, grader, valid_rows, hp["eval_samples"], self.config, seed
         )
 
-    def train_step(self, step: int) -> StepReport:
-        indices = self.order.indices(step - 1)
+    def draws(self, step: int) -> Iterator[Draw]:
+        """The step's own batch, then batches from a shuffled cycle of the other training rows,
+        seeded by (seed, step) so that a resumed run draws the same."""
+        own = self.order.indices(step - 1)
+        yield self.draw(own)
+        others = [i for i in range(len(self.prompt_ids)) if i not in own] or own
+        random.Random(f"{self.seed}:{step}:extra").shuffle(others)
+        for start in itertools.count(0, len(own)):
+            yield self.draw([others[(start + k) % len(others)] for k in range(len(own))])
+
+    def draw(self, indices: list[int]) -> Draw:
         prompts = PromptBatch.from_ids(
             [self.prompt_ids[i] for i in indices], self.policy.pad_id, self.policy.device
         )
+        return Draw(prompts, [self.items[i] for i in indices])
+
+    def train_step(self, step: int) -> StepReport:
         outcome = rft_step(
             self.policy,
             self.optimizer,
             self.grader,
-            prompts,
-            [self.items[i] for i in indices],
+            self.draws(step),
             self.config,
             step_generator(self.seed, step, self.policy.device),
         )
@@ -134,14 +148,20 @@ class Reinforcement:
             "trl": outcome.trl | {"learning_rate": self.optimizer.param_groups[0]["lr"]},
         }
         warnings = []
-        groups = len(outcome.advantages.group_std)
-        if outcome.advantages.zero_std_groups == groups:
-            reward = float(outcome.graded.rewards[0])
-            warnings.append(
-                f"Step {step}: in all {groups} groups every completion got the same reward "
-                f"({reward:.2f}), so this step carried no learning signal. {NO_SIGNAL_ADVICE}"
-            )
+        if outcome.trl["sampling/signal_groups"] == 0:
+            warnings.append(self.no_signal_warning(step, outcome))
         return StepReport(data, outcome.timing, outcome.trained_tokens, warnings)
+
+    @staticmethod
+    def no_signal_warning(step: int, outcome: StepOutcome) -> str:
+        groups = len(outcome.advantages.group_std)
+        reward = float(outcome.graded.rewards[0])
+        extra = (outcome.trl["sampling/rounds"] - 1) * groups
+        also = f", as in each group of {extra} more prompts sampled to find some" if extra else ""
+        return (
+            f"Step {step}: in all {groups} groups every completion got the same reward "
+            f"({reward:.2f}){also}, so this step carried no learning signal. {NO_SIGNAL_ADVICE}"
+        )
 
     def evaluate(self) -> dict[str, Any]:
         return self.evaluator.evaluate()

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from worker.trainer.fused_llama import FusedLlama
@@ -83,6 +84,31 @@ class Rollout:
         """Each row's tokens, end-of-turn included, padding dropped."""
         lengths = self.lengths.long().tolist()
         return [row[:n] for row, n in zip(self.completion_ids.tolist(), lengths, strict=True)]
+
+    def rows(self, indices: list[int]) -> Rollout:
+        return Rollout(
+            self.completion_ids[indices],
+            self.completion_mask[indices],
+            self.logprobs[indices],
+            self.entropies[indices],
+            self.ended[indices],
+        )
+
+    @staticmethod
+    def concat(parts: list[Rollout], pad_id: int) -> Rollout:
+        """The rows of `parts` in order, padded to the widest."""
+        width = max(part.completion_ids.shape[1] for part in parts)
+
+        def padded(tensors: list[Tensor], value: float) -> Tensor:
+            return torch.cat([F.pad(t, (0, width - t.shape[1]), value=value) for t in tensors])
+
+        return Rollout(
+            padded([part.completion_ids for part in parts], pad_id),
+            padded([part.completion_mask for part in parts], 0.0),
+            padded([part.logprobs for part in parts], 0.0),
+            padded([part.entropies for part in parts], 0.0),
+            torch.cat([part.ended for part in parts]),
+        )
 
 
 def top_p_filter(logprobs: Tensor, top_p: float) -> Tensor:
