@@ -1,15 +1,17 @@
 """Does RFT teach SmolLM2-135M-Instruct a behaviour it lacks, within minutes on this machine?
 
-Task: "What is the capital of X?" answered with the city's name alone. The model knows many
-capitals but answers in a sentence. Graded with partial credit (ROUGE-1 overlap with the
+Task: "What is the capital of X?" answered with the city's name alone, as a developer message
+asks (with one example). The model knows many capitals but mostly answers in a sentence all
+the same. Graded with partial credit (ROUGE-1 overlap with the
 name: the bare name scores 1, "The capital of France is Paris." about 0.3), with "auto"
 hyperparameters. Then SFT on the same rows (with the answer as the assistant message), and,
 to show why partial credit matters, a few RFT steps with an exact-match grader.
 
-Prints the validation curve and the before/after figures. Target: RFT validation reward up
-by at least 0.4 absolute within 15 minutes.
+Prints the validation curves and the before/after figures of RFT from several seeds (whether
+a run finds its way from the sentence to the name varies from seed to seed) and of SFT.
+Target: RFT validation reward up by at least 0.4 absolute within 15 minutes.
 
-    .venv/bin/python bench/learning.py [--skip-sft] [--skip-exact]
+    .venv/bin/python bench/learning.py [--skip-sft] [--skip-exact] [--seeds N]
 """
 
 from __future__ import annotations
@@ -57,7 +59,7 @@ class CurveReporter(ConsoleReporter):
 
 
 def run(
-    method: str, grader: dict, hyperparameters: dict, out_dir: Path
+    method: str, grader: dict, hyperparameters: dict, out_dir: Path, seed: int = 0
 ) -> tuple[TrainResult, CurveReporter]:
     with_answer = method == "supervised"
     train_rows, valid_rows = split(capital_rows(with_answer=with_answer), N_VALID)
@@ -69,7 +71,7 @@ def run(
         method=method,
         grader=grader,
         hyperparameters=hyperparameters,
-        seed=0,
+        seed=seed,
         out_dir=out_dir,
     )
     return train(spec, reporter), reporter
@@ -87,19 +89,22 @@ def main() -> int:
     parser.add_argument("--skip-sft", action="store_true")
     parser.add_argument("--skip-exact", action="store_true")
     parser.add_argument("--hyperparameters", default="{}", help="JSON overrides of 'auto'")
+    parser.add_argument("--seeds", type=int, default=4, help="RFT runs, seeds 0 to N-1")
     args = parser.parse_args()
     import json
 
     overrides = json.loads(args.hyperparameters)
     summary = []
     with tempfile.TemporaryDirectory(prefix="openrft-learning-") as scratch:
-        rft, rft_curve = run("reinforcement", ROUGE_GRADER, overrides, Path(scratch) / "rft")
-        print_curve("RFT (ROUGE-1 partial credit, auto hyperparameters)", rft_curve)
-        summary.append(("RFT", rft, rft_curve))
+        for seed in range(args.seeds):
+            out_dir = Path(scratch) / f"rft-{seed}"
+            _, curve = run("reinforcement", ROUGE_GRADER, overrides, out_dir, seed)
+            print_curve(f"RFT seed {seed} (ROUGE-1 partial credit, auto hyperparameters)", curve)
+            summary.append((f"RFT s{seed}", curve))
         if not args.skip_sft:
-            sft, sft_curve = run("supervised", ROUGE_GRADER, {}, Path(scratch) / "sft")
+            _, sft_curve = run("supervised", ROUGE_GRADER, {}, Path(scratch) / "sft", 0)
             print_curve("SFT (same rows, answer as the assistant message)", sft_curve)
-            summary.append(("SFT", sft, sft_curve))
+            summary.append(("SFT s0", sft_curve))
         if not args.skip_exact:
             exact_hp = {"n_epochs": 1, "batch_size": 4, "eval_interval": 100}
             _, exact_curve = run("reinforcement", EXACT_GRADER, exact_hp, Path(scratch) / "exact")
@@ -108,21 +113,21 @@ def main() -> int:
             if no_signal:
                 print(f"  e.g. {no_signal[0]}")
 
-    print(f"\n{'method':<6} {'before':>8} {'after':>8} {'best':>8} {'gain':>8} {'minutes':>8}")
-    for name, _, curve in summary:
+    print(f"\n{'run':<8} {'before':>8} {'after':>8} {'best':>8} {'gain':>8} {'minutes':>8}")
+    met = 0
+    for name, curve in summary:
         before, after = curve.curve[0][1], curve.curve[-1][1]
         best = max(reward for _, reward, _ in curve.curve)
         minutes = curve.curve[-1][2] / 60
         print(
-            f"{name:<6} {before:>8.3f} {after:>8.3f} {best:>8.3f} {after - before:>+8.3f} {minutes:>8.1f}"
+            f"{name:<8} {before:>8.3f} {after:>8.3f} {best:>8.3f} {after - before:>+8.3f} "
+            f"{minutes:>8.1f}"
         )
-    _, _, rft_curve = summary[0]
-    gain = rft_curve.curve[-1][1] - rft_curve.curve[0][1]
-    minutes = rft_curve.curve[-1][2] / 60
-    met = gain >= TARGET_GAIN and minutes <= TARGET_MINUTES
+        if name.startswith("RFT"):
+            met += after - before >= TARGET_GAIN and minutes <= TARGET_MINUTES
     print(
         f"\nRFT target (+{TARGET_GAIN} within {TARGET_MINUTES} min): "
-        f"{'met' if met else 'NOT met'} ({gain:+.3f} in {minutes:.1f} min)"
+        f"met in {met} of {args.seeds} seeds"
     )
     return 0
 

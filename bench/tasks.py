@@ -57,6 +57,15 @@ CAPITALS = [
     ("Nigeria", "Abuja"),
 ]
 
+# The developer message a user would write for this behaviour. The base model mostly ignores
+# it, but now and then answers "A: Quito"-style (0.67) or with the bare name (1), which gives
+# RL something to reinforce; without it the bare name turns up about once in 700 samples and
+# RFT settles on the sentence.
+INSTRUCTIONS = (
+    "You answer with a single word or name. Never write a full sentence. "
+    "Example: Q: What is the capital of Ecuador? A: Quito"
+)
+
 # Overlap with the reference, as a user would grade "answer with the name only": the bare
 # name scores 1, a sentence that contains it about 0.3, a wrong answer 0.
 ROUGE_GRADER: dict[str, Any] = {
@@ -76,11 +85,14 @@ EXACT_GRADER: dict[str, Any] = {
 
 
 def capital_rows(with_answer: bool = False) -> list[dict[str, Any]]:
-    """One row per country: the question, the reference `answer`, and for SFT the answer as
-    the assistant's message."""
+    """One row per country: the instructions, the question, the reference `answer`, and for
+    SFT the answer as the assistant's message."""
     rows = []
     for country, city in CAPITALS:
-        messages = [{"role": "user", "content": f"What is the capital of {country}?"}]
+        messages = [
+            {"role": "developer", "content": INSTRUCTIONS},
+            {"role": "user", "content": f"What is the capital of {country}?"},
+        ]
         if with_answer:
             messages.append({"role": "assistant", "content": city})
         rows.append({"messages": messages, "answer": city})
