@@ -35,5 +35,11 @@ def group_advantages(rewards: Tensor, group_size: int, scale_rewards: str) -> Ad
         centred = centred / (rewards.std() + STD_EPSILON)
     elif scale_rewards != "none":
         raise ValueError(f"unknown scale_rewards {scale_rewards!r}")
-    zero_std = torch.isclose(group_std, torch.zeros_like(group_std))
+    zero_std = ~differing_groups(rewards, group_size)
     return Advantages(centred.reshape(-1), group_std, int(zero_std.sum()))
+
+
+def differing_groups(rewards: Tensor, group_size: int) -> Tensor:
+    """[B] bool: the groups whose rewards are not all equal, the ones that carry signal."""
+    group_std = rewards.view(-1, group_size).std(dim=1)
+    return ~torch.isclose(group_std, torch.zeros_like(group_std))

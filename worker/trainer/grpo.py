@@ -26,7 +26,7 @@ import torch
 from torch import Tensor
 
 from app.graders import BatchGrader, BatchGrades, make_sample
-from worker.trainer.advantages import Advantages, group_advantages
+from worker.trainer.advantages import Advantages, differing_groups, group_advantages
 from worker.trainer.fused_llama import FusedLlama
 from worker.trainer.logprobs import as_matrix, pack, score_packed
 from worker.trainer.losses import BatchTotals, LossConfig, LossParts, policy_loss
@@ -192,7 +192,8 @@ def collect_groups(
         graded = grade(policy, grader, rollout, draw.items, G)
         grading_time += time.perf_counter() - sampled
         sampling_time += sampled - started
-        rounds.append((draw, graded, signal_groups_of(graded.rewards, G)))
+        signal = differing_groups(graded.rewards, G).nonzero().squeeze(1).tolist()
+        rounds.append((draw, graded, signal))
         if sum(len(groups) for _, _, groups in rounds) >= len(rounds[0][0].prompts):
             break
     first_draw, first, _ = rounds[0]
@@ -212,12 +213,6 @@ def collect_groups(
         sampling_time=sampling_time,
         grading_time=grading_time,
     )
-
-
-def signal_groups_of(rewards: Tensor, group_size: int) -> list[int]:
-    """Indices of the groups whose rewards are not all equal."""
-    spread = rewards.view(-1, group_size).std(dim=1)
-    return (~torch.isclose(spread, torch.zeros_like(spread))).nonzero().squeeze(1).tolist()
 
 
 def merge_groups(parts: list[tuple[Graded, list[int]]], group_size: int, pad_id: int) -> Graded:
