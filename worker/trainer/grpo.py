@@ -201,7 +201,10 @@ def collect_groups(
     signal_groups = sum(len(groups) for _, _, groups in kept)
     if config.sampling_rounds == 1 or not kept:
         kept = [(first_draw, first, list(range(len(first_draw.prompts))))]
-    prompt_ids = [d.prompts.token_lists()[g] for d, _, groups in kept for g in groups]
+    prompt_ids = [d.prompts.token_lists() for d, _, _ in kept]
+    prompt_ids = [
+        ids[g] for ids, (_, _, groups) in zip(prompt_ids, kept, strict=True) for g in groups
+    ]
     graded = merge_groups([(g, groups) for _, g, groups in kept], G, policy.pad_id)
     return Collected(
         first=first,
@@ -246,7 +249,11 @@ def rft_step(
     collected = collect_groups(policy, grader, draws, config, generator)
     training_started = time.perf_counter()
     rollout = collected.graded.rollout
-    advantages = group_advantages(collected.graded.rewards, config.group_size, config.scale_rewards)
+    advantages = collected.first_advantages
+    if collected.graded is not collected.first:
+        advantages = group_advantages(
+            collected.graded.rewards, config.group_size, config.scale_rewards
+        )
     mask = rollout.completion_mask
     totals = BatchTotals(sequences=mask.shape[0], tokens=float(mask.sum()))
     if config.loss.beta:
