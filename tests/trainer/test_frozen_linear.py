@@ -27,3 +27,20 @@ def test_the_weight_gets_no_gradient() -> None:
     FrozenLinear(weight)(x).sum().backward()
     assert weight.grad is None
     assert x.grad is not None
+
+
+def test_under_autocast_a_kept_copy_gives_what_autocast_would() -> None:
+    generator = torch.Generator().manual_seed(1)
+    weight = torch.randn(64, 32, generator=generator)
+    frozen = FrozenLinear(weight, torch.bfloat16)
+    x = torch.randn(5, 32, generator=generator, requires_grad=True)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert frozen.active_weight("cpu") is frozen.low
+        out = frozen(x)
+        expected = torch.nn.functional.linear(x, weight)
+    assert out.dtype == torch.bfloat16
+    assert torch.equal(out, expected)
+    out.float().sum().backward()
+    assert x.grad is not None
+    assert frozen.active_weight("cpu") is frozen.weight  # outside autocast: the weight itself
+    torch.testing.assert_close(frozen(x.detach()), x.detach() @ weight.T, rtol=1e-5, atol=1e-5)

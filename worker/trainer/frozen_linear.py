@@ -5,6 +5,10 @@ of decoding: a 32-row multiply by the output layer (49k x 576 for SmolLM2) costs
 576 -> 3072 projection ~2.9 ms. oneDNN with the matrix packed once takes ~17 ms and ~1.3 ms.
 Packing pays off for weights that stay fixed across many calls: the output layer for the whole
 run, the decoder's (LoRA-merged) projections for one sampling call.
+
+Under autocast the same holds for the cast: autocast casts a weight that needs no gradient
+afresh on every call, so decoding a token re-read and re-wrote every weight of the model. A
+frozen weight keeps its copy in the autocast dtype instead (2 more bytes per parameter).
 """
 
 from __future__ import annotations
@@ -26,17 +30,37 @@ def _can_pack(weight: Tensor) -> bool:
 class FrozenLinear:
     """y = x @ weight.T without autograd through the weight."""
 
-    def __init__(self, weight: Tensor) -> None:
+    def __init__(self, weight: Tensor, autocast_dtype: torch.dtype | None = None) -> None:
         self.weight = weight.detach()
+        self.low = (
+            self.weight.to(autocast_dtype)
+            if autocast_dtype is not None and autocast_dtype != weight.dtype
+            else None
+        )
         self.packed = (
             torch.ops.mkldnn._reorder_linear_weight(self.weight, None)
             if _can_pack(self.weight)
             else None
         )
 
+    def active_weight(self, device_type: str) -> Tensor:
+        """The weight a multiply uses now: the kept copy under autocast to its dtype, else
+        the weight itself."""
+        if (
+            self.low is not None
+            and torch.is_autocast_enabled(device_type)
+            and torch.get_autocast_dtype(device_type) == self.low.dtype
+        ):
+            return self.low
+        return self.weight
+
     def __call__(self, x: Tensor) -> Tensor:
-        """x [..., in] -> [..., out]. The packed kernel has no backward: where x needs a
-        gradient, under autocast, or for other dtypes this is a plain F.linear."""
+        """x [..., in] -> [..., out], differentiable with respect to x. The packed kernel has
+        no backward: where x needs a gradient, or for other dtypes, this is a plain F.linear
+        (by the kept copy under autocast to its dtype)."""
+        weight = self.active_weight(x.device.type)
+        if weight is self.low:
+            return F.linear(x.to(weight.dtype), weight)
         if (
             self.packed is not None
             and x.dtype == torch.float32
@@ -44,4 +68,4 @@ class FrozenLinear:
             and not torch.is_autocast_enabled("cpu")
         ):
             return torch.ops.mkldnn._linear_pointwise(x, self.packed, None, "none", [], "")
-        return F.linear(x, self.weight.to(x.dtype))
+        return F.linear(x, weight.to(x.dtype))

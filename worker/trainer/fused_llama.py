@@ -60,11 +60,12 @@ class Projection:
     """Several linear layers that read the same input, as one multiply by their stacked frozen
     base weights plus their LoRA updates (block-diagonal B, so one low-rank product)."""
 
-    def __init__(self, modules: tuple[Any, ...]) -> None:
+    def __init__(self, modules: tuple[Any, ...], autocast_dtype: torch.dtype | None) -> None:
         self.modules = modules
         weights = [base_weight(module) for module in modules]
         # a single layer keeps its own weight; only stacked layers need a copy
-        self.base = FrozenLinear(weights[0] if len(weights) == 1 else torch.cat(weights))
+        stacked = weights[0] if len(weights) == 1 else torch.cat(weights)
+        self.base = FrozenLinear(stacked, autocast_dtype)
         self.a_t: Tensor | None = None  # [in, r]
         self.b_t: Tensor | None = None  # [r, out], scaled
 
@@ -90,7 +91,7 @@ class Projection:
 
     def trainable(self, x: Tensor) -> Tensor:
         """x [N, in] -> [N, out] with the adapter as it is now, under autograd."""
-        out = F.linear(x, self.base.weight)
+        out = self.base(x)
         adapter = self.adapter()
         if adapter is None:
             return out
@@ -115,7 +116,9 @@ class FusedLlama:
     """Build once per model (packing the base weights takes ~0.3 s for 135M parameters). For
     sampling, call `read_adapter()` first: the adapter's weights change every step."""
 
-    def __init__(self, decoder: Any) -> None:
+    def __init__(self, decoder: Any, autocast_dtype: torch.dtype | None = None) -> None:
+        """`autocast_dtype`: the dtype the policy autocasts to, if any; the base weights keep
+        a copy in it."""
         config = decoder.config
         self.decoder = decoder
         self.heads = config.num_attention_heads
@@ -125,6 +128,10 @@ class FusedLlama:
         kv_size = self.kv_heads * self.head_dim
         self.qkv_sizes = [self.heads * self.head_dim, kv_size, kv_size]
         self.layers = []
+
+        def fuse(*modules: Any) -> Projection:
+            return Projection(modules, autocast_dtype)
+
         with torch.no_grad():
             for layer in decoder.layers:
                 attention, mlp = layer.self_attn, layer.mlp
@@ -132,10 +139,10 @@ class FusedLlama:
                     LayerWeights(
                         input_norm=layer.input_layernorm,
                         post_norm=layer.post_attention_layernorm,
-                        qkv=Projection((attention.q_proj, attention.k_proj, attention.v_proj)),
-                        o=Projection((attention.o_proj,)),
-                        gate_up=Projection((mlp.gate_proj, mlp.up_proj)),
-                        down=Projection((mlp.down_proj,)),
+                        qkv=fuse(attention.q_proj, attention.k_proj, attention.v_proj),
+                        o=fuse(attention.o_proj),
+                        gate_up=fuse(mlp.gate_proj, mlp.up_proj),
+                        down=fuse(mlp.down_proj),
                     )
                 )
 

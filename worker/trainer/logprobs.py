@@ -130,6 +130,10 @@ class TokenLogprobs(torch.autograd.Function):
                 kept.append(logits)
         ctx.save_for_backward(hidden, targets, torch.cat(lses))
         ctx.kept, ctx.temperature, ctx.head = kept, temperature, head
+        # the backward multiplies in the precision the forward did
+        device = hidden.device.type
+        ctx.autocast = (device, torch.get_autocast_dtype(device), torch.is_autocast_enabled(device))
+        ctx.weight = head.active_weight(device)
         return torch.cat(logprobs), torch.cat(hit) if hits else targets.new_zeros(0, dtype=bool)
 
     @staticmethod
@@ -137,14 +141,16 @@ class TokenLogprobs(torch.autograd.Function):
         ctx: Any, grad_logprobs: Tensor, *unused: Any
     ) -> tuple[Tensor | None, None, None, None, None]:
         hidden, targets, lse = ctx.saved_tensors
-        weight = ctx.head.weight
+        weight = ctx.weight
         grad_hidden = torch.empty_like(hidden)
         for number, start in enumerate(range(0, hidden.shape[0], LOGIT_CHUNK_ROWS)):
             chunk = slice(start, start + LOGIT_CHUNK_ROWS)
             if ctx.kept:
                 probs = ctx.kept[number]
             else:
-                logits = scaled_logits(ctx.head, hidden[chunk], ctx.temperature)
+                device, dtype, enabled = ctx.autocast
+                with torch.autocast(device, dtype=dtype, enabled=enabled):
+                    logits = scaled_logits(ctx.head, hidden[chunk], ctx.temperature)
                 probs = logits.sub_(lse[chunk, None]).exp_()
             # d log p(t) / d logits = onehot(t) - softmax
             grad = probs.mul_(-grad_logprobs[chunk, None])
@@ -152,7 +158,7 @@ class TokenLogprobs(torch.autograd.Function):
             if ctx.temperature != 1.0:
                 grad /= ctx.temperature
             grad_hidden[chunk] = grad.to(weight.dtype) @ weight
-        ctx.kept = None
+        ctx.kept = ctx.weight = None
         return grad_hidden, None, None, None, None
 
 

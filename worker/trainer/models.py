@@ -229,7 +229,7 @@ class Policy:
         from worker.trainer.fused_llama import FusedLlama, supports
 
         if self.fused is None and supports(self.model.config):
-            self.fused = FusedLlama(self.decoder)
+            self.fused = FusedLlama(self.decoder, self.autocast_dtype)
         return self.fused
 
     def autocast(self) -> Any:
@@ -261,14 +261,15 @@ def load_policy(
     from worker.trainer.frozen_linear import FrozenLinear
 
     output_layer = model.get_output_embeddings()
+    autocast_dtype = pick_autocast_dtype(device, precision)
     if getattr(output_layer, "bias", None) is not None:
         raise ValueError("models whose output layer has a bias are not supported")
     return Policy(
         model=model,
         tokenizer=tokenizer,
         device=torch.device(device),
-        autocast_dtype=pick_autocast_dtype(device, precision),
+        autocast_dtype=autocast_dtype,
         eos_ids=torch.tensor(sorted(eos), device=device),
         pad_id=tokenizer.pad_token_id,
-        head=FrozenLinear(output_layer.weight),
+        head=FrozenLinear(output_layer.weight, autocast_dtype),
     )
