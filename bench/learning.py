@@ -1,14 +1,15 @@
 """Does RFT teach SmolLM2-135M-Instruct a behaviour it lacks, within minutes on this machine?
 
 Task: "What is the capital of X?" answered with the city's name alone, as a developer message
-asks (with one example). The model knows many capitals but mostly answers in a sentence all
-the same. Graded with partial credit (ROUGE-1 overlap with the
-name: the bare name scores 1, "The capital of France is Paris." about 0.3), with "auto"
-hyperparameters. Then SFT on the same rows (with the answer as the assistant message), and,
-to show why partial credit matters, a few RFT steps with an exact-match grader.
+asks, with one worked example as an earlier turn. The model knows many capitals but rarely
+gives the bare name: mostly it answers with the wrong word, sometimes in a sentence. Graded
+with partial credit (ROUGE-1 overlap with the name: the bare name scores 1, "The capital of
+France is Paris." about 0.3), with "auto" hyperparameters. Then SFT on the same rows (with the
+answer as the assistant message), and, to show why partial credit matters, a few RFT steps
+with an exact-match grader.
 
-Prints the validation curves and the before/after figures of RFT from several seeds (whether
-a run finds its way from the sentence to the name varies from seed to seed) and of SFT.
+Prints the validation curves and the before/after figures of RFT from several seeds (how soon
+a run moves from the sentence to the name varies from seed to seed) and of SFT.
 Target: RFT validation reward up by at least 0.4 absolute within 15 minutes.
 
     .venv/bin/python bench/learning.py [--skip-sft] [--skip-exact] [--seeds N]

@@ -57,14 +57,19 @@ CAPITALS = [
     ("Nigeria", "Abuja"),
 ]
 
-# The developer message a user would write for this behaviour. The base model mostly ignores
-# it, but now and then answers "A: Quito"-style (0.67) or with the bare name (1), which gives
-# RL something to reinforce; without it the bare name turns up about once in 700 samples and
-# RFT settles on the sentence.
-INSTRUCTIONS = (
-    "You answer with a single word or name. Never write a full sentence. "
-    "Example: Q: What is the capital of Ecuador? A: Quito"
-)
+# What a user would write for this behaviour: an instruction, and one worked example as an
+# earlier turn (Ecuador is not in the data). 768 samples of the base model at temperature 1:
+# the bare correct name 4.8%, a sentence holding the name 6.5%, a wrong answer (often a single
+# word: the country itself) 88%; mean reward 0.07. The short form turns up often enough for RL
+# to reinforce it, and the knowledge the model shows in sentences has to move into it. With
+# the example inside the developer message ("Q: ... A: Quito") the bare name drops to 0.1%
+# ("A: Quito", worth 0.67, 2.3%; a sentence 20%) and RFT settled on the sentence (0.3) in
+# most seeds; with no example at all the bare name turns up about once in 700 samples.
+INSTRUCTIONS = "You answer with a single word or name. Never write a full sentence."
+EXAMPLE = [
+    {"role": "user", "content": "What is the capital of Ecuador?"},
+    {"role": "assistant", "content": "Quito"},
+]
 
 # Overlap with the reference, as a user would grade "answer with the name only": the bare
 # name scores 1, a sentence that contains it about 0.3, a wrong answer 0.
@@ -91,6 +96,7 @@ def capital_rows(with_answer: bool = False) -> list[dict[str, Any]]:
     for country, city in CAPITALS:
         messages = [
             {"role": "developer", "content": INSTRUCTIONS},
+            *EXAMPLE,
             {"role": "user", "content": f"What is the capital of {country}?"},
         ]
         if with_answer:
