@@ -17,9 +17,9 @@ from worker.trainer.hyperparameters import (
 def test_auto_for_a_few_dozen_examples() -> None:
     hp = resolve_hyperparameters("reinforcement", {"n_epochs": "auto"}, n_train=32, n_valid=16)
     assert hp["batch_size"] == 4
-    assert hp["n_epochs"] == 6
-    assert total_steps(hp, 32) == 48
-    assert hp["eval_interval"] == 6
+    assert hp["n_epochs"] == 8
+    assert total_steps(hp, 32) == 64
+    assert hp["eval_interval"] == 8
     assert hp["eval_samples"] == 2  # 16 validation prompts x 2 >= 32 completions
     assert hp["group_size"] == 8
     assert hp["max_completion_tokens"] == 64

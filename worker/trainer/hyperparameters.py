@@ -33,7 +33,7 @@ COMPLETION_TOKENS_BY_EFFORT = {"low": 32, "default": 64, "medium": 64, "high": 1
 DEFAULT_GROUP_SIZE = 8
 # "auto" aims at this many optimizer steps: enough for a few dozen prompts to learn a behaviour,
 # few enough to finish within minutes on two CPU cores.
-TARGET_STEPS = {"reinforcement": 48, "supervised": 24}
+TARGET_STEPS = {"reinforcement": 64, "supervised": 24}
 TARGET_EVALUATIONS = 8
 # evaluations sample at least this many validation completions, so the mean is not all noise
 MIN_EVAL_COMPLETIONS = 32
@@ -143,7 +143,7 @@ def resolve_hyperparameters(
 ) -> dict[str, Any]:
     """Every hyperparameter of `method` with "auto" replaced by a concrete value.
 
-    Defaults depend on the dataset size: a few dozen prompts get ~48 GRPO steps (or ~24 SFT
+    Defaults depend on the dataset size: a few dozen prompts get ~64 GRPO steps (or ~24 SFT
     steps) of 4 prompts; `batch_size` never exceeds the number of training examples.
     """
     if method not in METHODS:
