@@ -9,9 +9,9 @@ from sqlalchemy.orm import Session
 
 from app.db import session_factory
 from app.errors import APIError
-from app.models import Project
-from app.services.projects import project_for_key
+from app.keys.service import project_for_key
 from app.settings import Settings
+from app.tables import Project
 
 
 def get_settings_dep(request: Request) -> Settings:

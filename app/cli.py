@@ -8,8 +8,7 @@ import subprocess
 import sys
 
 from app.db import session_scope
-from app.migrate import upgrade
-from app.services.projects import (
+from app.keys.service import (
     DEFAULT_PROJECT,
     GRADER_PROJECT,
     add_key,
@@ -17,6 +16,7 @@ from app.services.projects import (
     get_or_create_project,
     has_any_key,
 )
+from app.migrate import upgrade
 from app.settings import Settings, get_settings
 
 

@@ -12,10 +12,14 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.errors import APIError, error_envelope
-from app.routes import chat, checkpoints, files, graders, jobs, models
+from app.files import routes as files
+from app.graders import routes as graders
+from app.jobs import routes as jobs
+from app.models import chat_routes, download_routes
+from app.models import routes as models
+from app.queue import job_sender
 from app.settings import Settings, get_settings
 from app.storage import LocalStorage
-from worker.celery_app import enqueue_job, make_celery
 
 logger = logging.getLogger("openrft.api")
 
@@ -102,10 +106,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app = FastAPI(title="OpenRFT", version="0.1.0")
     app.state.settings = settings
     app.state.storage = LocalStorage(settings.uploads_dir)
-    celery = make_celery(settings)
-    app.state.enqueue_job = lambda job_id: enqueue_job(celery, settings, job_id)
+    app.state.enqueue_job = job_sender(settings)
     _install_error_handlers(app)
-    for module in (files, jobs, checkpoints, models, chat, graders):
+    for module in (files, jobs, download_routes, models, chat_routes, graders):
         app.include_router(module.router, prefix="/v1")
     app.add_middleware(RequestIdMiddleware)
 

@@ -1,56 +1,9 @@
-"""The Celery app, configured from Settings. Importable by the API: it loads no torch."""
+"""The worker's Celery app: the API's queue settings plus the tasks registered by name."""
 
 from __future__ import annotations
 
-from celery import Celery
-
-from app.settings import Settings, get_settings
-
-RUN_JOB_TASK = "openrft.run_job"
-
-
-def _filesystem_transport_options(settings: Settings) -> dict[str, object]:
-    # The embedded transport: messages are files in one folder shared by API and worker.
-    queue_dir = settings.broker_dir / "queue"
-    processed_dir = settings.broker_dir / "processed"
-    control_dir = settings.broker_dir / "control"
-    for folder in (queue_dir, processed_dir, control_dir):
-        folder.mkdir(parents=True, exist_ok=True)
-    return {
-        "data_folder_in": str(queue_dir),
-        "data_folder_out": str(queue_dir),
-        "processed_folder": str(processed_dir),
-        "control_folder": str(control_dir),
-        "store_processed": False,
-    }
-
-
-def make_celery(settings: Settings) -> Celery:
-    broker_url = settings.resolved_broker_url
-    celery = Celery("openrft", broker=broker_url)
-    transport_options: dict[str, object] = {}
-    if broker_url.startswith("filesystem"):
-        transport_options = _filesystem_transport_options(settings)
-    else:
-        # an unacknowledged job goes back to the queue when its worker dies
-        transport_options = {"visibility_timeout": settings.job_visibility_timeout_seconds}
-    celery.conf.update(
-        broker_transport_options=transport_options,
-        broker_connection_retry_on_startup=True,
-        task_default_queue=settings.queue_name,
-        task_acks_late=True,
-        task_reject_on_worker_lost=True,
-        task_ignore_result=True,
-        worker_prefetch_multiplier=1,
-        worker_hijack_root_logger=False,
-        imports=("worker.tasks",),
-    )
-    return celery
-
-
-def enqueue_job(celery: Celery, settings: Settings, job_id: str) -> None:
-    """Send the job to the workers by task name, so the sender never imports the runner."""
-    celery.send_task(RUN_JOB_TASK, args=[job_id], queue=settings.queue_name)
-
+from app.queue import make_celery
+from app.settings import get_settings
 
 app = make_celery(get_settings())
+app.conf.update(imports=("worker.tasks",))

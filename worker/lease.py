@@ -19,9 +19,9 @@ from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.jobs import JobStatus
+from app.jobs.service import record_event
 from app.jobs.states import REQUEUED_MESSAGE
-from app.models import Job
-from app.services.jobs import record_event
+from app.tables import Job
 
 logger = logging.getLogger("openrft.worker")
 

@@ -9,9 +9,9 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from app import ids
 from app.jobs import TERMINAL_STATUSES, JobStatus, advance, event_level, transition_message
-from app.models import Checkpoint, File, Job, Project, now
-from app.services.jobs import record_event
+from app.jobs.service import record_event
 from app.storage import Storage
+from app.tables import Checkpoint, File, Job, Project, now
 
 
 class JobReporter:

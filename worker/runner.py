@@ -11,9 +11,9 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from app.db import session_factory
 from app.jobs import TERMINAL_STATUSES, JobStatus, iter_examples, validate_dataset
-from app.models import File, Job
 from app.settings import Settings
 from app.storage import LocalStorage, Storage
+from app.tables import File, Job
 from worker.lease import JobLease, worker_identity
 from worker.reporter import JobReporter
 

@@ -8,9 +8,10 @@ import threading
 from celery.signals import worker_ready, worker_shutdown
 
 from app.db import session_factory
+from app.queue import RUN_JOB_TASK, send_job
 from app.settings import get_settings
 from worker import runner
-from worker.celery_app import RUN_JOB_TASK, app, enqueue_job
+from worker.celery_app import app
 from worker.lease import requeue_orphans
 
 logger = logging.getLogger("openrft.worker")
@@ -28,7 +29,7 @@ def requeue_orphaned_jobs() -> list[str]:
     job_ids = requeue_orphans(session_factory(settings))
     for job_id in job_ids:
         logger.warning("job %s lost its worker; queued again", job_id)
-        enqueue_job(app, settings, job_id)
+        send_job(app, settings, job_id)
     return job_ids
 
 

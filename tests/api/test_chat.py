@@ -9,10 +9,10 @@ import openai
 import pytest
 
 from app.errors import APIError
+from app.inference_protocol import GenerateRequest, Message
 from tests.conftest import make_client
 from tests.inference.models import ServedModels, shared_served_models
 from tests.services import free_port
-from worker.inference.protocol import GenerateRequest, Message
 
 HELLO = [{"role": "user", "content": "Say hello."}]
 
@@ -150,7 +150,7 @@ def test_bad_parameters_are_named(
 
 
 def test_an_unreachable_inference_process_is_a_503() -> None:
-    from app.services.inference import InferenceClient
+    from app.models.inference import InferenceClient
 
     request = GenerateRequest(base_model="any", messages=[Message(role="user", content="hi")])
     client = InferenceClient(f"http://127.0.0.1:{free_port()}")

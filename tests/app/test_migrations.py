@@ -8,8 +8,8 @@ import pytest
 from sqlalchemy import create_engine, inspect
 
 from app.migrate import upgrade
-from app.models import Base
 from app.settings import Settings
+from app.tables import Base
 from tests.services import TEST_DATABASE_URL, fresh_postgres_database
 
 

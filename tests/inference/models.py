@@ -63,8 +63,8 @@ def _write_rows(service: LiveService, base_dir: Path) -> ServedModels:
     """A succeeded job with a fine-tuned model and one checkpoint, adapters in place."""
     from app import ids
     from app.db import session_factory
-    from app.models import Checkpoint, Job, Project, now
     from app.settings import Settings
+    from app.tables import Checkpoint, Job, Project, now
 
     settings = Settings(
         database_url=service.env.get("OPENRFT_DATABASE_URL"), data_dir=service.data_dir

@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
+from app.inference_protocol import GenerateRequest, MergeRequest
 from app.settings import Settings
 from tests.inference.models import build_adapter, build_tiny_base
 from worker.inference.engine import InferenceEngine
 from worker.inference.pool import ModelPool
-from worker.inference.protocol import GenerateRequest, MergeRequest
 
 MESSAGES = [{"role": "user", "content": "Name a colour."}]
 

@@ -10,8 +10,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from app.db import session_factory
 from app.migrate import upgrade
-from app.models import Job, JobEvent, Project
 from app.settings import Settings
+from app.tables import Job, JobEvent, Project
 from worker.lease import JobLease, requeue_orphans
 
 

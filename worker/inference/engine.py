@@ -9,10 +9,7 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
-from app.settings import Settings
-from worker.inference.merge import merge_adapter
-from worker.inference.pool import ModelPool
-from worker.inference.protocol import (
+from app.inference_protocol import (
     Choice,
     GenerateRequest,
     GenerateResponse,
@@ -20,6 +17,9 @@ from worker.inference.protocol import (
     MergeRequest,
     MergeResponse,
 )
+from app.settings import Settings
+from worker.inference.merge import merge_adapter
+from worker.inference.pool import ModelPool
 from worker.inference.sampling import SamplingParams, sample
 from worker.trainer.models import resolve_model_dir
 

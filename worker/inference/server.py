@@ -16,14 +16,14 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from app.errors import error_envelope
-from app.settings import Settings, get_settings
-from worker.inference.protocol import (
+from app.inference_protocol import (
     GenerateRequest,
     GenerateResponse,
     InferenceError,
     MergeRequest,
     MergeResponse,
 )
+from app.settings import Settings, get_settings
 
 if TYPE_CHECKING:
     from worker.inference.engine import InferenceEngine

@@ -9,11 +9,11 @@ from fastapi.concurrency import run_in_threadpool
 from sqlalchemy.orm import Session
 
 from app.auth import current_project, get_session, get_settings_dep
-from app.models import Project
-from app.schemas.common import page
-from app.schemas.jobs import CheckpointObject, FineTuningJob, JobCreateRequest, JobEventObject
-from app.services import jobs as job_service
+from app.jobs import service as job_service
+from app.jobs.schemas import CheckpointObject, FineTuningJob, JobCreateRequest, JobEventObject
+from app.pagination import page
 from app.settings import Settings
+from app.tables import Project
 
 router = APIRouter(prefix="/fine_tuning/jobs")
 

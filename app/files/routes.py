@@ -12,11 +12,11 @@ from starlette.datastructures import UploadFile
 
 from app.auth import current_project, get_session, get_settings_dep
 from app.errors import bad_request
-from app.models import Project
-from app.schemas.common import page
-from app.schemas.files import MAX_EXPIRY_SECONDS, MIN_EXPIRY_SECONDS, FileDeleted, FileObject
-from app.services import files as file_service
+from app.files import service as file_service
+from app.files.schemas import MAX_EXPIRY_SECONDS, MIN_EXPIRY_SECONDS, FileDeleted, FileObject
+from app.pagination import page
 from app.settings import Settings
+from app.tables import Project
 
 router = APIRouter()
 

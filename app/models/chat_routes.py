@@ -6,10 +6,10 @@ from fastapi import APIRouter, Depends
 from sqlalchemy.orm import Session
 
 from app.auth import current_project, get_session, get_settings_dep
-from app.models import Project
-from app.schemas.chat import ChatCompletion, ChatCompletionRequest
-from app.services.inference import create_chat_completion
+from app.models.chat_schemas import ChatCompletion, ChatCompletionRequest
+from app.models.inference import create_chat_completion
 from app.settings import Settings
+from app.tables import Project
 
 router = APIRouter()
 

@@ -6,7 +6,7 @@ The one place that decides what the API does to a job; routes only translate HTT
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 from sqlalchemy import select
@@ -26,12 +26,12 @@ from app.jobs import (
     validate_seed,
     validate_suffix,
 )
+from app.jobs.schemas import JobCreateRequest
 from app.jobs.states import CREATED_MESSAGE, validating_file_message
-from app.models import Checkpoint, File, Job, JobEvent, Project, now
-from app.schemas.jobs import JobCreateRequest
+from app.queue import Enqueue
 from app.settings import Settings
+from app.tables import Checkpoint, File, Job, JobEvent, Project, now
 
-Enqueue = Callable[[str], None]
 GRADER_PARAM = "method.reinforcement.grader"
 # OpenAI's SFT job echo: these three only
 SUPERVISED_ECHO_KEYS = ("batch_size", "learning_rate_multiplier", "n_epochs")

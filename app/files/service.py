@@ -10,9 +10,9 @@ from sqlalchemy.orm import Session
 
 from app import ids
 from app.errors import APIError, bad_request, not_found
-from app.models import File, Project, now
-from app.schemas.files import UPLOAD_PURPOSES
+from app.files.schemas import UPLOAD_PURPOSES
 from app.storage import Storage, TooLarge
+from app.tables import File, Project, now
 
 
 def create_file(

@@ -13,9 +13,9 @@ from fastapi import APIRouter, Depends
 from app.auth import current_project, get_settings_dep
 from app.errors import bad_request
 from app.graders import GraderConfig, grade, make_sample, normalize_grader, validate_grader
-from app.models import Project
-from app.schemas.graders import GraderRunRequest, GraderValidateRequest, GraderValidateResponse
+from app.graders.schemas import GraderRunRequest, GraderValidateRequest, GraderValidateResponse
 from app.settings import Settings
+from app.tables import Project
 
 router = APIRouter(prefix="/fine_tuning/alpha/graders")
 

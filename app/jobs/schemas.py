@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from app.models import Checkpoint, Job, JobEvent
+from app.tables import Checkpoint, Job, JobEvent
 
 
 class JobCreateRequest(BaseModel):

@@ -10,10 +10,10 @@ from fastapi.responses import StreamingResponse
 from sqlalchemy.orm import Session
 
 from app.auth import current_project, get_session, get_settings_dep
-from app.models import Project
-from app.services.artifacts import adapter_archive, merged_archive
-from app.services.served_models import ServedModel, job_checkpoint
+from app.models.artifacts import adapter_archive, merged_archive
+from app.models.service import ServedModel, job_checkpoint
 from app.settings import Settings
+from app.tables import Project
 
 router = APIRouter(prefix="/fine_tuning/jobs")
 

@@ -9,12 +9,12 @@ from sqlalchemy.orm import Session
 
 from app.auth import current_project, get_session, get_settings_dep
 from app.errors import bad_request
-from app.models import Project
-from app.routes.checkpoints import DownloadFormat, download
-from app.schemas.common import page
-from app.schemas.models import ModelObject
-from app.services.served_models import ServedModel, list_models, resolve_model
+from app.models.download_routes import DownloadFormat, download
+from app.models.schemas import ModelObject
+from app.models.service import ServedModel, list_models, resolve_model
+from app.pagination import page
 from app.settings import Settings
+from app.tables import Project
 
 router = APIRouter()
 

@@ -1,7 +1,7 @@
 """Chat completions: check the request, resolve the model, forward it to the inference process.
 
 The API never loads a model; the inference process (`openrft inference`, or the one `openrft
-serve` starts) does, at `Settings.resolved_inference_url`. `worker.inference.protocol` has the
+serve` starts) does, at `Settings.resolved_inference_url`. `app.inference_protocol` has the
 shapes both sides speak.
 """
 
@@ -17,8 +17,14 @@ from sqlalchemy.orm import Session
 
 from app import ids
 from app.errors import APIError, bad_request
-from app.models import Project, now
-from app.schemas.chat import (
+from app.inference_protocol import (
+    GenerateRequest,
+    GenerateResponse,
+    MergeRequest,
+    MergeResponse,
+    Message,
+)
+from app.models.chat_schemas import (
     MAX_STOP_SEQUENCES,
     AssistantMessage,
     ChatCompletion,
@@ -27,15 +33,9 @@ from app.schemas.chat import (
     ChatMessage,
     CompletionUsage,
 )
-from app.services.served_models import ServedModel, resolve_model
+from app.models.service import ServedModel, resolve_model
 from app.settings import Settings
-from worker.inference.protocol import (
-    GenerateRequest,
-    GenerateResponse,
-    MergeRequest,
-    MergeResponse,
-    Message,
-)
+from app.tables import Project, now
 
 # generation runs on a CPU, one request at a time: a long queue is normal, not a failure
 INFERENCE_TIMEOUT = httpx.Timeout(1800.0, connect=5.0)

@@ -8,7 +8,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app import ids
-from app.models import ApiKey, Project
+from app.tables import ApiKey, Project
 
 DEFAULT_PROJECT = "default"
 # the project whose key the embedded worker's model graders use to call this server

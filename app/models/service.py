@@ -17,9 +17,9 @@ from sqlalchemy.orm import Session
 
 from app.base_models import find_base_model, list_base_models
 from app.errors import APIError, not_found
-from app.models import Checkpoint, Job, JobEvent, Project
-from app.services.jobs import get_job
+from app.jobs.service import get_job
 from app.settings import Settings
+from app.tables import Checkpoint, Job, JobEvent, Project
 
 BASE_MODEL_OWNER = "openrft"
 

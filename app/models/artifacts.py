@@ -16,10 +16,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from app.base_models import SMOLLM2_NAME
-from app.services.inference import InferenceClient
-from app.services.served_models import ServedModel
+from app.inference_protocol import MergeRequest
+from app.models.inference import InferenceClient
+from app.models.service import ServedModel
 from app.settings import Settings
-from worker.inference.protocol import MergeRequest
 
 CHUNK_BYTES = 1 << 20
 TAR_BLOCK = tarfile.BLOCKSIZE
