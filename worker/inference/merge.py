@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import os
-import shutil
-import tempfile
 from pathlib import Path
 
+from app.atomic import atomic_directory
 from worker.trainer.models import file_lock, is_model_dir, load_model_and_tokenizer
 
 
@@ -31,10 +29,6 @@ def _merge_into(base_dir: Path, adapter_dir: Path, output_dir: Path) -> None:
     # a fresh copy of the base: merging rewrites its weights, so never the pool's shared one
     model, tokenizer = load_model_and_tokenizer(base_dir)
     merged = PeftModel.from_pretrained(model, str(adapter_dir)).merge_and_unload()
-    staging = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}.", dir=output_dir.parent))
-    try:
+    with atomic_directory(output_dir) as staging:
         merged.save_pretrained(staging)
         tokenizer.save_pretrained(staging)
-        os.rename(staging, output_dir)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)

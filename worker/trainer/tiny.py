@@ -6,12 +6,10 @@ template are the real ones, read from the GGUF file's metadata without touching 
 
 from __future__ import annotations
 
-import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
+from app.atomic import atomic_directory
 from app.base_models import SMOLLM2_GGUF
 from worker.trainer.models import file_lock, is_model_dir, smollm2_gguf_path
 
@@ -70,12 +68,7 @@ def build_tiny_model(out_dir: Path) -> Path:
             torch.manual_seed(TINY_SEED)
             model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
             torch.nn.init.normal_(model.get_output_embeddings().weight, std=LM_HEAD_STD)
-        staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
-        try:
+        with atomic_directory(out_dir) as staging:
             model.save_pretrained(staging)
             tokenizer.save_pretrained(staging)
-            os.chmod(staging, 0o755)
-            os.rename(staging, out_dir)
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
     return out_dir
