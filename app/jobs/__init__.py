@@ -1,4 +1,5 @@
-"""Job domain: the state machine, dataset validation and create-request parameters."""
+"""Job domain: the state machine, dataset validation, create-request parameters and the
+hyperparameter table."""
 
 from app.jobs.dataset import (
     DatasetError,
@@ -7,6 +8,12 @@ from app.jobs.dataset import (
     item_fields,
     iter_examples,
     validate_dataset,
+)
+from app.jobs.hyperparameters import (
+    HyperparameterError,
+    Hyperparameters,
+    accepted_hyperparameters,
+    resolve_hyperparameters,
 )
 from app.jobs.params import (
     NormalizedMethod,
@@ -37,12 +44,15 @@ __all__ = [
     "TERMINAL_STATUSES",
     "DatasetError",
     "DatasetReport",
+    "HyperparameterError",
+    "Hyperparameters",
     "IllegalTransition",
     "JobStatus",
     "NormalizedMethod",
     "ParamError",
     "UserAction",
     "UserActionOutcome",
+    "accepted_hyperparameters",
     "advance",
     "allowed_user_actions",
     "apply_user_action",
@@ -52,6 +62,7 @@ __all__ = [
     "item_fields",
     "iter_examples",
     "normalize_method",
+    "resolve_hyperparameters",
     "transition_message",
     "validate_dataset",
     "validate_metadata",

@@ -2,17 +2,17 @@
 
 Every problem raises ParamError naming the field with a dotted path, e.g.
 `method.reinforcement.hyperparameters.batch_size`, so the API can answer 400 with that `param`.
-Grader content is checked by the grader engine, not here.
+Hyperparameters are checked against the table in `hyperparameters`; grader content is checked
+by the grader engine, not here.
 """
 
 from __future__ import annotations
 
-import json
-import math
 import re
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+
+from app.jobs.hyperparameters import HyperparameterError, check_hyperparameter, echo_defaults
 
 MAX_SEED = 2_147_483_647
 MAX_METADATA_PAIRS = 16
@@ -33,97 +33,6 @@ class ParamError(ValueError):
         super().__init__(message)
         self.param = param
         self.message = message
-
-
-# A check returns the normalised value or raises ValueError with what was expected.
-Check = Callable[[Any], Any]
-
-
-def _integer(low: int, high: int | None = None) -> Check:
-    bounds = f"from {low} to {high}" if high is not None else f"of at least {low}"
-    expected = f'"auto" or an integer {bounds}'
-
-    def check(value: Any) -> Any:
-        if value == "auto":
-            return value
-        # Integral floats (3.0) are what some JSON encoders send for 3.
-        if isinstance(value, float) and value.is_integer():
-            value = int(value)
-        if type(value) is not int or value < low or (high is not None and value > high):
-            raise ValueError(expected)
-        return value
-
-    return check
-
-
-def _number(
-    low: float, high: float | None = None, *, low_open: bool, high_open: bool = False
-) -> Check:
-    low_text = f"greater than {low:g}" if low_open else f"at least {low:g}"
-    high_text = "" if high is None else f" and {'below' if high_open else 'at most'} {high:g}"
-    expected = f'"auto" or a number {low_text}{high_text}'
-
-    def check(value: Any) -> Any:
-        if value == "auto":
-            return value
-        if type(value) not in (int, float) or not math.isfinite(value):
-            raise ValueError(expected)
-        too_low = value <= low if low_open else value < low
-        too_high = high is not None and (value >= high if high_open else value > high)
-        if too_low or too_high:
-            raise ValueError(expected)
-        return value
-
-    return check
-
-
-def _choice(*choices: str) -> Check:
-    expected = "one of " + ", ".join(f'"{choice}"' for choice in choices)
-
-    def check(value: Any) -> Any:
-        if value not in choices or not isinstance(value, str):
-            raise ValueError(expected)
-        return value
-
-    return check
-
-
-# OpenAI's hyperparameters, in the order they are echoed; missing ones are filled with the
-# default shown here (the trainer resolves "auto" when the job starts).
-_SUPERVISED_OPENAI: dict[str, tuple[Check, Any]] = {
-    "batch_size": (_integer(1, 256), "auto"),
-    "learning_rate_multiplier": (_number(0, low_open=True), "auto"),
-    "n_epochs": (_integer(1, 50), "auto"),
-}
-_REINFORCEMENT_OPENAI: dict[str, tuple[Check, Any]] = {
-    **_SUPERVISED_OPENAI,
-    "compute_multiplier": (_number(0.00001, 10, low_open=True), "auto"),
-    "eval_interval": (_integer(1), "auto"),
-    "eval_samples": (_integer(1), "auto"),
-    "reasoning_effort": (_choice("default", "low", "medium", "high"), "default"),
-}
-# Trainer knobs beyond OpenAI's set; echoed only when given.
-_LORA_KNOBS: dict[str, Check] = {
-    "lora_rank": _integer(1, 256),
-    "lora_alpha": _number(0, low_open=True),
-}
-_GRPO_KNOBS: dict[str, Check] = {
-    "group_size": _integer(2, 64),  # completions sampled per prompt
-    "loss_type": _choice("dapo", "grpo", "dr_grpo"),
-    "beta": _number(0, low_open=False),  # KL penalty coefficient
-    "temperature": _number(0, 2, low_open=True),
-    "top_p": _number(0, 1, low_open=True),
-    "max_completion_tokens": _integer(1, 4096),
-    "scale_rewards": _choice("group", "batch", "none"),
-    "num_iterations": _integer(1, 16),  # policy updates per batch of samples
-    "epsilon": _number(0, 1, low_open=True),  # PPO clip range
-    "epsilon_high": _number(0, 1, low_open=True),  # upper clip range, if not epsilon
-    "sampling_rounds": _integer(1, 16),  # prompt batches sampled per step while signal lacks
-}
-SUPERVISED_HYPERPARAMETERS = frozenset(_SUPERVISED_OPENAI) | frozenset(_LORA_KNOBS)
-REINFORCEMENT_HYPERPARAMETERS = (
-    frozenset(_REINFORCEMENT_OPENAI) | frozenset(_LORA_KNOBS) | frozenset(_GRPO_KNOBS)
-)
 
 
 @dataclass(frozen=True)
@@ -238,30 +147,17 @@ def _method_body(method: dict[str, Any] | None, method_type: str) -> dict[str, A
 def _normalize_hyperparameters(
     given: dict[str, Any] | None, method_type: str, path: str
 ) -> dict[str, Any]:
+    """OpenAI's names with their echo defaults, then every given value, checked by the table."""
     if given is None:
         given = {}
     if not isinstance(given, dict):
         raise ParamError(path, f"{path} must be an object.")
-    reinforcement = method_type == "reinforcement"
-    openai_names = _REINFORCEMENT_OPENAI if reinforcement else _SUPERVISED_OPENAI
-    knobs = {**_LORA_KNOBS, **(_GRPO_KNOBS if reinforcement else {})}
-    normalized = {name: default for name, (_, default) in openai_names.items()}
+    normalized: dict[str, Any] = echo_defaults(method_type)
     for name, value in given.items():
-        param = f"{path}.{name}"
-        if name in openai_names:
-            check = openai_names[name][0]
-        elif name in knobs:
-            check = knobs[name]
-        elif name in REINFORCEMENT_HYPERPARAMETERS:
-            raise ParamError(param, f"{name} applies to reinforcement fine-tuning only.")
-        else:
-            raise ParamError(param, f"Unknown hyperparameter {name}.")
         try:
-            normalized[name] = check(value)
-        except ValueError as expected:
-            raise ParamError(
-                param, f"{name} must be {expected}; got {json.dumps(value)}."
-            ) from None
+            normalized[name] = check_hyperparameter(method_type, name, value)
+        except HyperparameterError as error:
+            raise ParamError(f"{path}.{name}", error.message) from None
     return normalized
 
 

@@ -8,6 +8,7 @@ from app.jobs import (
     validate_seed,
     validate_suffix,
 )
+from app.jobs.hyperparameters import TABLE
 
 GRADER = {
     "type": "string_check",
@@ -69,7 +70,7 @@ def test_top_level_hyperparameters_with_reinforcement_are_rejected():
 
 def test_top_level_error_names_the_top_level_path():
     assert param_error(None, {"n_epochs": 0}).param == "hyperparameters.n_epochs"
-    assert param_error(None, {"eval_interval": 2}).param == "hyperparameters.eval_interval"
+    assert param_error(None, {"group_size": 2}).param == "hyperparameters.group_size"
 
 
 def test_reinforcement_echo_shape_and_defaults():
@@ -145,16 +146,20 @@ def test_dpo_is_rejected_as_unsupported():
     [
         ("n_epochs", [1, 50, "auto", 3.0], [0, 51, 2.5, True, "3", None]),
         ("batch_size", [1, 256], [0, 257, False]),
-        ("learning_rate_multiplier", [0.01, 5, 1e6], [0, -1, float("inf"), float("nan"), True]),
+        (
+            "learning_rate_multiplier",
+            [0.01, 5, 100],
+            [0, -1, 100.5, 1e6, float("inf"), float("nan"), True],
+        ),
         ("compute_multiplier", [0.00002, 10], [0.00001, 0, 10.5]),
-        ("eval_interval", [1, 1000], [0, -3]),
-        ("eval_samples", [1, 64], [0]),
+        ("eval_interval", [1, 1000, 10_000], [0, -3, 10_001]),
+        ("eval_samples", [1, 64], [0, 65]),
         ("reasoning_effort", ["default", "low", "medium", "high"], ["auto", "max", 1]),
         ("group_size", [2, 64, "auto"], [1, 65]),
         ("lora_rank", [1, 256], [0, 257]),
-        ("lora_alpha", [0.5, 32], [0, -1]),
+        ("lora_alpha", [0.5, 32, 1024], [0, -1, 1024.5]),
         ("loss_type", ["dapo", "grpo", "dr_grpo"], ["ppo", "auto"]),
-        ("beta", [0, 0.04], [-0.1]),
+        ("beta", [0, 0.04, 10], [-0.1, 10.5]),
         ("temperature", [0.1, 2], [0, 2.1]),
         ("top_p", [0.5, 1], [0, 1.1]),
         ("max_completion_tokens", [1, 4096], [0, 4097]),
@@ -196,7 +201,6 @@ def test_unknown_hyperparameter_is_rejected():
     "name",
     [
         "compute_multiplier",
-        "eval_interval",
         "eval_samples",
         "reasoning_effort",
         "group_size",
@@ -214,6 +218,37 @@ def test_reinforcement_only_names_are_rejected_on_supervised(name):
 def test_supervised_accepts_lora_knobs():
     method = {"type": "supervised", "supervised": {"hyperparameters": {"lora_rank": 16}}}
     assert normalize_method(method, None).hyperparameters["lora_rank"] == 16
+
+
+def test_supervised_knobs_are_echoed_only_when_given():
+    given = {"eval_interval": 5, "max_completion_tokens": 32}
+    method = {"type": "supervised", "supervised": {"hyperparameters": given}}
+    assert normalize_method(method, None).hyperparameters == {
+        "batch_size": "auto",
+        "learning_rate_multiplier": "auto",
+        "n_epochs": "auto",
+        "eval_interval": 5,
+        "max_completion_tokens": 32,
+    }
+
+
+@pytest.mark.parametrize(
+    ("method", "row"),
+    [(method, row) for row in TABLE if row.kind != "choice" for method in sorted(row.methods)],
+    ids=lambda value: getattr(value, "name", value),
+)
+def test_every_number_has_an_upper_bound_the_api_enforces(method, row):
+    path = f"method.{method}.hyperparameters"
+    body = {"grader": GRADER} if method == "reinforcement" else {}
+    for value, accepted in ((row.high, True), (row.high + 1, False)):
+        body["hyperparameters"] = {row.name: value}
+        request = {"type": method, method: body}
+        if accepted:
+            assert normalize_method(request, None).hyperparameters[row.name] == value
+            continue
+        error = param_error(request)
+        assert error.param == f"{path}.{row.name}"
+        assert f"at most {row.high:g}" in error.message or f"to {row.high:g}" in error.message
 
 
 @pytest.mark.parametrize("response_format", [{"type": "text"}, {"type": "json_object"}])
