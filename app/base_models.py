@@ -7,6 +7,7 @@ package, or a Hugging Face model directory found under one of `OPENRFT_MODEL_DIR
 from __future__ import annotations
 
 import importlib.util
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,13 +41,18 @@ def _is_hf_model_dir(path: Path) -> bool:
 
 
 def list_base_models(settings: Settings) -> list[BaseModel]:
-    """All base models, SmolLM2 first, then model directories sorted by name."""
+    """All base models of this installation (see `base_models_in`)."""
+    return base_models_in(settings.model_dirs)
+
+
+def base_models_in(model_dirs: Sequence[Path]) -> list[BaseModel]:
+    """SmolLM2 first, then the model directories found under `model_dirs`, sorted by name."""
     models: list[BaseModel] = []
     smollm2 = _smollm2()
     if smollm2 is not None:
         models.append(smollm2)
     seen = {model.name for model in models}
-    for root in settings.model_dirs:
+    for root in model_dirs:
         if not root.is_dir():
             continue
         for child in sorted(root.iterdir()):
@@ -62,4 +68,8 @@ def list_base_models(settings: Settings) -> list[BaseModel]:
 
 
 def find_base_model(settings: Settings, name: str) -> BaseModel | None:
-    return next((model for model in list_base_models(settings) if model.name == name), None)
+    return find_base_model_in(settings.model_dirs, name)
+
+
+def find_base_model_in(model_dirs: Sequence[Path], name: str) -> BaseModel | None:
+    return next((model for model in base_models_in(model_dirs) if model.name == name), None)

@@ -186,7 +186,7 @@ def main() -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     settings = get_settings()
-    model_dir = resolve_model_dir(MODEL, settings)
+    model_dir = resolve_model_dir(MODEL, settings.model_dirs, settings.model_cache_dir)
     rows = capital_rows()
     print(f"torch threads {torch.get_num_threads()}, model {model_dir}")
     rates = {"decode (32 rows)": matmul_rate(32), "batched (768 rows)": matmul_rate(768)}

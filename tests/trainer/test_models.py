@@ -8,23 +8,21 @@ from pathlib import Path
 
 import pytest
 
-from app.settings import Settings
 from worker.trainer.models import resolve_model_dir
 
 
 def test_a_directory_resolves_to_itself(tiny_model_dir: Path, tmp_path: Path) -> None:
-    settings = Settings(data_dir=tmp_path)
-    assert resolve_model_dir(str(tiny_model_dir), settings) == tiny_model_dir.resolve()
+    assert resolve_model_dir(str(tiny_model_dir), [], tmp_path) == tiny_model_dir.resolve()
 
 
 def test_a_catalogue_name_resolves_through_model_dirs(tiny_model_dir: Path, tmp_path: Path) -> None:
-    settings = Settings(data_dir=tmp_path, model_dirs=[tiny_model_dir.parent])
-    assert resolve_model_dir("tiny-chat", settings) == tiny_model_dir.resolve()
+    resolved = resolve_model_dir("tiny-chat", [tiny_model_dir.parent], tmp_path)
+    assert resolved == tiny_model_dir.resolve()
 
 
 def test_an_unknown_model_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="unknown model 'no-such-model'"):
-        resolve_model_dir("no-such-model", Settings(data_dir=tmp_path))
+        resolve_model_dir("no-such-model", [], tmp_path)
 
 
 def test_the_tiny_model_is_a_chat_model(tiny_model_dir: Path) -> None:

@@ -80,7 +80,9 @@ class InferenceEngine:
 
     def _base_dir(self, base_model: str) -> Path:
         try:
-            return resolve_model_dir(base_model, self.settings)
+            return resolve_model_dir(
+                base_model, self.settings.model_dirs, self.settings.model_cache_dir
+            )
         except ValueError as error:
             raise InferenceError(400, str(error), param="base_model") from error
 

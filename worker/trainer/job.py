@@ -54,7 +54,7 @@ def train(spec: TrainSpec, reporter: Reporter) -> TrainResult:
 
     torch.manual_seed(spec.seed)  # the LoRA initialisation draws from the global generator
     policy = load_policy(
-        resolve_model_dir(spec.model, settings),
+        resolve_model_dir(spec.model, settings.model_dirs, settings.model_cache_dir),
         hp["lora_rank"],
         hp["lora_alpha"],
         spec.device,

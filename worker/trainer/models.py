@@ -11,15 +11,14 @@ import fcntl
 import importlib.util
 import os
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from app.atomic import atomic_directory
-from app.base_models import SMOLLM2_GGUF, find_base_model
-from app.settings import Settings
+from app.base_models import SMOLLM2_GGUF, find_base_model_in
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -50,26 +49,26 @@ def smollm2_gguf_path() -> Path:
     return Path(next(iter(spec.submodule_search_locations))) / SMOLLM2_GGUF
 
 
-def resolve_model_dir(name_or_dir: str, settings: Settings) -> Path:
-    """The Hugging Face directory for a model name from the catalogue or a directory path.
+def resolve_model_dir(name_or_dir: str, model_dirs: Sequence[Path], cache_dir: Path) -> Path:
+    """The Hugging Face directory for a model directory path, or a catalogue name: SmolLM2 or
+    a model directory under one of `model_dirs`.
 
-    A GGUF model is converted on first use into `settings.model_cache_dir/<name>`; concurrent
-    first uses wait on a file lock and the directory appears by atomic rename, complete or not
-    at all.
+    A GGUF model is converted on first use into `cache_dir/<name>`; concurrent first uses wait
+    on a file lock and the directory appears by atomic rename, complete or not at all.
     """
     as_path = Path(name_or_dir).expanduser()
     if (as_path / "config.json").is_file():
         return as_path.resolve()
-    base = find_base_model(settings, name_or_dir)
+    base = find_base_model_in(model_dirs, name_or_dir)
     if base is None:
         raise ValueError(f"unknown model {name_or_dir!r}: not in the catalogue and not a directory")
     if base.hf_dir is not None:
         return base.hf_dir
     assert base.gguf_file is not None
-    target = settings.model_cache_dir / base.name
+    target = cache_dir / base.name
     if is_model_dir(target):
         return target
-    with file_lock(settings.model_cache_dir / f".{base.name}.lock"):
+    with file_lock(cache_dir / f".{base.name}.lock"):
         if not is_model_dir(target):
             convert_gguf(base.gguf_file, target)
     return target
