@@ -26,8 +26,12 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from app.graders import GraderConfig  # noqa: E402
+from app.jobs.hyperparameters import resolve_hyperparameters  # noqa: E402
+from app.settings import get_settings  # noqa: E402
 from bench.tasks import EXACT_GRADER, ROUGE_GRADER, capital_rows, split  # noqa: E402
 from worker.trainer.job import train  # noqa: E402
+from worker.trainer.models import resolve_model_dir  # noqa: E402
 from worker.trainer.progress import ConsoleReporter  # noqa: E402
 from worker.trainer.spec import TrainResult, TrainSpec  # noqa: E402
 
@@ -65,15 +69,20 @@ def run(
     with_answer = method == "supervised"
     train_rows, valid_rows = split(capital_rows(with_answer=with_answer), N_VALID)
     reporter = CurveReporter()
+    settings = get_settings()
     spec = TrainSpec(
         model=MODEL,
-        train_rows=train_rows,
-        valid_rows=valid_rows,
+        model_dir=resolve_model_dir(MODEL, settings.model_dirs, settings.model_cache_dir),
+        train_rows=tuple(train_rows),
+        valid_rows=tuple(valid_rows),
         method=method,
         grader=grader,
-        hyperparameters=hyperparameters,
+        hyperparameters=resolve_hyperparameters(
+            method, hyperparameters, len(train_rows), len(valid_rows)
+        ),
         seed=seed,
-        out_dir=out_dir,
+        work_dir=out_dir,
+        grader_config=GraderConfig.from_settings(settings),
     )
     return train(spec, reporter), reporter
 

@@ -31,9 +31,9 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import torch  # noqa: E402
 
 from app.graders import BatchGrader, GraderConfig  # noqa: E402
+from app.jobs.hyperparameters import resolve_hyperparameters  # noqa: E402
 from app.settings import get_settings  # noqa: E402
 from bench.tasks import ROUGE_GRADER, capital_rows  # noqa: E402
-from worker.trainer.hyperparameters import resolve_hyperparameters  # noqa: E402
 from worker.trainer.methods import Reinforcement  # noqa: E402
 from worker.trainer.models import load_policy, resolve_model_dir  # noqa: E402
 
@@ -61,8 +61,8 @@ class Ours:
     def __init__(self, model_dir: Path, rows: list[dict], grader: BatchGrader) -> None:
         hp = resolve_hyperparameters("reinforcement", reference_hyperparameters(), len(rows), 1)
         torch.manual_seed(0)
-        self.policy = load_policy(model_dir, hp["lora_rank"], hp["lora_alpha"])
-        optimizer = torch.optim.AdamW(self.policy.trainable_parameters(), lr=hp["learning_rate"])
+        self.policy = load_policy(model_dir, hp.lora_rank, hp.lora_alpha)
+        optimizer = torch.optim.AdamW(self.policy.trainable_parameters(), lr=hp.learning_rate)
         self.method = Reinforcement(self.policy, optimizer, grader, rows, rows[:1], hp, seed=0)
         self.step = 0
 

@@ -9,10 +9,9 @@ import pytest
 import torch
 
 from app.graders import BatchGrader, GraderConfig
-from app.settings import get_settings
+from app.jobs.hyperparameters import resolve_hyperparameters
 from worker.trainer.data import encode_prompt, grader_item
 from worker.trainer.grpo import Draw, RFTConfig, collect_groups, rft_step
-from worker.trainer.hyperparameters import resolve_hyperparameters
 from worker.trainer.methods import Reinforcement
 from worker.trainer.sampling import PromptBatch
 
@@ -44,7 +43,7 @@ def config(rounds: int, group_size: int = 8) -> RFTConfig:
 
 @pytest.fixture
 def grader() -> Any:
-    with BatchGrader(CONTAINS_E, GraderConfig.from_settings(get_settings())) as batch_grader:
+    with BatchGrader(CONTAINS_E, GraderConfig()) as batch_grader:
         yield batch_grader
 
 

@@ -12,6 +12,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from app.graders import GraderConfig
+from app.jobs.hyperparameters import resolve_hyperparameters
 from worker.trainer.job import train
 from worker.trainer.spec import TrainSpec
 
@@ -22,21 +24,27 @@ from .reporting import RecordingReporter
 FAST = {"learning_rate_multiplier": 100, "max_completion_tokens": 1, "batch_size": 4}
 
 
-def spec_for(model_dir: Path, out_dir: Path, hp: dict[str, Any], **overrides: Any) -> TrainSpec:
+def spec_for(model_dir: Path, work_dir: Path, hp: dict[str, Any], **overrides: Any) -> TrainSpec:
+    """A run on the tiny model; `hp` is resolved for the rows, as the job runner does."""
     rows = question_rows(8, letter="e")
     fields = {
-        "model": str(model_dir),
+        "model": model_dir.name,
+        "model_dir": model_dir,
         "train_rows": rows,
         "valid_rows": rows[:4],
         "method": "reinforcement",
         "grader": CONTAINS_E,
-        "hyperparameters": hp,
         "seed": 0,
-        "out_dir": out_dir,
+        "work_dir": work_dir,
+        "grader_config": GraderConfig(),
         "device": "cpu",
         "precision": "fp32",
-    }
-    return TrainSpec(**(fields | overrides))
+    } | overrides
+    train_rows, valid_rows = tuple(fields.pop("train_rows")), tuple(fields.pop("valid_rows"))
+    resolved = resolve_hyperparameters(fields["method"], hp, len(train_rows), len(valid_rows))
+    return TrainSpec(
+        train_rows=train_rows, valid_rows=valid_rows, hyperparameters=resolved, **fields
+    )
 
 
 def read_csv(path: Path) -> list[dict[str, str]]:
@@ -197,8 +205,10 @@ def test_cancel_stops_at_a_step_boundary(tiny_model_dir: Path, tmp_path: Path) -
 def test_loss_variants_train(tiny_model_dir: Path, tmp_path: Path, knobs: dict[str, Any]) -> None:
     reporter = RecordingReporter()
     hp = FAST | {"n_epochs": 1, "max_completion_tokens": 3} | knobs
-    result = train(spec_for(tiny_model_dir, tmp_path, hp), reporter)
-    assert result.hyperparameters["loss_type"] == knobs["loss_type"]
+    spec = spec_for(tiny_model_dir, tmp_path, hp)
+    result = train(spec, reporter)
+    assert result.status == "completed"
+    assert spec.hyperparameters.loss_type == knobs["loss_type"]
     for data in reporter.steps:
         assert math.isfinite(data["loss"]) and math.isfinite(data["grad_norm"])
         assert (data["kl"] is not None) is ("beta" in knobs)

@@ -11,11 +11,15 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
+from app.graders import GraderConfig
+from app.jobs.hyperparameters import HyperparameterError, resolve_hyperparameters
 from worker.trainer.data import read_jsonl
 from worker.trainer.job import train
+from worker.trainer.models import resolve_model_dir
 from worker.trainer.progress import ConsoleReporter
 from worker.trainer.spec import TrainSpec
 
@@ -25,6 +29,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         prog="python -m worker.trainer", description=__doc__.split("\n")[0]
     )
     parser.add_argument("--model", required=True, help="catalogue name or model directory")
+    parser.add_argument(
+        "--model-dirs",
+        default="",
+        help=f"folders holding model directories, for --model names ('{os.pathsep}'-separated)",
+    )
+    parser.add_argument(
+        "--cache-dir",
+        type=Path,
+        default=Path("data/models"),
+        help="where a GGUF model is converted on first use (default: data/models, the "
+        "service's own cache with the default data directory)",
+    )
     parser.add_argument("--train", required=True, type=Path, help="training JSONL")
     parser.add_argument("--valid", required=True, type=Path, help="validation JSONL")
     parser.add_argument(
@@ -41,16 +57,27 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    grader = json.loads(args.grader.read_text()) if args.grader else None
+    train_rows = tuple(read_jsonl(args.train))
+    valid_rows = tuple(read_jsonl(args.valid))
+    try:
+        hyperparameters = resolve_hyperparameters(
+            args.method, json.loads(args.hyperparameters), len(train_rows), len(valid_rows)
+        )
+    except HyperparameterError as error:
+        print(f"error: {error.message}", file=sys.stderr)
+        return 2
+    model_dirs = [Path(part) for part in args.model_dirs.split(os.pathsep) if part]
     spec = TrainSpec(
         model=args.model,
-        train_rows=read_jsonl(args.train),
-        valid_rows=read_jsonl(args.valid),
+        model_dir=resolve_model_dir(args.model, model_dirs, args.cache_dir),
+        train_rows=train_rows,
+        valid_rows=valid_rows,
         method=args.method,
-        grader=grader,
-        hyperparameters=json.loads(args.hyperparameters),
+        grader=json.loads(args.grader.read_text()) if args.grader else None,
+        hyperparameters=hyperparameters,
         seed=args.seed,
-        out_dir=args.out,
+        work_dir=args.out,
+        grader_config=GraderConfig(),
         device=args.device,
         precision=args.precision,
     )
@@ -63,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
                 "trained_tokens": result.trained_tokens,
                 "adapter_dir": str(result.adapter_dir),
                 "best_step": result.best_step,
-                "hyperparameters": result.hyperparameters,
+                "hyperparameters": hyperparameters.as_dict(),
             }
         )
     )

@@ -26,6 +26,7 @@ import torch
 from torch import Tensor
 
 from app.graders import BatchGrader, BatchGrades, make_sample
+from app.jobs.hyperparameters import Hyperparameters
 from worker.trainer.advantages import Advantages, differing_groups, group_advantages
 from worker.trainer.fused_llama import FusedLlama
 from worker.trainer.logprobs import as_matrix, pack, score_packed
@@ -51,22 +52,22 @@ class RFTConfig:
     loss: LossConfig
 
     @classmethod
-    def from_hyperparameters(cls, hp: dict[str, Any]) -> RFTConfig:
+    def from_hyperparameters(cls, hp: Hyperparameters) -> RFTConfig:
         return cls(
-            group_size=hp["group_size"],
-            max_completion_tokens=hp["max_completion_tokens"],
-            temperature=hp["temperature"],
-            top_p=hp["top_p"],
-            scale_rewards=hp["scale_rewards"],
-            num_iterations=hp["num_iterations"],
-            sampling_rounds=hp["sampling_rounds"],
+            group_size=hp.group_size,
+            max_completion_tokens=hp.max_completion_tokens,
+            temperature=hp.temperature,
+            top_p=hp.top_p,
+            scale_rewards=hp.scale_rewards,
+            num_iterations=hp.num_iterations,
+            sampling_rounds=hp.sampling_rounds,
             max_grad_norm=1.0,
             loss=LossConfig(
-                loss_type=hp["loss_type"],
-                epsilon_low=hp["epsilon"],
-                epsilon_high=hp["epsilon_high"],
-                beta=hp["beta"],
-                max_completion_tokens=hp["max_completion_tokens"],
+                loss_type=hp.loss_type,
+                epsilon_low=hp.epsilon,
+                epsilon_high=hp.epsilon_high,
+                beta=hp.beta,
+                max_completion_tokens=hp.max_completion_tokens,
             ),
         )
 

@@ -1,9 +1,8 @@
 """train(spec, reporter): the whole run, top to bottom.
 
-resolve hyperparameters -> load the base model with a fresh LoRA adapter -> resume from the
-latest checkpoint if there is one -> evaluate -> for each step: stop if asked, train, evaluate
-every `eval_interval` steps (checkpoint, keep the best three and the latest), report ->
-export the final adapter.
+load the base model with a fresh LoRA adapter -> resume from the latest checkpoint if there is
+one -> evaluate -> for each step: stop if asked, train, evaluate every `eval_interval` steps
+(checkpoint, keep the best three and the latest), report -> export the final adapter.
 """
 
 from __future__ import annotations
@@ -15,8 +14,8 @@ from typing import Any
 
 import torch
 
-from app.graders import BatchGrader, GraderConfig
-from app.settings import get_settings
+from app.graders import BatchGrader
+from app.jobs.hyperparameters import Hyperparameters
 from worker.trainer.checkpoints import (
     Checkpoint,
     best_checkpoint,
@@ -27,10 +26,9 @@ from worker.trainer.checkpoints import (
     prune_checkpoints,
     save_checkpoint,
 )
-from worker.trainer.hyperparameters import resolve_hyperparameters, total_steps
 from worker.trainer.methods import Reinforcement, Supervised
 from worker.trainer.metrics import MetricsCSV
-from worker.trainer.models import load_policy, resolve_model_dir
+from worker.trainer.models import load_policy
 from worker.trainer.progress import Reporter
 from worker.trainer.spec import TrainResult, TrainSpec
 
@@ -40,35 +38,29 @@ FINAL_ADAPTER = "final"
 
 def train(spec: TrainSpec, reporter: Reporter) -> TrainResult:
     """Train, or resume training, as `spec` says; report through `reporter`."""
-    settings = spec.settings or get_settings()
+    hp = spec.hyperparameters
     if spec.method == "reinforcement" and not spec.grader:
         raise ValueError("reinforcement fine-tuning needs a grader")
-    hp = resolve_hyperparameters(
-        spec.method, spec.hyperparameters, len(spec.train_rows), len(spec.valid_rows)
-    )
-    steps = total_steps(hp, len(spec.train_rows))
-    spec.out_dir.mkdir(parents=True, exist_ok=True)
+    if hp.method != spec.method:
+        raise ValueError(f"{hp.method} hyperparameters for a {spec.method} run")
+    steps = hp.total_steps(len(spec.train_rows))
+    spec.work_dir.mkdir(parents=True, exist_ok=True)
+    resolved = hp.as_dict()
     reporter.on_event(
-        "info", f"Hyperparameters: {_describe(hp)}; {steps} steps", {"hyperparameters": hp}
+        "info",
+        f"Hyperparameters: {_describe(resolved)}; {steps} steps on {spec.model}",
+        {"hyperparameters": resolved},
     )
 
     torch.manual_seed(spec.seed)  # the LoRA initialisation draws from the global generator
-    policy = load_policy(
-        resolve_model_dir(spec.model, settings.model_dirs, settings.model_cache_dir),
-        hp["lora_rank"],
-        hp["lora_alpha"],
-        spec.device,
-        spec.precision,
-    )
+    policy = load_policy(spec.model_dir, hp.lora_rank, hp.lora_alpha, spec.device, spec.precision)
     optimizer = torch.optim.AdamW(
-        policy.trainable_parameters(), lr=hp["learning_rate"], weight_decay=0.0
+        policy.trainable_parameters(), lr=hp.learning_rate, weight_decay=0.0
     )
     with contextlib.ExitStack() as stack:
         grader = None
         if spec.grader:
-            grader = stack.enter_context(
-                BatchGrader(spec.grader, GraderConfig.from_settings(settings))
-            )
+            grader = stack.enter_context(BatchGrader(spec.grader, spec.grader_config))
         data = (spec.train_rows, spec.valid_rows, hp, spec.seed)
         method: Reinforcement | Supervised
         if spec.method == "reinforcement":
@@ -82,13 +74,13 @@ def train(spec: TrainSpec, reporter: Reporter) -> TrainResult:
 def _loop(
     spec: TrainSpec,
     reporter: Reporter,
-    hp: dict[str, Any],
+    hp: Hyperparameters,
     steps: int,
     policy: Any,
     optimizer: torch.optim.Optimizer,
     method: Reinforcement | Supervised,
 ) -> TrainResult:
-    out_dir = spec.out_dir
+    out_dir = spec.work_dir
     csv = MetricsCSV(out_dir / METRICS_FILE)
     start, trained_tokens = _resume(out_dir, policy, optimizer, csv, reporter)
     latest_saved = start if start > 0 else None
@@ -112,7 +104,6 @@ def _loop(
             return _result(
                 out_dir,
                 "paused" if stop == "pause" else "cancelled",
-                hp,
                 steps,
                 step - 1,
                 trained_tokens,
@@ -124,7 +115,7 @@ def _loop(
         for warning in report.warnings:
             reporter.on_event("warn", warning)
 
-        evaluate_now = step % hp["eval_interval"] == 0 or step == steps
+        evaluate_now = step % hp.eval_interval == 0 or step == steps
         valid: dict[str, Any] | None = None
         if evaluate_now:
             eval_started = time.perf_counter()
@@ -159,7 +150,7 @@ def _loop(
         f"Training completed: {steps} steps, {trained_tokens} tokens"
         + (f", best validation score at step {best.step}" if best else ""),
     )
-    return _result(out_dir, "completed", hp, steps, steps, trained_tokens)
+    return _result(out_dir, "completed", steps, steps, trained_tokens)
 
 
 def _resume(
@@ -225,9 +216,7 @@ def _checkpoint(
     return checkpoint
 
 
-def _result(
-    out_dir: Path, status: str, hp: dict[str, Any], steps: int, done: int, trained_tokens: int
-) -> TrainResult:
+def _result(out_dir: Path, status: str, steps: int, done: int, trained_tokens: int) -> TrainResult:
     best = best_checkpoint(out_dir)
     latest = latest_checkpoint(out_dir)
     adapter = (
@@ -235,7 +224,6 @@ def _result(
     )
     return TrainResult(
         status=status,
-        hyperparameters=hp,
         total_steps=steps,
         steps_done=done,
         trained_tokens=trained_tokens,

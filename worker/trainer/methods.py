@@ -4,19 +4,18 @@ for both: `train_step`, `evaluate`, `event`, `score`."""
 from __future__ import annotations
 
 import itertools
-import math
 import random
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
 from app.graders import BatchGrader
+from app.jobs.hyperparameters import Hyperparameters
 from worker.trainer.data import DataOrder, encode_answer, encode_prompt, grader_item
 from worker.trainer.grpo import Draw, RFTConfig, StepOutcome, evaluate_rewards, rft_step
-from worker.trainer.hyperparameters import MIN_EVAL_COMPLETIONS
 from worker.trainer.metrics import rft_event_data, rft_message, sft_event_data, sft_message
 from worker.trainer.models import Policy
 from worker.trainer.sampling import PromptBatch
@@ -55,7 +54,7 @@ def eval_generator(seed: int, device: torch.device) -> torch.Generator:
 
 
 def eval_prompt_batches(
-    policy: Policy, rows: list[dict[str, Any]], samples_per_prompt: int
+    policy: Policy, rows: Sequence[dict[str, Any]], samples_per_prompt: int
 ) -> list[tuple[PromptBatch, list[dict[str, Any]]]]:
     per_batch = max(1, EVAL_ROWS_PER_BATCH // samples_per_prompt)
     batches = []
@@ -74,7 +73,7 @@ class RewardEvaluator:
         self,
         policy: Policy,
         grader: BatchGrader,
-        rows: list[dict[str, Any]],
+        rows: Sequence[dict[str, Any]],
         samples_per_prompt: int,
         config: RFTConfig,
         seed: int,
@@ -100,9 +99,9 @@ class Reinforcement:
         policy: Policy,
         optimizer: torch.optim.Optimizer,
         grader: BatchGrader,
-        train_rows: list[dict[str, Any]],
-        valid_rows: list[dict[str, Any]],
-        hp: dict[str, Any],
+        train_rows: Sequence[dict[str, Any]],
+        valid_rows: Sequence[dict[str, Any]],
+        hp: Hyperparameters,
         seed: int,
     ) -> None:
         self.policy = policy
@@ -110,11 +109,11 @@ class Reinforcement:
         self.grader = grader
         self.config = RFTConfig.from_hyperparameters(hp)
         self.seed = seed
-        self.order = DataOrder(len(train_rows), hp["batch_size"], seed)
+        self.order = DataOrder(len(train_rows), hp.batch_size, seed)
         self.prompt_ids = [encode_prompt(policy.tokenizer, row) for row in train_rows]
         self.items = [grader_item(row) for row in train_rows]
         self.evaluator = RewardEvaluator(
-            policy, grader, valid_rows, hp["eval_samples"], self.config, seed
+            policy, grader, valid_rows, hp.eval_samples, self.config, seed
         )
 
     def draws(self, step: int) -> Iterator[Draw]:
@@ -196,15 +195,15 @@ class Supervised:
         policy: Policy,
         optimizer: torch.optim.Optimizer,
         grader: BatchGrader | None,
-        train_rows: list[dict[str, Any]],
-        valid_rows: list[dict[str, Any]],
-        hp: dict[str, Any],
+        train_rows: Sequence[dict[str, Any]],
+        valid_rows: Sequence[dict[str, Any]],
+        hp: Hyperparameters,
         seed: int,
     ) -> None:
         self.policy = policy
         self.optimizer = optimizer
-        self.batch_size = hp["batch_size"]
-        self.order = DataOrder(len(train_rows), hp["batch_size"], seed)
+        self.batch_size = hp.batch_size
+        self.order = DataOrder(len(train_rows), hp.batch_size, seed)
         tokenizer = policy.tokenizer
         self.train = [
             (encode_prompt(tokenizer, r), encode_answer(tokenizer, r)) for r in train_rows
@@ -218,9 +217,11 @@ class Supervised:
         ]
         self.evaluator = None
         if grader is not None and valid_rows:
-            config = sampling_config_for_supervised(hp)
-            samples = min(4, max(1, math.ceil(MIN_EVAL_COMPLETIONS / max(1, len(valid_rows)))))
-            self.evaluator = RewardEvaluator(policy, grader, valid_rows, samples, config, seed)
+            # a supervised run's hyperparameters carry the reinforcement sampling defaults
+            config = RFTConfig.from_hyperparameters(hp)
+            self.evaluator = RewardEvaluator(
+                policy, grader, valid_rows, hp.eval_samples, config, seed
+            )
 
     def batch(self, pairs: list[tuple[list[int], list[int]]]) -> AnswerBatch:
         return AnswerBatch.build(pairs, self.policy)
@@ -270,12 +271,3 @@ class Supervised:
         if "full_valid_loss" in valid:
             return -float(valid["full_valid_loss"])
         return None
-
-
-def sampling_config_for_supervised(hp: dict[str, Any]) -> RFTConfig:
-    """How a supervised run samples when it is graded: the reinforcement defaults."""
-    from worker.trainer.hyperparameters import resolve_hyperparameters
-
-    defaults = resolve_hyperparameters("reinforcement", {}, n_train=1, n_valid=1)
-    defaults["max_completion_tokens"] = hp["max_completion_tokens"]
-    return RFTConfig.from_hyperparameters(defaults)

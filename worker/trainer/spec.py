@@ -6,30 +6,36 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from app.settings import Settings
+from app.graders import GraderConfig
+from app.jobs.hyperparameters import Hyperparameters
 
 
-@dataclass
+@dataclass(frozen=True)
 class TrainSpec:
-    """A training run. `out_dir` holding a checkpoint means: resume from it."""
+    """A training run with everything resolved: the trainer reads no settings."""
 
-    model: str  # a base-model name from the catalogue, or a Hugging Face model directory
-    train_rows: list[dict[str, Any]]
-    valid_rows: list[dict[str, Any]]
+    model: str  # the base model's name, for messages
+    model_dir: Path  # its Hugging Face model directory (models.resolve_model_dir)
+    train_rows: tuple[dict[str, Any], ...]
+    valid_rows: tuple[dict[str, Any], ...]
     method: str  # "reinforcement" | "supervised"
     grader: dict[str, Any] | None  # required for reinforcement; optional for supervised
-    hyperparameters: dict[str, Any]  # OpenAI names ("auto" allowed) plus trainer knobs
+    hyperparameters: Hyperparameters  # resolved for these rows (resolve_hyperparameters)
     seed: int
-    out_dir: Path
-    settings: Settings | None = None
+    work_dir: Path  # private to this run: the metrics CSV
+    grader_config: GraderConfig
     device: str | None = None  # None: CUDA when present, else CPU
     precision: str = "auto"  # "auto" (bf16 where native), "bf16" or "fp32"
+
+    def __post_init__(self) -> None:
+        # rows given as lists are copied into tuples: nothing the caller keeps can change them
+        object.__setattr__(self, "train_rows", tuple(self.train_rows))
+        object.__setattr__(self, "valid_rows", tuple(self.valid_rows))
 
 
 @dataclass
 class TrainResult:
     status: str  # "completed" | "paused" | "cancelled"
-    hyperparameters: dict[str, Any]  # every value resolved
     total_steps: int
     steps_done: int
     trained_tokens: int
