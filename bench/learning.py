@@ -30,6 +30,7 @@ from app.graders import GraderConfig  # noqa: E402
 from app.jobs.hyperparameters import resolve_hyperparameters  # noqa: E402
 from app.settings import get_settings  # noqa: E402
 from bench.tasks import EXACT_GRADER, ROUGE_GRADER, capital_rows, split  # noqa: E402
+from worker.trainer.checkpoints import DirectoryCheckpointStore  # noqa: E402
 from worker.trainer.job import train  # noqa: E402
 from worker.trainer.models import resolve_model_dir  # noqa: E402
 from worker.trainer.progress import ConsoleReporter  # noqa: E402
@@ -84,7 +85,7 @@ def run(
         work_dir=out_dir,
         grader_config=GraderConfig.from_settings(settings),
     )
-    return train(spec, reporter), reporter
+    return train(spec, reporter, DirectoryCheckpointStore(out_dir / "checkpoints")), reporter
 
 
 def print_curve(title: str, reporter: CurveReporter) -> None:

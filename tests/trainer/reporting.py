@@ -1,9 +1,12 @@
-"""A reporter that records what training tells it and can ask it to stop."""
+"""A reporter that records what training tells it and can ask it to stop, and a checkpoint
+store that records what training publishes and deletes."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
+
+from worker.trainer.checkpoints import Checkpoint, DirectoryCheckpointStore
 
 
 class RecordingReporter:
@@ -11,8 +14,6 @@ class RecordingReporter:
         self.events: list[tuple[str, str, dict[str, Any] | None]] = []
         self.steps: list[dict[str, Any]] = []
         self.messages: list[str] = []
-        self.checkpoints: list[tuple[int, Path]] = []
-        self.deleted: list[int] = []
         self.polls = 0
         self.stop_at_poll = stop_at_poll
         self.stop = stop
@@ -24,15 +25,30 @@ class RecordingReporter:
         self.steps.append(data)
         self.messages.append(message)
 
-    def on_checkpoint(self, step: int, adapter_dir: Path, metrics: dict[str, Any]) -> None:
-        self.checkpoints.append((step, adapter_dir))
-
-    def on_checkpoint_deleted(self, step: int) -> None:
-        self.deleted.append(step)
-
     def should_stop(self) -> str | None:
         self.polls += 1
         return self.stop if self.polls == self.stop_at_poll else None
 
     def warnings(self) -> list[str]:
         return [message for level, message, _ in self.events if level == "warn"]
+
+
+class RecordingStore(DirectoryCheckpointStore):
+    def __init__(self, root: Path, staging_prefix: str = "") -> None:
+        super().__init__(root, staging_prefix)
+        self.published: list[int] = []
+        self.deleted: list[int] = []
+        self.final: Path | None = None
+
+    def publish(self, step: int, staged: Path) -> Checkpoint:
+        checkpoint = super().publish(step, staged)
+        self.published.append(step)
+        return checkpoint
+
+    def delete(self, step: int) -> None:
+        super().delete(step)
+        self.deleted.append(step)
+
+    def publish_final(self, staged: Path) -> Path:
+        self.final = super().publish_final(staged)
+        return self.final

@@ -18,7 +18,7 @@ from worker.trainer.job import train
 from worker.trainer.spec import TrainSpec
 
 from .conftest import CONTAINS_E, question_rows
-from .reporting import RecordingReporter
+from .reporting import RecordingReporter, RecordingStore
 
 # a learning rate high enough for a tiny random model to move within a few steps
 FAST = {"learning_rate_multiplier": 100, "max_completion_tokens": 1, "batch_size": 4}
@@ -47,6 +47,10 @@ def spec_for(model_dir: Path, work_dir: Path, hp: dict[str, Any], **overrides: A
     )
 
 
+def store_in(folder: Path) -> RecordingStore:
+    return RecordingStore(folder / "checkpoints")
+
+
 def read_csv(path: Path) -> list[dict[str, str]]:
     with open(path, newline="") as handle:
         return list(csv.DictReader(handle))
@@ -61,7 +65,7 @@ def test_reward_rises_on_a_learnable_grader(tiny_model_dir: Path, tmp_path: Path
         "n_epochs": 12,
         "eval_interval": 24,
     }
-    result = train(spec_for(tiny_model_dir, tmp_path, hp), reporter)
+    result = train(spec_for(tiny_model_dir, tmp_path, hp), reporter, store_in(tmp_path))
     assert result.status == "completed"
     baseline = next(
         data for _, message, data in reporter.events if message.startswith("Validation before")
@@ -90,7 +94,7 @@ def test_groups_without_signal_are_reported(tiny_model_dir: Path, tmp_path: Path
         valid_rows=rows[:2],
         grader=exact,
     )
-    train(spec, reporter)
+    train(spec, reporter, store_in(tmp_path))
     assert [data["frac_reward_zero_std"] for data in reporter.steps] == [1.0, 1.0]
     # each step looked for signal in three more batches of prompts before giving up
     assert [data["sampling/rounds"] for data in reporter.steps] == [4, 4]
@@ -104,7 +108,8 @@ def test_groups_without_signal_are_reported(tiny_model_dir: Path, tmp_path: Path
 
 def test_metrics_follow_openai_and_trl_names(tiny_model_dir: Path, tmp_path: Path) -> None:
     reporter = RecordingReporter()
-    train(spec_for(tiny_model_dir, tmp_path, FAST | {"n_epochs": 1, "eval_interval": 2}), reporter)
+    spec = spec_for(tiny_model_dir, tmp_path, FAST | {"n_epochs": 1, "eval_interval": 2})
+    train(spec, reporter, store_in(tmp_path))
     last = reporter.steps[-1]
     for key in (
         "train_reward_mean",
@@ -144,20 +149,37 @@ def test_checkpoints_keep_the_three_best_and_the_latest(
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
 
+    store = store_in(tmp_path)
+    spec = spec_for(tiny_model_dir, tmp_path / "work", FAST | {"n_epochs": 3, "eval_interval": 1})
     reporter = RecordingReporter()
-    result = train(
-        spec_for(tiny_model_dir, tmp_path, FAST | {"n_epochs": 3, "eval_interval": 1}), reporter
-    )
-    assert [step for step, _ in reporter.checkpoints] == [1, 2, 3, 4, 5, 6]
+    result = train(spec, reporter, store)
+    assert store.published == [1, 2, 3, 4, 5, 6]
     scores = {data["step"]: data["valid_reward_mean"] for data in reporter.steps}
     best = sorted(scores, key=lambda step: (scores[step], step), reverse=True)[:3]
     assert sorted(result.checkpoints) == sorted(set(best) | {6})
-    assert sorted(reporter.deleted) == sorted(set(scores) - set(result.checkpoints))
+    assert [c.step for c in store.list()] == sorted(result.checkpoints)
+    assert sorted(store.deleted) == sorted(set(scores) - set(result.checkpoints))
     assert result.best_step == best[0]
-    assert result.adapter_dir == tmp_path / "final"
+    # the run's metrics stay in its work folder; each checkpoint holds a copy up to its step
+    assert result.metrics_file == tmp_path / "work" / "metrics.csv"
+    latest = store.list()[-1]
+    assert read_csv(latest.path / "metrics.csv") == read_csv(result.metrics_file)
+    first_kept = store.list()[0]
+    assert [row["step"] for row in read_csv(first_kept.path / "metrics.csv")] == [
+        str(step) for step in range(first_kept.step + 1)
+    ]
+    # the final adapter is the latest checkpoint's, without what only a resume needs
+    assert result.adapter_dir == store.final == tmp_path / "checkpoints" / "final"
+    assert sorted(path.name for path in result.adapter_dir.iterdir()) == [
+        "README.md",
+        "adapter_config.json",
+        "adapter_model.safetensors",
+        "trainer_state.json",
+    ]
+    assert not [path for path in store.root.iterdir() if path.name.startswith(".")]
     base = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
     model = PeftModel.from_pretrained(base, result.adapter_dir)
-    final = load_file(tmp_path / "checkpoints" / "step-000006" / "adapter_model.safetensors")
+    final = load_file(latest.path / "adapter_model.safetensors")
     loaded = {k: v for k, v in model.state_dict().items() if "lora_B" in k}
     assert len(loaded) > 0
     assert any(value.abs().sum() > 0 for value in final.values())
@@ -165,34 +187,64 @@ def test_checkpoints_keep_the_three_best_and_the_latest(
 
 def test_pause_and_resume_match_an_uninterrupted_run(tiny_model_dir: Path, tmp_path: Path) -> None:
     hp = FAST | {"n_epochs": 2, "eval_interval": 2, "max_completion_tokens": 3}
-    straight = train(spec_for(tiny_model_dir, tmp_path / "straight", hp), RecordingReporter())
+    straight_spec = spec_for(tiny_model_dir, tmp_path / "straight", hp)
+    straight = train(straight_spec, RecordingReporter(), store_in(tmp_path / "straight"))
 
+    # each attempt has a work folder and staging names of its own; they share the store's root
+    first = RecordingStore(tmp_path / "resumed", staging_prefix="attempt-1.")
     pausing = RecordingReporter(stop_at_poll=2)  # asked before step 2
-    paused = train(spec_for(tiny_model_dir, tmp_path / "resumed", hp), pausing)
+    paused = train(spec_for(tiny_model_dir, tmp_path / "attempt-1", hp), pausing, first)
     assert (paused.status, paused.steps_done) == ("paused", 1)
-    assert [step for step, _ in pausing.checkpoints] == [1]
-    resumed = train(spec_for(tiny_model_dir, tmp_path / "resumed", hp), RecordingReporter())
+    assert first.published == [1]
+    assert paused.adapter_dir == first.step_dir(1)
+    second = RecordingStore(tmp_path / "resumed", staging_prefix="attempt-2.")
+    resumed_spec = spec_for(tiny_model_dir, tmp_path / "attempt-2", hp)
+    resumed = train(resumed_spec, RecordingReporter(), second)
     assert resumed.status == "completed"
+    assert second.published == [2, 4]
 
     a = load_file(straight.adapter_dir / "adapter_model.safetensors")
     b = load_file(resumed.adapter_dir / "adapter_model.safetensors")
     assert a.keys() == b.keys()
     assert all(torch.equal(a[key], b[key]) for key in a)
+    # the second attempt's metrics file starts from the checkpoint's copy of the first's
     columns = ("step", "train_reward_mean", "loss", "valid_reward_mean")
-    rows_a = [[row[c] for c in columns] for row in read_csv(tmp_path / "straight" / "metrics.csv")]
-    rows_b = [[row[c] for c in columns] for row in read_csv(tmp_path / "resumed" / "metrics.csv")]
+    rows_a = [[row[c] for c in columns] for row in read_csv(straight.metrics_file)]
+    rows_b = [[row[c] for c in columns] for row in read_csv(resumed.metrics_file)]
+    assert resumed.metrics_file == tmp_path / "attempt-2" / "metrics.csv"
     assert rows_a == rows_b
     assert straight.trained_tokens == resumed.trained_tokens
 
 
+def test_a_pause_before_the_first_step_resumes_with_a_fresh_baseline(
+    tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    hp = FAST | {"n_epochs": 1, "eval_interval": 2}
+    store = store_in(tmp_path)
+    paused = train(
+        spec_for(tiny_model_dir, tmp_path / "attempt-1", hp),
+        RecordingReporter(stop_at_poll=1),
+        store,
+    )
+    assert (paused.status, paused.steps_done, store.published) == ("paused", 0, [0])
+    reporter = RecordingReporter()
+    resumed = train(spec_for(tiny_model_dir, tmp_path / "attempt-2", hp), reporter, store)
+    assert resumed.status == "completed"
+    assert any(message.startswith("Validation before") for _, message, _ in reporter.events)
+    assert [row["step"] for row in read_csv(resumed.metrics_file)] == ["0", "1", "2"]
+
+
 def test_cancel_stops_at_a_step_boundary(tiny_model_dir: Path, tmp_path: Path) -> None:
     reporter = RecordingReporter(stop_at_poll=2, stop="cancel")
+    store = store_in(tmp_path)
     result = train(
-        spec_for(tiny_model_dir, tmp_path, FAST | {"n_epochs": 2, "eval_interval": 4}), reporter
+        spec_for(tiny_model_dir, tmp_path, FAST | {"n_epochs": 2, "eval_interval": 4}),
+        reporter,
+        store,
     )
     assert (result.status, result.steps_done) == ("cancelled", 1)
     assert len(reporter.steps) == 1
-    assert reporter.checkpoints == []
+    assert store.published == [] and store.list() == []
 
 
 @pytest.mark.parametrize(
@@ -206,7 +258,7 @@ def test_loss_variants_train(tiny_model_dir: Path, tmp_path: Path, knobs: dict[s
     reporter = RecordingReporter()
     hp = FAST | {"n_epochs": 1, "max_completion_tokens": 3} | knobs
     spec = spec_for(tiny_model_dir, tmp_path, hp)
-    result = train(spec, reporter)
+    result = train(spec, reporter, store_in(tmp_path))
     assert result.status == "completed"
     assert spec.hyperparameters.loss_type == knobs["loss_type"]
     for data in reporter.steps:
@@ -257,7 +309,7 @@ def test_supervised_lowers_validation_loss(tiny_model_dir: Path, tmp_path: Path)
         valid_rows=rows[:4],
         grader=grader,
     )
-    result = train(spec, reporter)
+    result = train(spec, reporter, store_in(tmp_path))
     assert result.status == "completed"
     baseline = next(
         data for _, message, data in reporter.events if message.startswith("Validation before")
@@ -310,6 +362,6 @@ def test_command_line_prints_steps_and_writes_files(
     assert code == 0
     assert sum(line.startswith("Step ") for line in printed.splitlines()) == 2
     assert json.loads(printed.strip().splitlines()[-1])["status"] == "completed"
-    assert (out / "metrics.csv").is_file() and (
-        out / "final" / "adapter_model.safetensors"
-    ).is_file()
+    assert "checkpoint step 2: " in printed
+    assert (out / "metrics.csv").is_file()
+    assert (out / "checkpoints" / "final" / "adapter_model.safetensors").is_file()

@@ -3,8 +3,9 @@
 python -m worker.trainer --model SmolLM2-135M-Instruct --train train.jsonl --valid valid.jsonl \
     --method reinforcement --grader grader.json --hyperparameters '{"batch_size": 4}' --out DIR
 
-Prints one line per step; writes DIR/metrics.csv, DIR/checkpoints/step-N/ and DIR/final/.
-Running it again with the same DIR resumes from the latest checkpoint.
+Prints one line per step and per checkpoint; writes DIR/metrics.csv, DIR/checkpoints/step-N/
+and DIR/checkpoints/final/. Running it again with the same DIR resumes from the latest
+checkpoint.
 """
 
 from __future__ import annotations
@@ -17,11 +18,25 @@ from pathlib import Path
 
 from app.graders import GraderConfig
 from app.jobs.hyperparameters import HyperparameterError, resolve_hyperparameters
+from worker.trainer.checkpoints import Checkpoint, DirectoryCheckpointStore
 from worker.trainer.data import read_jsonl
 from worker.trainer.job import train
 from worker.trainer.models import resolve_model_dir
 from worker.trainer.progress import ConsoleReporter
 from worker.trainer.spec import TrainSpec
+
+
+class PrintingCheckpointStore(DirectoryCheckpointStore):
+    """Checkpoints in a folder, each publish and delete printed."""
+
+    def publish(self, step: int, staged: Path) -> Checkpoint:
+        checkpoint = super().publish(step, staged)
+        print(f"checkpoint step {step}: {checkpoint.path}", flush=True)
+        return checkpoint
+
+    def delete(self, step: int) -> None:
+        super().delete(step)
+        print(f"checkpoint step {step} removed", flush=True)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -81,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
         device=args.device,
         precision=args.precision,
     )
-    result = train(spec, ConsoleReporter())
+    result = train(spec, ConsoleReporter(), PrintingCheckpointStore(args.out / "checkpoints"))
     print(
         json.dumps(
             {

@@ -1,8 +1,11 @@
-"""train(spec, reporter): the whole run, top to bottom.
+"""train(spec, reporter, checkpoints): the whole run, top to bottom.
 
-load the base model with a fresh LoRA adapter -> resume from the latest checkpoint if there is
-one -> evaluate -> for each step: stop if asked, train, evaluate every `eval_interval` steps
-(checkpoint, keep the best three and the latest), report -> export the final adapter.
+load the base model with a fresh LoRA adapter -> resume from the latest published checkpoint if
+there is one -> evaluate -> for each step: stop if asked, train, evaluate every `eval_interval`
+steps (checkpoint, keep the best three and the latest), report -> publish the final adapter.
+
+Checkpoints go through the CheckpointStore only; the metrics CSV lives in the run's own
+`work_dir`, and each checkpoint carries a copy of it up to its step, which a resume starts from.
 """
 
 from __future__ import annotations
@@ -15,29 +18,25 @@ from typing import Any
 import torch
 
 from app.graders import BatchGrader
-from app.jobs.hyperparameters import Hyperparameters
 from worker.trainer.checkpoints import (
-    Checkpoint,
+    METRICS_FILE,
+    CheckpointStore,
     best_checkpoint,
     export_adapter,
-    latest_checkpoint,
-    list_checkpoints,
     load_checkpoint,
-    prune_checkpoints,
     save_checkpoint,
+    unkept_checkpoints,
 )
 from worker.trainer.methods import Reinforcement, Supervised
 from worker.trainer.metrics import MetricsCSV
-from worker.trainer.models import load_policy
+from worker.trainer.models import Policy, load_policy
 from worker.trainer.progress import Reporter
 from worker.trainer.spec import TrainResult, TrainSpec
 
-METRICS_FILE = "metrics.csv"
-FINAL_ADAPTER = "final"
 
-
-def train(spec: TrainSpec, reporter: Reporter) -> TrainResult:
-    """Train, or resume training, as `spec` says; report through `reporter`."""
+def train(spec: TrainSpec, reporter: Reporter, checkpoints: CheckpointStore) -> TrainResult:
+    """Train, or resume training, as `spec` says; report through `reporter`, publish
+    checkpoints and the final adapter through `checkpoints`."""
     hp = spec.hyperparameters
     if spec.method == "reinforcement" and not spec.grader:
         raise ValueError("reinforcement fine-tuning needs a grader")
@@ -68,21 +67,22 @@ def train(spec: TrainSpec, reporter: Reporter) -> TrainResult:
             method = Reinforcement(policy, optimizer, grader, *data)
         else:
             method = Supervised(policy, optimizer, grader, *data)
-        return _loop(spec, reporter, hp, steps, policy, optimizer, method)
+        return _loop(spec, reporter, checkpoints, steps, policy, optimizer, method)
 
 
 def _loop(
     spec: TrainSpec,
     reporter: Reporter,
-    hp: Hyperparameters,
+    checkpoints: CheckpointStore,
     steps: int,
-    policy: Any,
+    policy: Policy,
     optimizer: torch.optim.Optimizer,
     method: Reinforcement | Supervised,
 ) -> TrainResult:
-    out_dir = spec.work_dir
-    csv = MetricsCSV(out_dir / METRICS_FILE)
-    start, trained_tokens = _resume(out_dir, policy, optimizer, csv, reporter)
+    hp = spec.hyperparameters
+    start, trained_tokens, csv = _resume(
+        checkpoints, spec.work_dir / METRICS_FILE, policy, optimizer, reporter
+    )
     latest_saved = start if start > 0 else None
 
     if start == 0:
@@ -94,20 +94,10 @@ def _loop(
         stop = reporter.should_stop()
         if stop is not None:
             if stop == "pause" and latest_saved != step - 1:
-                _checkpoint(
-                    out_dir, step - 1, policy, optimizer, {}, None, trained_tokens, reporter
-                )
-            reporter.on_event(
-                "info",
-                f"Training {'paused' if stop == 'pause' else 'cancelled'} before step {step}",
-            )
-            return _result(
-                out_dir,
-                "paused" if stop == "pause" else "cancelled",
-                steps,
-                step - 1,
-                trained_tokens,
-            )
+                _checkpoint(checkpoints, csv, step - 1, policy, optimizer, {}, None, trained_tokens)
+            status = "paused" if stop == "pause" else "cancelled"
+            reporter.on_event("info", f"Training {status} before step {step}")
+            return _result(checkpoints, csv, status, steps, step - 1, trained_tokens)
 
         step_started = time.perf_counter()
         report = method.train_step(step)
@@ -130,46 +120,51 @@ def _loop(
         reporter.on_step(step, steps, message, data)
         if valid is not None:
             _checkpoint(
-                out_dir,
+                checkpoints,
+                csv,
                 step,
                 policy,
                 optimizer,
                 _checkpoint_metrics(data),
                 method.score(valid),
                 trained_tokens,
-                reporter,
             )
             latest_saved = step
 
-    final = latest_checkpoint(out_dir)
-    assert final is not None and final.step == steps
-    export_adapter(final, out_dir / FINAL_ADAPTER)
-    best = best_checkpoint(out_dir)
+    final = checkpoints.list()[-1]
+    assert final.step == steps
+    adapter_dir = export_adapter(checkpoints, final)
+    best = best_checkpoint(checkpoints.list())
     reporter.on_event(
         "info",
         f"Training completed: {steps} steps, {trained_tokens} tokens"
         + (f", best validation score at step {best.step}" if best else ""),
     )
-    return _result(out_dir, "completed", steps, steps, trained_tokens)
+    return _result(checkpoints, csv, "completed", steps, steps, trained_tokens, adapter_dir)
 
 
 def _resume(
-    out_dir: Path,
-    policy: Any,
+    checkpoints: CheckpointStore,
+    metrics_file: Path,
+    policy: Policy,
     optimizer: torch.optim.Optimizer,
-    csv: MetricsCSV,
     reporter: Reporter,
-) -> tuple[int, int]:
-    """(step to continue after, tokens trained so far) from the latest checkpoint, if any."""
-    checkpoint = latest_checkpoint(out_dir)
-    if checkpoint is None:
-        csv.truncate(-1)
-        return 0, 0
+) -> tuple[int, int, MetricsCSV]:
+    """(step to continue after, tokens trained so far, the metrics file) from the latest
+    published checkpoint, if any: its weights, optimizer state and copy of the metrics rows."""
+    published = checkpoints.list()
+    if not published:
+        return 0, 0, MetricsCSV(metrics_file)
+    checkpoint = published[-1]
     load_checkpoint(checkpoint, policy.model, optimizer)
-    # a checkpoint at step 0 (paused before the first step) is followed by a fresh baseline
-    csv.truncate(checkpoint.step if checkpoint.step > 0 else -1)
     reporter.on_event("info", f"Resuming from the checkpoint of step {checkpoint.step}")
-    return checkpoint.step, int(checkpoint.state.get("trained_tokens", 0))
+    # a checkpoint at step 0 (paused before the first step) is followed by a fresh baseline
+    rows = MetricsCSV.read(checkpoint.path / METRICS_FILE) if checkpoint.step > 0 else []
+    return (
+        checkpoint.step,
+        int(checkpoint.state.get("trained_tokens", 0)),
+        MetricsCSV(metrics_file, rows),
+    )
 
 
 def _report_baseline(
@@ -198,39 +193,44 @@ def _checkpoint_metrics(data: dict[str, Any]) -> dict[str, Any]:
 
 
 def _checkpoint(
-    out_dir: Path,
+    checkpoints: CheckpointStore,
+    csv: MetricsCSV,
     step: int,
-    policy: Any,
+    policy: Policy,
     optimizer: torch.optim.Optimizer,
     metrics: dict[str, Any],
     score: float | None,
     trained_tokens: int,
-    reporter: Reporter,
-) -> Checkpoint:
-    checkpoint = save_checkpoint(
-        out_dir, step, policy.model, optimizer, metrics, score, trained_tokens
+) -> None:
+    """Publish the checkpoint of `step`, then delete those no longer kept."""
+    save_checkpoint(
+        checkpoints, step, policy.model, optimizer, metrics, score, trained_tokens, csv.path
     )
-    reporter.on_checkpoint(step, checkpoint.path, metrics)
-    for deleted in prune_checkpoints(out_dir):
-        reporter.on_checkpoint_deleted(deleted)
-    return checkpoint
+    for unkept in unkept_checkpoints(checkpoints.list()):
+        checkpoints.delete(unkept.step)
 
 
-def _result(out_dir: Path, status: str, steps: int, done: int, trained_tokens: int) -> TrainResult:
-    best = best_checkpoint(out_dir)
-    latest = latest_checkpoint(out_dir)
-    adapter = (
-        out_dir / FINAL_ADAPTER if status == "completed" else (latest.path if latest else None)
-    )
+def _result(
+    checkpoints: CheckpointStore,
+    csv: MetricsCSV,
+    status: str,
+    steps: int,
+    done: int,
+    trained_tokens: int,
+    final_adapter: Path | None = None,
+) -> TrainResult:
+    kept = checkpoints.list()
+    best = best_checkpoint(kept)
+    latest = kept[-1].path if kept else None
     return TrainResult(
         status=status,
         total_steps=steps,
         steps_done=done,
         trained_tokens=trained_tokens,
-        adapter_dir=adapter,
+        adapter_dir=final_adapter or latest,
         best_step=best.step if best else None,
-        metrics_file=out_dir / METRICS_FILE,
-        checkpoints=[c.step for c in list_checkpoints(out_dir)],
+        metrics_file=csv.path,
+        checkpoints=[checkpoint.step for checkpoint in kept],
     )
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -131,16 +132,18 @@ class MetricsCSV:
     """The per-step metrics file. Columns appear as metrics do (validation columns at the first
     evaluation), so the whole file is rewritten, atomically, on each step."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, rows: Sequence[dict[str, Any]] = ()) -> None:
         self.path = path
-        self.rows: list[dict[str, Any]] = []
-        if path.exists():
-            with open(path, newline="") as handle:
-                self.rows = list(csv.DictReader(handle))
+        self.rows = list(rows)
+        self.write()
 
-    def truncate(self, last_step: int) -> None:
-        """Forget rows after `last_step` (steps done after the checkpoint a resume starts from)."""
-        self.rows = [row for row in self.rows if int(row["step"]) <= last_step]
+    @staticmethod
+    def read(path: Path) -> list[dict[str, Any]]:
+        """The rows of a metrics file; none when there is no file."""
+        if not path.is_file():
+            return []
+        with open(path, newline="") as handle:
+            return list(csv.DictReader(handle))
 
     def append(self, data: dict[str, Any]) -> None:
         self.rows.append(flatten(data))

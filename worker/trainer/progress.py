@@ -1,10 +1,10 @@
 """How training reports progress and learns it should stop: the Reporter protocol the job
-runner implements, and the console reporter the command line uses."""
+runner implements, and the console reporter the command line uses. Checkpoints are not
+reported here: they are published through a CheckpointStore (checkpoints.py)."""
 
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 from typing import Any, Protocol, TextIO
 
 
@@ -14,12 +14,6 @@ class Reporter(Protocol):
 
     def on_step(self, step: int, total_steps: int, message: str, data: dict[str, Any]) -> None:
         """A metrics event after each step; `data` is in OpenAI's metrics-event shape."""
-
-    def on_checkpoint(self, step: int, adapter_dir: Path, metrics: dict[str, Any]) -> None:
-        """A checkpoint was written: a LoRA adapter loadable with PeftModel.from_pretrained."""
-
-    def on_checkpoint_deleted(self, step: int) -> None:
-        """A checkpoint fell out of the kept set (three best plus the latest) and was removed."""
 
     def should_stop(self) -> str | None:
         """Polled at step boundaries: "pause" or "cancel" to stop, None to go on."""
@@ -41,12 +35,6 @@ class ConsoleReporter:
         timing = data.get("timing", {}).get("step", {})
         split = " ".join(f"{name}={seconds:.2f}s" for name, seconds in timing.items())
         self._print(f"{message} | {split}" if split else message)
-
-    def on_checkpoint(self, step: int, adapter_dir: Path, metrics: dict[str, Any]) -> None:
-        self._print(f"checkpoint step {step}: {adapter_dir}")
-
-    def on_checkpoint_deleted(self, step: int) -> None:
-        self._print(f"checkpoint step {step} removed")
 
     def should_stop(self) -> str | None:
         return None
