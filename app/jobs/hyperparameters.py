@@ -124,7 +124,8 @@ TABLE: tuple[Hyperparameter, ...] = (
     _int("batch_size", 1, 256, BOTH, "prompts (or examples) per optimizer step",
          openai_methods=BOTH),
     _number("learning_rate_multiplier", 0, 100, BOTH,
-            "times BASE_LEARNING_RATE; 100x is already 1e-2, where LoRA training diverges",
+            "times BASE_LEARNING_RATE; 100x gives 1e-2 to 2e-2, past where LoRA on a real "
+            "model trains stably",
             low_open=True, openai_methods=BOTH),
     _int("n_epochs", 1, 50, BOTH, "passes over the training set", openai_methods=BOTH),
     _number("compute_multiplier", 0.00001, 10, RFT,
