@@ -30,6 +30,11 @@ class Settings(BaseSettings):
     # a job whose worker stops renewing its lease for this long is taken over by another
     job_lease_seconds: float = 60.0
     job_visibility_timeout_seconds: int = 3600
+    # a job waiting in validating_files/queued with no worker on it this long is sent again
+    # (its message may have been lost); duplicates are harmless
+    job_resend_seconds: float = 300.0
+    # after this many attempts whose worker was lost (killed, out of memory) the job fails
+    max_job_attempts: int = Field(default=3, ge=1)
     # a training step whose samples the grader failed on more often than this fails the job
     max_grader_error_rate: float = 0.5
 

@@ -90,9 +90,17 @@ class Job(Base):
     # stop requests the worker honours at its next step boundary
     cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
     pause_requested: Mapped[bool] = mapped_column(Boolean, default=False)
-    # the worker holding the job and until when (unix seconds); a lapsed lease may be taken over
+    # the worker holding the job and until when (unix seconds on the database's clock); a
+    # lapsed lease may be taken over
     lease_owner: Mapped[str | None] = mapped_column(String(128), nullable=True)
     lease_expires_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    # the fencing token: raised each time a worker takes the lease or a lapsed lease is taken
+    # back, so writes from an older attempt can be refused
+    attempt: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # the attempts whose worker stopped renewing its lease (crashed, killed, stalled)
+    lost_attempts: Mapped[list[int]] = mapped_column(JSON, default=list, server_default="[]")
+    # when the job's latest queue message was sent (database clock), for the stranded-job sweep
+    enqueued_at: Mapped[float | None] = mapped_column(Float, nullable=True)
 
 
 class JobEvent(Base):

@@ -10,7 +10,15 @@ from pathlib import Path
 import openai
 import pytest
 
-from tests.services import LiveService, backends, fresh_postgres_database, live_service, service_env
+from tests.jobs.database import JobDatabase
+from tests.services import (
+    TEST_DATABASE_URL,
+    LiveService,
+    backends,
+    fresh_postgres_database,
+    live_service,
+    service_env,
+)
 
 
 @pytest.fixture(scope="session")
@@ -81,3 +89,22 @@ def wait_for_job(client: openai.OpenAI, job_id: str, statuses: set[str], timeout
         events = [event.message for event in client.fine_tuning.jobs.list_events(job_id, limit=50)]
         pytest.fail(f"job {job_id} is {job.status}, expected {statuses}; events: {events}")
     return job
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def job_database(
+    request: pytest.FixtureRequest, tmp_path: Path, tiny_models_root: Path
+) -> Iterator[JobDatabase]:
+    """A migrated database (SQLite, or PostgreSQL when its test URL is set) with one project and
+    its uploaded training and validation files, for the domain code that writes jobs."""
+    from tests.jobs.database import job_database_on
+
+    if request.param == "postgres" and not TEST_DATABASE_URL:
+        pytest.skip("OPENRFT_TEST_DATABASE_URL is not set")
+    with ExitStack() as stack:
+        database_url = (
+            stack.enter_context(fresh_postgres_database())
+            if request.param == "postgres"
+            else f"sqlite:///{tmp_path / 'jobs.db'}"
+        )
+        yield job_database_on(database_url, tmp_path / "data", tiny_models_root)

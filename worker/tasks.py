@@ -1,8 +1,7 @@
-"""Thin Celery tasks: take a job id, call the runner. Also the orphan watch of each worker."""
+"""Thin Celery tasks: take a job id, call the runner. Also the sweeper thread of each worker."""
 
 from __future__ import annotations
 
-import logging
 import threading
 
 from celery.signals import worker_ready, worker_shutdown
@@ -12,43 +11,31 @@ from app.queue import RUN_JOB_TASK, send_job
 from app.settings import get_settings
 from worker import runner
 from worker.celery_app import app
-from worker.lease import requeue_orphans
+from worker.sweeper import sweep_forever
 
-logger = logging.getLogger("openrft.worker")
-_stop_watch = threading.Event()
+_stop_sweeping = threading.Event()
+
+
+def _send(job_id: str) -> None:
+    send_job(app, get_settings(), job_id)
 
 
 @app.task(name=RUN_JOB_TASK, acks_late=True)
 def run_job(job_id: str) -> None:
-    runner.run_job(job_id, get_settings())
-
-
-def requeue_orphaned_jobs() -> list[str]:
-    """Send again every running job whose worker stopped renewing its lease."""
-    settings = get_settings()
-    job_ids = requeue_orphans(session_factory(settings))
-    for job_id in job_ids:
-        logger.warning("job %s lost its worker; queued again", job_id)
-        send_job(app, settings, job_id)
-    return job_ids
-
-
-def _watch_for_orphans() -> None:
-    interval = get_settings().job_lease_seconds
-    while True:
-        try:
-            requeue_orphaned_jobs()
-        except Exception:
-            logger.exception("orphan watch failed; trying again")
-        if _stop_watch.wait(interval):
-            return
+    runner.run_job(job_id, get_settings(), _send)
 
 
 @worker_ready.connect
-def _start_orphan_watch(**_: object) -> None:
-    threading.Thread(target=_watch_for_orphans, name="orphan-watch", daemon=True).start()
+def _start_sweeper(**_: object) -> None:
+    settings = get_settings()
+    threading.Thread(
+        target=sweep_forever,
+        args=(session_factory(settings), settings, _send, _stop_sweeping),
+        name="sweeper",
+        daemon=True,
+    ).start()
 
 
 @worker_shutdown.connect
-def _stop_orphan_watch(**_: object) -> None:
-    _stop_watch.set()
+def _stop_sweeper(**_: object) -> None:
+    _stop_sweeping.set()

@@ -153,9 +153,7 @@ TABLE: tuple[Hyperparameter, ...] = (
             "the policy to the base model"),
     _number("temperature", 0, 2, RFT, "sampling temperature", low_open=True),
     _number("top_p", 0, 1, RFT, "nucleus sampling mass", low_open=True),
-    _int("max_completion_tokens", 1, 4096, BOTH,
-         "most tokens per sampled completion (a supervised run samples only to grade its "
-         "validation completions, when given a grader)"),
+    _int("max_completion_tokens", 1, 4096, RFT, "most tokens per sampled completion"),
     _choice("scale_rewards", ("group", "batch", "none"), RFT,
             "what advantages are divided by: the group's reward std, the batch's, or nothing"),
     _int("num_iterations", 1, 16, RFT, "policy updates per batch of samples"),

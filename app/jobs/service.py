@@ -6,7 +6,7 @@ The one place that decides what the API does to a job; routes only translate HTT
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from sqlalchemy import select
@@ -20,37 +20,22 @@ from app.jobs import (
     IllegalTransition,
     JobStatus,
     ParamError,
-    apply_user_action,
     normalize_method,
+    repository,
     validate_metadata,
     validate_seed,
     validate_suffix,
 )
 from app.jobs.schemas import JobCreateRequest
-from app.jobs.states import CREATED_MESSAGE, validating_file_message
-from app.queue import Enqueue
+from app.jobs.states import CREATED_MESSAGE, UserAction, validating_file_message
 from app.settings import Settings
 from app.tables import Checkpoint, File, Job, JobEvent, Project, now
 
+# sends a committed job to the workers (app.queue.job_sender in the API)
+Enqueue = Callable[[str], None]
 GRADER_PARAM = "method.reinforcement.grader"
 # OpenAI's SFT job echo: these three only
 SUPERVISED_ECHO_KEYS = ("batch_size", "learning_rate_multiplier", "n_epochs")
-
-
-def record_event(
-    session: Session,
-    job_id: str,
-    message: str,
-    *,
-    level: str = "info",
-    type: str = "message",
-    data: dict[str, Any] | None = None,
-) -> JobEvent:
-    event = JobEvent(
-        id=ids.new_event_id(), job_id=job_id, message=message, level=level, type=type, data=data
-    )
-    session.add(event)
-    return event
 
 
 def _training_input(session: Session, project: Project, file_id: str | None, param: str) -> File:
@@ -129,14 +114,10 @@ def create_job(
         result_files=[],
         created_at=now(),
     )
-    session.add(job)
-    session.flush()
-    record_event(session, job.id, CREATED_MESSAGE)
-    record_event(session, job.id, validating_file_message("training_file", job.training_file))
+    messages = [CREATED_MESSAGE, validating_file_message("training_file", job.training_file)]
     if job.validation_file:
-        record_event(
-            session, job.id, validating_file_message("validation_file", job.validation_file)
-        )
+        messages.append(validating_file_message("validation_file", job.validation_file))
+    repository.insert_job(session, job, messages)
     session.commit()
     _send(session, job, enqueue)
     return job
@@ -147,15 +128,9 @@ def _send(session: Session, job: Job, enqueue: Enqueue) -> None:
     try:
         enqueue(job.id)
     except Exception as error:  # the broker is down or misconfigured
-        job.status = JobStatus.FAILED.value
-        job.finished_at = now()
-        job.error = {
-            "code": "queue_unavailable",
-            "message": f"The job could not be queued for a worker: {error}",
-            "param": None,
-        }
-        record_event(session, job.id, f"The job failed: {job.error['message']}", level="error")
-        session.commit()
+        message = f"The job could not be queued for a worker: {error}"
+        repository.fail_unsent(session, job.id, "queue_unavailable", message)
+        session.refresh(job)
 
 
 def get_job(session: Session, project: Project, job_id: str) -> Job:
@@ -200,24 +175,14 @@ def list_jobs(
 
 
 def act_on_job(
-    session: Session, project: Project, job_id: str, action: str, enqueue: Enqueue
+    session: Session, project: Project, job_id: str, action: UserAction, enqueue: Enqueue
 ) -> Job:
     """Cancel, pause or resume, as the state machine allows."""
-    job = get_job(session, project, job_id)
+    get_job(session, project, job_id)
     try:
-        outcome = apply_user_action(JobStatus(job.status), action)  # type: ignore[arg-type]
+        job, outcome = repository.act(session, job_id, action)
     except IllegalTransition as error:
         raise bad_request(error.message, code="invalid_job_state") from None
-    if outcome.new_status is not None:
-        job.status = outcome.new_status.value
-        if outcome.new_status is JobStatus.CANCELLED:
-            job.finished_at = now()
-        if outcome.new_status is JobStatus.QUEUED:
-            job.pause_requested = False
-    job.cancel_requested = job.cancel_requested or outcome.cancel_requested
-    job.pause_requested = job.pause_requested or outcome.pause_requested
-    record_event(session, job.id, outcome.event_message)
-    session.commit()
     if outcome.enqueue_worker:
         _send(session, job, enqueue)
     return job

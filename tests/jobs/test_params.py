@@ -221,15 +221,21 @@ def test_supervised_accepts_lora_knobs():
 
 
 def test_supervised_knobs_are_echoed_only_when_given():
-    given = {"eval_interval": 5, "max_completion_tokens": 32}
+    given = {"eval_interval": 5}
     method = {"type": "supervised", "supervised": {"hyperparameters": given}}
     assert normalize_method(method, None).hyperparameters == {
         "batch_size": "auto",
         "learning_rate_multiplier": "auto",
         "n_epochs": "auto",
         "eval_interval": 5,
-        "max_completion_tokens": 32,
     }
+
+
+def test_supervised_refuses_the_sampling_budget_it_would_not_use():
+    method = {"type": "supervised", "supervised": {"hyperparameters": {"max_completion_tokens": 8}}}
+    with pytest.raises(ParamError) as raised:
+        normalize_method(method, None)
+    assert raised.value.param == "method.supervised.hyperparameters.max_completion_tokens"
 
 
 @pytest.mark.parametrize(

@@ -298,7 +298,6 @@ def test_supervised_lowers_validation_loss(tiny_model_dir: Path, tmp_path: Path)
         "batch_size": 4,
         "learning_rate_multiplier": 50,
         "eval_interval": 3,
-        "max_completion_tokens": 3,
     }
     spec = spec_for(
         tiny_model_dir,
