@@ -18,6 +18,7 @@ from tests.services import (
     fresh_postgres_database,
     live_service,
     service_env,
+    skip_unless_configured,
 )
 
 
@@ -37,6 +38,7 @@ def service(
 ) -> Iterator[LiveService]:
     """`openrft serve` with its embedded worker, on SQLite + local transport or PostgreSQL + Redis."""
     backend: str = request.param
+    skip_unless_configured(backend)
     data_dir = tmp_path_factory.mktemp(f"service-{backend}") / "data"
     with ExitStack() as stack:
         database_url = (

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import tarfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -185,15 +186,25 @@ def test_pause_and_resume_match_an_uninterrupted_run(client: openai.OpenAI, tmp_
     assert wait_for_job(client, straight, FINISHED, timeout=240).status == "succeeded"
 
     paused = _rft_job(client, tmp_path, **overrides)
-    wait_for_job(client, paused, {"running"}, timeout=120)
+    _wait_for_first_step(client, paused)
     client.fine_tuning.jobs.pause(paused)
     job = wait_for_job(client, paused, {"paused", "succeeded"}, timeout=120)
-    if job.status == "paused":  # a very fast run may finish before the pause lands
-        assert client.fine_tuning.jobs.checkpoints.list(paused).data
-        assert client.fine_tuning.jobs.resume(paused).status == "queued"
-        job = wait_for_job(client, paused, FINISHED, timeout=240)
+    assert job.status == "paused", "the pause must land between steps, not after the run"
+    steps_before_pause = [row[0] for row in _train_rewards(client, paused)]
+    total_steps = _train_rewards(client, straight)[-1][0]
+    assert steps_before_pause and steps_before_pause[-1] < total_steps
+    assert client.fine_tuning.jobs.checkpoints.list(paused).data
+    assert client.fine_tuning.jobs.resume(paused).status == "queued"
+    job = wait_for_job(client, paused, FINISHED, timeout=240)
     assert job.status == "succeeded"
     assert _train_rewards(client, paused) == _train_rewards(client, straight)
+
+
+def _wait_for_first_step(client: openai.OpenAI, job_id: str, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while not any(e.type == "metrics" for e in client.fine_tuning.jobs.list_events(job_id)):
+        assert time.monotonic() < deadline, "no step was reported"
+        time.sleep(0.05)
 
 
 def test_trainer_failure_fails_the_job_with_its_error(

@@ -29,6 +29,7 @@ from tests.services import (
     fresh_postgres_database,
     live_service,
     service_env,
+    skip_unless_configured,
 )
 
 LEASE_SECONDS = "2"
@@ -38,6 +39,7 @@ LEASE_SECONDS = "2"
 def api_without_worker(
     request: pytest.FixtureRequest, tmp_path: Path, tiny_models_root: Path
 ) -> Iterator[LiveService]:
+    skip_unless_configured(request.param)
     data_dir = tmp_path / "data"
     with ExitStack() as stack:
         database_url = (
