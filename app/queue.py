@@ -14,8 +14,6 @@ from app.settings import Settings
 
 RUN_JOB_TASK = "openrft.run_job"
 
-Enqueue = Callable[[str], None]
-
 
 def _filesystem_transport_options(settings: Settings) -> dict[str, object]:
     # The embedded transport: messages are files in one folder shared by API and worker.
@@ -61,7 +59,7 @@ def send_job(celery: Celery, settings: Settings, job_id: str) -> None:
     celery.send_task(RUN_JOB_TASK, args=[job_id], queue=settings.queue_name)
 
 
-def job_sender(settings: Settings) -> Enqueue:
-    """An Enqueue bound to `settings`, with one Celery app reused for every send."""
+def job_sender(settings: Settings) -> Callable[[str], None]:
+    """Sends a job id with `settings`, reusing one Celery app for every send."""
     celery = make_celery(settings)
     return lambda job_id: send_job(celery, settings, job_id)

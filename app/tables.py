@@ -94,13 +94,15 @@ class Job(Base):
     # lapsed lease may be taken over
     lease_owner: Mapped[str | None] = mapped_column(String(128), nullable=True)
     lease_expires_at: Mapped[float | None] = mapped_column(Float, nullable=True)
-    # the fencing token: raised each time a worker takes the lease or a lapsed lease is taken
-    # back, so writes from an older attempt can be refused
+    # the fencing token: raised each time a worker takes the lease, so writes from an older
+    # attempt can be refused (a lapsed lease taken back also loses its holder)
     attempt: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     # the attempts whose worker stopped renewing its lease (crashed, killed, stalled)
     lost_attempts: Mapped[list[int]] = mapped_column(JSON, default=list, server_default="[]")
-    # when the job's latest queue message was sent (database clock), for the stranded-job sweep
+    # when the job's latest queue message was sent (database clock), and how often the sweep
+    # has sent it again since a worker last took it (each time waiting twice as long)
     enqueued_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    resend_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
 
 class JobEvent(Base):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -74,13 +74,20 @@ class JobWriter:
             repository.echo_hyperparameters(session, self.fence, method, resolved)
 
     def succeed(
-        self, *, result_adapter_path: str, trained_tokens: int, result_files: list[File]
+        self,
+        *,
+        result_adapter_path: str,
+        trained_tokens: int,
+        store_result_files: Callable[[Job], list[File]],
     ) -> bool:
+        """Store the result files and finish the job, all while holding it: a stale attempt
+        stores nothing."""
         with self.sessions.begin() as session:
+            job = repository.hold(session, self.fence)
             return repository.succeed(
                 session,
                 self.fence,
                 result_adapter_path=result_adapter_path,
                 trained_tokens=trained_tokens,
-                result_files=result_files,
+                result_files=store_result_files(job),
             )

@@ -16,10 +16,16 @@ from worker.job_writer import JobWriter
 from worker.trainer.checkpoints import Checkpoint, DirectoryCheckpointStore
 
 
+def job_checkpoints_root(checkpoints_dir: Path, job_id: str) -> Path:
+    """Where a job's published checkpoints live (`step-000004/`, `final/`)."""
+    return checkpoints_dir / job_id / "checkpoints"
+
+
 class FencedCheckpointStore(DirectoryCheckpointStore):
     def __init__(self, writer: JobWriter, checkpoints_dir: Path, job_id: str) -> None:
         super().__init__(
-            checkpoints_dir / job_id, staging_prefix=f"attempt-{writer.fence.attempt}."
+            job_checkpoints_root(checkpoints_dir, job_id),
+            staging_prefix=f"attempt-{writer.fence.attempt}.",
         )
         self.writer = writer
         self.checkpoints_dir = checkpoints_dir
@@ -50,7 +56,13 @@ class FencedCheckpointStore(DirectoryCheckpointStore):
         published = self.list()
         return published[-1].step if published else 0
 
-    def discard_staging(self) -> None:
-        """Remove what this attempt staged and never published (it stopped or was fenced)."""
-        for staged in self.root.glob(f".{self.staging_prefix}*"):
-            shutil.rmtree(staged, ignore_errors=True)
+    def discard_staging(self, *, earlier_attempts: bool = False) -> None:
+        """Remove what this attempt staged and never published (it stopped or was fenced), or
+        also what earlier attempts left behind: they were lost, so nothing of theirs is in use."""
+        attempt = self.writer.fence.attempt
+        for staged in self.root.glob(".attempt-*"):
+            number = staged.name.removeprefix(".attempt-").split(".", 1)[0]
+            mine = number == str(attempt)
+            earlier = number.isdigit() and int(number) < attempt
+            if mine or (earlier_attempts and earlier):
+                shutil.rmtree(staged, ignore_errors=True)

@@ -21,8 +21,8 @@ from app.graders import GraderConfig
 from app.jobs import iter_examples, validate_dataset
 from app.jobs.hyperparameters import accepted_hyperparameters, resolve_hyperparameters
 from app.jobs.repository import WAITING_STATUSES, StaleAttempt
+from app.jobs.service import Enqueue
 from app.jobs.states import TERMINAL_STATUSES, JobStatus
-from app.queue import Enqueue
 from app.settings import Settings
 from app.storage import LocalStorage, Storage
 from app.tables import File, Job
@@ -193,6 +193,9 @@ def train_job(
 
     progress = JobProgress(writer, heartbeat, settings.max_grader_error_rate)
     checkpoints = FencedCheckpointStore(writer, settings.checkpoints_dir, job.id)
+    checkpoints.discard_staging(earlier_attempts=True)
+    for attempt in range(1, writer.fence.attempt):
+        shutil.rmtree(work_dir(settings, job.id, attempt), ignore_errors=True)
     # steps an earlier attempt reported past its latest checkpoint are trained again
     writer.discard_metrics_after(checkpoints.latest_step())
     try:
@@ -209,19 +212,23 @@ def train_job(
     finish(writer, settings, storage, result)
 
 
-def _result_file(job: Job, filename: str, content: bytes, storage: Storage) -> File:
-    """A `fine-tune-results` file stored in the job's project; its row is not added yet."""
+def _result_files(job: Job, result: TrainResult, storage: Storage) -> list[File]:
+    """The job's `fine-tune-results` files, stored; their rows are added by the caller."""
+    if result.metrics_file is None or not result.metrics_file.is_file():
+        return []
+    content = result.metrics_file.read_bytes()
     file_id = ids.new_file_id()
     storage_key = f"{job.project_id}/{file_id}"
     size = storage.write(storage_key, [content], max_bytes=len(content))
-    return File(
+    row = File(
         id=file_id,
         project_id=job.project_id,
-        filename=filename,
+        filename="step_metrics.csv",
         purpose="fine-tune-results",
         bytes=size,
         storage_key=storage_key,
     )
+    return [row]
 
 
 def finish(writer: JobWriter, settings: Settings, storage: Storage, result: TrainResult) -> None:
@@ -231,18 +238,12 @@ def finish(writer: JobWriter, settings: Settings, storage: Storage, result: Trai
     if result.status == "cancelled":
         writer.move(JobStatus.RUNNING, JobStatus.CANCELLED)
         return
-    job = writer.job()
-    result_files = []
-    if result.metrics_file is not None and result.metrics_file.is_file():
-        content = result.metrics_file.read_bytes()
-        result_files.append(_result_file(job, "step_metrics.csv", content, storage))
     assert result.adapter_dir is not None, "a completed run has a final adapter"
+    adapter_path = result.adapter_dir.resolve().relative_to(settings.checkpoints_dir.resolve())
     writer.succeed(
-        result_adapter_path=str(
-            result.adapter_dir.resolve().relative_to(settings.checkpoints_dir.resolve())
-        ),
+        result_adapter_path=str(adapter_path),
         trained_tokens=result.trained_tokens,
-        result_files=result_files,
+        store_result_files=lambda job: _result_files(job, result, storage),
     )
 
 

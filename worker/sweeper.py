@@ -3,9 +3,10 @@
 - A job whose worker stopped renewing its lease is taken back: counted as a lost attempt,
   queued again (and sent), or failed once it has lost `max_job_attempts` attempts.
 - A job waiting in validating_files/queued that no worker holds, and whose message was sent
-  longer ago than `job_resend_seconds`, is sent again: its message may have been lost (the
-  embedded transport deletes a message when a worker receives it). Duplicates are harmless:
-  a worker that finds the job taken or done does nothing.
+  longer ago than `job_resend_seconds` (doubled after each re-send, up to 64 times), is sent
+  again: its message may have been lost (the embedded transport deletes a message when a
+  worker receives it). Duplicates are harmless: a worker that finds the job taken or done
+  does nothing.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from app.jobs import repository
 from app.jobs.repository import WAITING_STATUSES
-from app.queue import Enqueue
+from app.jobs.service import Enqueue
 from app.settings import Settings
 
 logger = logging.getLogger("openrft.worker")
@@ -47,13 +48,13 @@ def sweep(sessions: sessionmaker[Session], settings: Settings, send: Enqueue) ->
             report.failed.append(job_id)
     with sessions() as session:
         stranded = repository.stranded(session, settings.job_resend_seconds)
-    for job_id in stranded:
+    for waiting in stranded:
         with sessions.begin() as session:
-            due = repository.mark_resent(session, job_id, settings.job_resend_seconds)
+            due = repository.mark_resent(session, waiting)
         if due:
-            logger.warning("job %s waited without a worker; sent again", job_id)
-            report.resent.append(job_id)
-            send(job_id)
+            logger.warning("job %s waited without a worker; sent again", waiting.job_id)
+            report.resent.append(waiting.job_id)
+            send(waiting.job_id)
     return report
 
 

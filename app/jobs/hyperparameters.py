@@ -272,8 +272,13 @@ def resolve_hyperparameters(
         n_epochs=n_epochs,
         learning_rate_multiplier=multiplier,
         learning_rate=BASE_LEARNING_RATE[method] * multiplier,
+        # kept within the table's bound, so that the echoed value passes its check on resume
         eval_interval=chosen.get(
-            "eval_interval", max(1, math.ceil(n_epochs * per_epoch / TARGET_EVALUATIONS))
+            "eval_interval",
+            min(
+                HYPERPARAMETERS["eval_interval"].high,
+                max(1, math.ceil(n_epochs * per_epoch / TARGET_EVALUATIONS)),
+            ),
         ),
         lora_rank=lora_rank,
         lora_alpha=chosen.get("lora_alpha", 2.0 * lora_rank),

@@ -19,7 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Float, and_, delete, or_, select, update
+from sqlalchemy import Float, and_, delete, or_, select, text, update
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.functions import FunctionElement
@@ -64,6 +64,18 @@ def _db_clock_default(_element: db_clock, _compiler: Any, **_: Any) -> str:
 @compiles(db_clock, "sqlite")
 def _db_clock_sqlite(_element: db_clock, _compiler: Any, **_: Any) -> str:
     return "((julianday('now') - 2440587.5) * 86400.0)"
+
+
+# how long a sweep or a user action waits for a job row another transaction holds (PostgreSQL):
+# a worker stopped inside a transaction must not stall everyone else
+LOCK_WAIT = "5s"
+
+
+def bound_lock_wait(session: Session) -> None:
+    """Make this transaction give up on a locked job row after LOCK_WAIT (PostgreSQL; SQLite's
+    own busy timeout bounds the wait there)."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text(f"SET LOCAL lock_timeout = '{LOCK_WAIT}'"))
 
 
 @dataclass(frozen=True)
@@ -139,6 +151,7 @@ def act(session: Session, job_id: str, action: UserAction) -> tuple[Job, UserAct
     our write, read again and decide again. Raises IllegalTransition.
     """
     for _ in range(MAX_ACTION_ROUNDS):
+        bound_lock_wait(session)
         job = _load(session, job_id)
         status, attempt = JobStatus(job.status), job.attempt
         outcome = apply_user_action(status, action)
@@ -146,7 +159,7 @@ def act(session: Session, job_id: str, action: UserAction) -> tuple[Job, UserAct
         if outcome.new_status is not None:
             values.update(_status_values(outcome.new_status))
             if outcome.new_status is JobStatus.QUEUED:
-                values["enqueued_at"] = db_clock()
+                values.update(enqueued_at=db_clock(), resend_count=0)
         if outcome.cancel_requested:
             values["cancel_requested"] = True
         if outcome.pause_requested:
@@ -166,9 +179,10 @@ def act(session: Session, job_id: str, action: UserAction) -> tuple[Job, UserAct
 
 
 def fail_unsent(session: Session, job_id: str, code: str, message: str) -> bool:
-    """Fail a job whose queue message could not be sent, unless something moved it; commits."""
+    """Fail a new job whose queue message could not be sent, unless a worker took it or
+    something moved it; commits."""
     job = _load(session, job_id)
-    if JobStatus(job.status) not in WAITING_STATUSES:
+    if JobStatus(job.status) not in WAITING_STATUSES or job.lease_owner is not None:
         return False
     moved = _move(
         session, job_id, JobStatus(job.status), job.attempt, JobStatus.FAILED,
@@ -176,6 +190,12 @@ def fail_unsent(session: Session, job_id: str, code: str, message: str) -> bool:
     )  # fmt: skip
     session.commit()
     return moved
+
+
+def note_unsent(session: Session, job_id: str, message: str) -> None:
+    """Record that a resumed job's message could not be sent now (the sweep sends it); commits."""
+    _add_event(session, job_id, message, level="warn")
+    session.commit()
 
 
 # --- moves under compare-and-set ----------------------------------------------------------
@@ -275,6 +295,7 @@ def claim(session: Session, job_id: str, owner: str, lease_seconds: float) -> Fe
             attempt=view.attempt + 1,
             lease_owner=owner,
             lease_expires_at=db_clock() + lease_seconds,
+            resend_count=0,
         )
     )
     if result.rowcount != 1:
@@ -319,6 +340,7 @@ def reclaim_lapsed(session: Session, job_id: str, max_attempts: int) -> JobStatu
     A running job goes back to queued; one that has lost `max_attempts` attempts fails, keeping
     its events. Returns the job's status afterwards, or None when its lease is not lapsed.
     """
+    bound_lock_wait(session)
     view = lease_view(session, job_id)
     if view is None or not view.lapsed:
         return None
@@ -329,6 +351,7 @@ def reclaim_lapsed(session: Session, job_id: str, max_attempts: int) -> JobStatu
         "lease_owner": None,
         "lease_expires_at": None,
         "enqueued_at": db_clock(),
+        "resend_count": 0,
     }
     data = {"attempt": view.attempt, "worker": view.owner}
     # the lease must still be lapsed when we write: its holder may have renewed meanwhile
@@ -337,6 +360,13 @@ def reclaim_lapsed(session: Session, job_id: str, max_attempts: int) -> JobStatu
         if view.owner is None
         else (Job.lease_owner == view.owner, Job.lease_expires_at < db_clock())
     )
+    if view.status is JobStatus.RUNNING and (job.cancel_requested or job.pause_requested):
+        # the user asked the lost attempt to stop: honour it rather than train on
+        to = JobStatus.CANCELLED if job.cancel_requested else JobStatus.PAUSED
+        moved = _move(
+            session, job_id, view.status, view.attempt, to, data=data, still=still, **values
+        )
+        return to if moved else None
     if len(lost) >= max_attempts:
         moved = _move(
             session, job_id, view.status, view.attempt, JobStatus.FAILED,
@@ -378,34 +408,50 @@ def attempts_exhausted_error(lost_attempts: list[int]) -> dict[str, Any]:
     }
 
 
-def stranded(session: Session, older_than_seconds: float) -> list[str]:
-    """Waiting jobs nobody holds whose latest message was sent longer ago than the limit."""
-    waiting = [status.value for status in WAITING_STATUSES]
-    return list(
-        session.scalars(
-            select(Job.id).where(
-                Job.status.in_(waiting),
-                Job.lease_owner.is_(None),
-                or_(
-                    Job.enqueued_at.is_(None),
-                    Job.enqueued_at < db_clock() - older_than_seconds,
-                ),
-            )
+@dataclass(frozen=True)
+class Waiting:
+    """A waiting job nobody holds, and how often its message was sent again already."""
+
+    job_id: str
+    resend_count: int
+
+
+def stranded(session: Session, resend_seconds: float) -> list[Waiting]:
+    """Waiting jobs nobody holds whose latest message is older than `resend_seconds`, doubled
+    for each time it was sent again: a job waiting behind a long run is not flooded with
+    duplicates, and a lost message is still replaced."""
+    clock = session.scalar(select(db_clock()))
+    rows = session.execute(
+        select(Job.id, Job.enqueued_at, Job.resend_count).where(
+            Job.status.in_([status.value for status in WAITING_STATUSES]),
+            Job.lease_owner.is_(None),
         )
-    )
+    ).all()
+    return [
+        Waiting(row.id, row.resend_count)
+        for row in rows
+        if row.enqueued_at is None
+        or clock - row.enqueued_at > resend_seconds * 2 ** min(row.resend_count, MAX_DOUBLINGS)
+    ]
 
 
-def mark_resent(session: Session, job_id: str, older_than_seconds: float) -> bool:
-    """Note that the job's message is sent again; False when another sweeper just did it."""
+# the wait before sending a waiting job again stops doubling here (64 times the base)
+MAX_DOUBLINGS = 6
+
+
+def mark_resent(session: Session, waiting: Waiting) -> bool:
+    """Note that the job's message is sent again; False when another sweeper just did it, or a
+    worker took the job meanwhile."""
+    bound_lock_wait(session)
     result = session.execute(
         update(Job)
         .where(
-            Job.id == job_id,
+            Job.id == waiting.job_id,
             Job.status.in_([status.value for status in WAITING_STATUSES]),
             Job.lease_owner.is_(None),
-            or_(Job.enqueued_at.is_(None), Job.enqueued_at < db_clock() - older_than_seconds),
+            Job.resend_count == waiting.resend_count,
         )
-        .values(enqueued_at=db_clock())
+        .values(enqueued_at=db_clock(), resend_count=waiting.resend_count + 1)
     )
     return result.rowcount == 1
 

@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from app import ids
@@ -124,13 +125,23 @@ def create_job(
 
 
 def _send(session: Session, job: Job, enqueue: Enqueue) -> None:
-    """Hand the committed job to the workers; a queue that cannot take it fails the job."""
+    """Hand the committed new job to the workers; a queue that cannot take it fails the job."""
     try:
         enqueue(job.id)
     except Exception as error:  # the broker is down or misconfigured
         message = f"The job could not be queued for a worker: {error}"
         repository.fail_unsent(session, job.id, "queue_unavailable", message)
         session.refresh(job)
+
+
+def _send_resumed(session: Session, job: Job, enqueue: Enqueue) -> None:
+    """Hand a resumed job to the workers; when the queue cannot take it now, the job stays
+    queued (its checkpoints are worth keeping) and the workers' sweep sends it later."""
+    try:
+        enqueue(job.id)
+    except Exception as error:
+        message = f"The job could not be sent to the workers yet ({error}); it will be retried"
+        repository.note_unsent(session, job.id, message)
 
 
 def get_job(session: Session, project: Project, job_id: str) -> Job:
@@ -183,8 +194,14 @@ def act_on_job(
         job, outcome = repository.act(session, job_id, action)
     except IllegalTransition as error:
         raise bad_request(error.message, code="invalid_job_state") from None
+    except OperationalError as error:  # a worker holds the job row (a lock wait ran out)
+        session.rollback()
+        raise APIError(
+            409, f"The job is being updated by its worker; try the {action} again.",
+            code="job_busy",
+        ) from error  # fmt: skip
     if outcome.enqueue_worker:
-        _send(session, job, enqueue)
+        _send_resumed(session, job, enqueue)
     return job
 
 

@@ -1,4 +1,5 @@
 """job attempts: the fencing token, the attempts whose worker was lost, when the job was sent
+and how often it was sent again
 
 Revision ID: 0003
 Revises: 0002
@@ -23,10 +24,14 @@ def upgrade() -> None:
             sa.Column("lost_attempts", sa.JSON(), nullable=False, server_default="[]")
         )
         batch_op.add_column(sa.Column("enqueued_at", sa.Float(), nullable=True))
+        batch_op.add_column(
+            sa.Column("resend_count", sa.Integer(), nullable=False, server_default="0")
+        )
 
 
 def downgrade() -> None:
     with op.batch_alter_table("jobs", schema=None) as batch_op:
+        batch_op.drop_column("resend_count")
         batch_op.drop_column("enqueued_at")
         batch_op.drop_column("lost_attempts")
         batch_op.drop_column("attempt")

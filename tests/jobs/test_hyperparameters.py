@@ -9,6 +9,7 @@ import sys
 import pytest
 
 from app.jobs.hyperparameters import (
+    HYPERPARAMETERS,
     TABLE,
     HyperparameterError,
     accepted_hyperparameters,
@@ -195,3 +196,14 @@ def test_resolution_imports_no_torch() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     )
     assert output.stdout.strip() == "False"
+
+
+def test_an_auto_eval_interval_stays_within_its_bound() -> None:
+    resolved = resolve_hyperparameters(
+        "reinforcement", {"n_epochs": 50, "batch_size": 1}, n_train=2000, n_valid=10
+    )
+    assert resolved.eval_interval == HYPERPARAMETERS["eval_interval"].high
+    # the echo passes the table again, as a resume resolves it
+    echo = {k: v for k, v in resolved.as_dict().items() if k != "learning_rate"}
+    again = resolve_hyperparameters("reinforcement", echo, n_train=2000, n_valid=10)
+    assert again.eval_interval == resolved.eval_interval

@@ -164,18 +164,28 @@ def test_a_worker_move_loses_to_a_user_pause_of_a_queued_job(job_database: JobDa
     assert job_database.job(job_id).status == "paused"
 
 
-def test_stranded_jobs_are_sent_again_once_per_period(job_database: JobDatabase) -> None:
+def test_stranded_jobs_are_sent_again_less_often_each_time(job_database: JobDatabase) -> None:
     job_id = job_database.create_job()
     with job_database.sessions() as session:
-        assert repository.stranded(session, older_than_seconds=60) == []
-        assert repository.stranded(session, older_than_seconds=-1) == [job_id]
+        assert repository.stranded(session, resend_seconds=60) == []
+    time.sleep(1.1)
+    with job_database.sessions() as session:
+        (waiting,) = repository.stranded(session, resend_seconds=1)
     with job_database.sessions.begin() as session:
-        assert repository.mark_resent(session, job_id, older_than_seconds=-1)
+        assert repository.mark_resent(session, waiting)
     with job_database.sessions.begin() as session:
-        assert not repository.mark_resent(session, job_id, older_than_seconds=60)
+        assert not repository.mark_resent(session, waiting)  # another sweeper was first
+    time.sleep(1.1)
+    with job_database.sessions() as session:
+        # sent once again: now it waits twice as long before the next
+        assert repository.stranded(session, resend_seconds=1) == []
+    time.sleep(1.0)
+    with job_database.sessions() as session:
+        assert [w.resend_count for w in repository.stranded(session, resend_seconds=1)] == [1]
     assert _claim(job_database, job_id) is not None
     with job_database.sessions() as session:
-        assert repository.stranded(session, older_than_seconds=-1) == []
+        assert repository.stranded(session, resend_seconds=-1) == []
+    assert job_database.job(job_id).resend_count == 0
 
 
 def test_discarded_metrics_are_those_after_the_resumed_step(job_database: JobDatabase) -> None:
@@ -231,3 +241,41 @@ def test_only_the_repository_writes_jobs_events_and_checkpoints() -> None:
         if writes:
             offenders[relative] = writes
     assert offenders == {}
+
+
+@pytest.mark.parametrize(("action", "ends"), [("cancel", "cancelled"), ("pause", "paused")])
+def test_a_stop_requested_of_a_lost_attempt_is_honoured(
+    job_database: JobDatabase, action: str, ends: str
+) -> None:
+    job_id = job_database.create_job()
+    fence = _claim(job_database, job_id)
+    assert fence is not None
+    with job_database.sessions.begin() as session:
+        repository.move(session, fence, JobStatus.VALIDATING_FILES, JobStatus.QUEUED)
+        repository.move(session, fence, JobStatus.QUEUED, JobStatus.RUNNING)
+    with job_database.sessions() as session:
+        repository.act(session, job_id, action)
+    _expire(job_database, job_id)
+    with job_database.sessions.begin() as session:
+        assert repository.reclaim_lapsed(session, job_id, max_attempts=3) is JobStatus(ends)
+    job = job_database.job(job_id)
+    assert (job.status, job.cancel_requested, job.pause_requested) == (ends, False, False)
+    assert job.lost_attempts == [1] and job.lease_owner is None
+
+
+def test_a_resume_the_queue_cannot_take_stays_queued_for_the_sweep(
+    job_database: JobDatabase,
+) -> None:
+    from app.jobs.service import act_on_job
+
+    def broken_queue(_job_id: str) -> None:
+        raise ConnectionError("broker down")
+
+    job_id = job_database.create_job()
+    with job_database.sessions() as session:
+        act_on_job(session, job_database.project, job_id, "pause", broken_queue)
+        job = act_on_job(session, job_database.project, job_id, "resume", broken_queue)
+    assert job.status == "queued"
+    assert "broker down" in _messages(job_database, job_id)[-1]
+    with job_database.sessions() as session:
+        assert [w.job_id for w in repository.stranded(session, resend_seconds=-1)] == [job_id]
