@@ -52,8 +52,13 @@ def test_base_fine_tuned_and_checkpoint_models_answer_differently(
     assert completion.model == served.base_dir.name
     [choice] = completion.choices
     assert choice.index == 0 and choice.message.role == "assistant"
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(served.base_dir)
+    prompt = tokenizer.apply_chat_template(HELLO, add_generation_prompt=True, tokenize=False)
     usage = completion.usage
-    assert usage is not None and usage.prompt_tokens > 0
+    assert usage is not None
+    assert usage.prompt_tokens == len(tokenizer(prompt, add_special_tokens=False)["input_ids"])
     assert usage.total_tokens == usage.prompt_tokens + usage.completion_tokens
     answers = {
         greedy(client, model)

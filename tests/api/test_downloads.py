@@ -10,6 +10,7 @@ import httpx
 import openai
 import pytest
 
+from app.base_models import SMOLLM2_NAME
 from tests.conftest import make_client
 from tests.inference.models import ServedModels, shared_served_models
 
@@ -62,9 +63,23 @@ def test_a_checkpoint_downloads_as_an_adapter_that_peft_loads(
     folder = extract(download(served, path), tmp_path)
     weights = folder / "adapter_model.safetensors"
     assert weights.read_bytes() == (served.checkpoint_adapter / weights.name).read_bytes()
-    readme = (folder / "README.md").read_text()
-    assert served.base_dir.name in readme and "step 2" in readme
-    assert "valid_reward_mean | 0.5" in readme and "PeftModel.from_pretrained" in readme
+    readme = (folder / "README.md").read_text().splitlines()
+    assert readme[:12] == [
+        f"# {served.checkpoint_model}",
+        "",
+        f"A LoRA adapter for `{served.base_dir.name}`, trained by OpenRFT"
+        f" (job `{served.job_id}`, checkpoint at step 2).",
+        "",
+        "## Metrics",
+        "",
+        "| metric | value |",
+        "| --- | --- |",
+        "| step | 2 |",
+        "| train_reward_mean | 0.25 |",
+        "| valid_reward_mean | 0.5 |",
+        "",
+    ]
+    assert f'model = PeftModel.from_pretrained(base, "{folder.name}")' in readme
 
     base = AutoModelForCausalLM.from_pretrained(served.base_dir, dtype=torch.float32)
     model = PeftModel.from_pretrained(base, folder)
@@ -84,7 +99,8 @@ def test_a_fine_tuned_model_downloads_merged_and_transformers_loads_it(
     path = f"/models/{served.fine_tuned_model}/content"
     folder = extract(download(served, path, format="merged"), tmp_path)
     merged = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)
-    assert AutoTokenizer.from_pretrained(folder).chat_template
+    base_template = AutoTokenizer.from_pretrained(served.base_dir).chat_template
+    assert base_template and AutoTokenizer.from_pretrained(folder).chat_template == base_template
 
     base = AutoModelForCausalLM.from_pretrained(served.base_dir, dtype=torch.float32)
     adapted = PeftModel.from_pretrained(base, served.fine_tuned_adapter)
@@ -92,7 +108,16 @@ def test_a_fine_tuned_model_downloads_merged_and_transformers_loads_it(
     with torch.no_grad():
         assert torch.allclose(merged(inputs).logits, adapted(inputs).logits, atol=1e-4)
     # the merge is cached: a second download is served from the same directory
-    assert extract(download(served, path, format="merged"), tmp_path / "again").is_dir()
+    again = extract(download(served, path, format="merged"), tmp_path / "again")
+    assert _contents(again) == _contents(folder)
+
+
+def _contents(folder: Path) -> dict[str, bytes]:
+    return {
+        str(path.relative_to(folder)): path.read_bytes()
+        for path in folder.rglob("*")
+        if path.is_file()
+    }
 
 
 def test_the_fine_tuned_model_downloads_as_an_adapter(served: ServedModels, tmp_path: Path) -> None:
@@ -102,15 +127,15 @@ def test_the_fine_tuned_model_downloads_as_an_adapter(served: ServedModels, tmp_
 
 
 def test_downloads_are_not_found_from_another_project(served: ServedModels, other_key: str) -> None:
-    paths = [
-        f"/fine_tuning/jobs/{served.job_id}/checkpoints/{served.checkpoint_id}/content",
-        f"/models/{served.fine_tuned_model}/content",
-        f"/models/{served.checkpoint_model}/content",
-    ]
-    for path in paths:
+    codes = {
+        f"/fine_tuning/jobs/{served.job_id}/checkpoints/{served.checkpoint_id}/content": "job",
+        f"/models/{served.fine_tuned_model}/content": "model",
+        f"/models/{served.checkpoint_model}/content": "model",
+    }
+    for path, kind in codes.items():
         response = download(served, path, key=other_key)
         assert response.status_code == 404, path
-        assert response.json()["error"]["code"] in ("job_not_found", "model_not_found")
+        assert response.json()["error"]["code"] == f"{kind}_not_found", path
 
 
 def test_bad_download_requests(served: ServedModels) -> None:
@@ -127,12 +152,13 @@ def test_models_list_and_retrieve_fine_tuned_models_per_project(
     client: openai.OpenAI, served: ServedModels, other_key: str
 ) -> None:
     listed = {model.id: model for model in client.models.list()}
-    assert served.base_dir.name in listed
+    # base models, then the project's one fine-tuned model; checkpoints are not listed
+    assert list(listed) == [SMOLLM2_NAME, served.base_dir.name, served.fine_tuned_model]
     assert listed[served.fine_tuned_model].owned_by == served.project_id
     retrieved = client.models.retrieve(served.checkpoint_model)
     assert (retrieved.id, retrieved.owned_by) == (served.checkpoint_model, served.project_id)
 
     other = make_client(served.service, other_key)
-    assert served.fine_tuned_model not in {model.id for model in other.models.list()}
+    assert [model.id for model in other.models.list()] == [SMOLLM2_NAME, served.base_dir.name]
     with pytest.raises(openai.NotFoundError):
         other.models.retrieve(served.fine_tuned_model)

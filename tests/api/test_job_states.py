@@ -3,6 +3,7 @@ as in a scaled deployment whose workers are still starting. Running jobs are cov
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -47,33 +48,63 @@ def _messages(client: openai.OpenAI, job_id: str) -> list[str]:
     return [event.message for event in client.fine_tuning.jobs.list_events(job_id)]
 
 
+def _state_error(message: str) -> dict[str, object]:
+    """The error body of an action the job's status forbids."""
+    return {
+        "message": message,
+        "type": "invalid_request_error",
+        "param": None,
+        "code": "invalid_job_state",
+    }
+
+
+def _creation_messages(client: openai.OpenAI, job_id: str) -> list[str]:
+    """The events a new job starts with, newest first."""
+    job = client.fine_tuning.jobs.retrieve(job_id)
+    return [
+        f"Validating validation file: {job.validation_file}",
+        f"Validating training file: {job.training_file}",
+        "Created fine-tuning job",
+    ]
+
+
 def test_pause_then_resume_requeues(new_job) -> None:  # type: ignore[no-untyped-def]
     client, create = new_job
     job_id = create()
     assert client.fine_tuning.jobs.pause(job_id).status == "paused"
     with pytest.raises(openai.BadRequestError) as raised:
         client.fine_tuning.jobs.pause(job_id)
-    assert raised.value.code == "invalid_job_state"
+    assert raised.value.body == _state_error("Cannot pause a job that is paused.")
     assert client.fine_tuning.jobs.resume(job_id).status == "queued"
     with pytest.raises(openai.BadRequestError) as raised:
         client.fine_tuning.jobs.resume(job_id)
-    assert "resume" in raised.value.message
-    assert _messages(client, job_id)[:2] == ["Job resumed", "The job has been paused"]
+    assert raised.value.body == _state_error("Cannot resume a job that is queued.")
+    # no worker runs here: the job's events are exactly these
+    assert _messages(client, job_id) == [
+        "Job resumed",
+        "The job has been paused",
+        *_creation_messages(client, job_id),
+    ]
 
 
 def test_cancel_is_immediate_and_final(new_job) -> None:  # type: ignore[no-untyped-def]
     client, create = new_job
     job_id = create()
     job = client.fine_tuning.jobs.cancel(job_id)
-    assert job.status == "cancelled" and job.finished_at is not None
-    for action in (
-        client.fine_tuning.jobs.cancel,
-        client.fine_tuning.jobs.pause,
-        client.fine_tuning.jobs.resume,
+    assert job.status == "cancelled"
+    assert job.finished_at is not None and job.created_at <= job.finished_at <= time.time()
+    for action, name in (
+        (client.fine_tuning.jobs.cancel, "cancel"),
+        (client.fine_tuning.jobs.pause, "pause"),
+        (client.fine_tuning.jobs.resume, "resume"),
     ):
-        with pytest.raises(openai.BadRequestError):
+        with pytest.raises(openai.BadRequestError) as raised:
             action(job_id)
-    assert _messages(client, job_id)[0] == "Fine-tuning job cancelled"
+        assert raised.value.body == _state_error(f"Cannot {name} a job that is cancelled.")
+    assert _messages(client, job_id) == [
+        "Fine-tuning job cancelled",
+        *_creation_messages(client, job_id),
+    ]
 
 
 def test_cancel_a_paused_or_queued_job(new_job) -> None:  # type: ignore[no-untyped-def]
@@ -90,6 +121,7 @@ def test_cancel_a_paused_or_queued_job(new_job) -> None:  # type: ignore[no-unty
 def test_resume_of_a_job_that_is_not_paused_is_400(new_job) -> None:  # type: ignore[no-untyped-def]
     client, create = new_job
     job_id = create()
-    with pytest.raises(openai.BadRequestError):
+    with pytest.raises(openai.BadRequestError) as raised:
         client.fine_tuning.jobs.resume(job_id)
+    assert raised.value.body == _state_error("Cannot resume a job that is validating_files.")
     assert client.fine_tuning.jobs.retrieve(job_id).status == "validating_files"

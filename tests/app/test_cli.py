@@ -43,8 +43,8 @@ def test_first_serve_prints_a_key_that_works(tmp_path: Path) -> None:
             match = re.search(r"API key \(shown once; keep it\): (\S+)", log.read_text())
             key = match.group(1) if match else None
             time.sleep(0.2)
-        assert key, log.read_text()
-        assert f"http://127.0.0.1:{port}/v1" in log.read_text()
+        assert key is not None and re.fullmatch(r"sk-openrft-[A-Za-z0-9]{40}", key), log.read_text()
+        assert f"OpenRFT API on http://127.0.0.1:{port}/v1" in log.read_text().splitlines()
         client = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key=key, max_retries=5)
         assert client.files.list().data == []
     finally:

@@ -98,13 +98,12 @@ def test_rft_job_trains_reports_and_serves_its_model(client: openai.OpenAI, tmp_
     assert csv[0].startswith("step,")
     assert [int(line.split(",")[0]) for line in csv[1:]][-3:] == [1, 2, 3]
 
+    # eval_interval 1: a checkpoint at each of the 3 steps, all kept (the best three and the
+    # latest), newest first
     checkpoints = list(client.fine_tuning.jobs.checkpoints.list(job_id))
-    assert checkpoints and all(
-        c.fine_tuned_model_checkpoint.startswith(job.fine_tuned_model) for c in checkpoints
-    )
-    assert [c.step_number for c in checkpoints] == sorted(
-        (c.step_number for c in checkpoints), reverse=True
-    )
+    assert [(c.step_number, c.fine_tuned_model_checkpoint) for c in checkpoints] == [
+        (step, f"{job.fine_tuned_model}:ckpt-step-{step}") for step in (3, 2, 1)
+    ]
     assert "valid_reward_mean" in checkpoints[0].metrics.to_dict()
 
     archive = client.get(
@@ -120,7 +119,7 @@ def test_rft_job_trains_reports_and_serves_its_model(client: openai.OpenAI, tmp_
         model=job.fine_tuned_model, messages=[{"role": "user", "content": "What is 2 + 1?"}],
         max_tokens=5, seed=3,
     )  # fmt: skip
-    assert reply.choices[0].message.content is not None
+    assert reply.model == job.fine_tuned_model
     assert job.fine_tuned_model in [model.id for model in client.models.list()]
 
 
@@ -158,7 +157,9 @@ def test_supervised_job_trains(client: openai.OpenAI, tmp_path: Path) -> None:
         if e.type == "metrics"
     ]
     assert metrics and all("train_loss" in data for data in metrics)
-    assert client.fine_tuning.jobs.checkpoints.list(job.id).data
+    # the newest checkpoint is the last step's, whose adapter the job published
+    newest = client.fine_tuning.jobs.checkpoints.list(job.id).data[0]
+    assert newest.step_number == metrics[0]["step"]
 
 
 def test_cancel_a_running_job(client: openai.OpenAI, tmp_path: Path) -> None:
@@ -222,7 +223,8 @@ def test_trainer_failure_fails_the_job_with_its_error(
     assert job.status == "failed"
     assert job.error is not None and job.error.code == "grader_error_rate_exceeded"
     assert "grader failed" in job.error.message
-    assert client.fine_tuning.jobs.list_events(job.id).data[0].level == "error"
+    newest = client.fine_tuning.jobs.list_events(job.id).data[0]
+    assert (newest.level, newest.message) == ("error", f"The job failed: {job.error.message}")
 
 
 def test_score_model_grader_calls_this_services_models(client: openai.OpenAI) -> None:
