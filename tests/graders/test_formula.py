@@ -1,7 +1,5 @@
 from __future__ import annotations
 
-import math
-
 import pytest
 
 from app.graders.formula import FormulaError, FormulaEvaluationError, parse_formula
@@ -73,4 +71,4 @@ def test_evaluation_errors(formula: str) -> None:
 
 def test_result_is_finite_float() -> None:
     value = parse_formula("floor(a)").evaluate(VALUES)
-    assert isinstance(value, float) and math.isfinite(value)
+    assert (type(value), value) == (float, 0.0)  # floor(0.5), as a float

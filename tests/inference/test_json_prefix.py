@@ -74,11 +74,12 @@ def test_closing_is_the_shortest_completion(prefix: str, expected: str) -> None:
 
 def test_control_characters_are_not_allowed_inside_strings() -> None:
     assert advance(INITIAL, '{"a":"line\nbreak"}') is None
-    assert advance(INITIAL, '{"a":"line\\nbreak"}') is not None
+    escaped = advance(INITIAL, '{"a":"line\\nbreak"}')
+    assert escaped is not None and closing(escaped) == ""
 
 
 def test_nothing_but_whitespace_follows_the_closed_object() -> None:
     state = advance(INITIAL, "{}")
-    assert state is not None
-    assert advance(state, "  \n") is not None
+    assert state is not None and closing(state) == ""
+    assert advance(state, "  \n") == state
     assert advance(state, ",") is None

@@ -26,7 +26,9 @@ def test_the_weight_gets_no_gradient() -> None:
     x = torch.randn(3, 8, requires_grad=True)
     FrozenLinear(weight)(x).sum().backward()
     assert weight.grad is None
+    # d sum(x @ W.T) / dx: each row is the sum of W's rows
     assert x.grad is not None
+    torch.testing.assert_close(x.grad, weight.detach().sum(0).expand(3, 8))
 
 
 def test_under_autocast_a_kept_copy_gives_what_autocast_would() -> None:
@@ -41,6 +43,10 @@ def test_under_autocast_a_kept_copy_gives_what_autocast_would() -> None:
     assert out.dtype == torch.bfloat16
     assert torch.equal(out, expected)
     out.float().sum().backward()
-    assert x.grad is not None
+    autocast_x = x.detach().clone().requires_grad_(True)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        plain = torch.nn.functional.linear(autocast_x, weight)
+    plain.float().sum().backward()
+    assert x.grad is not None and torch.equal(x.grad, autocast_x.grad)
     assert frozen.active_weight("cpu") is frozen.weight  # outside autocast: the weight itself
     torch.testing.assert_close(frozen(x.detach()), x.detach() @ weight.T, rtol=1e-5, atol=1e-5)
