@@ -18,8 +18,9 @@ from functools import lru_cache
 
 FUNCTIONS: dict[str, tuple[Callable[..., float], int, int]] = {
     # name: (function, min arguments, max arguments)
-    "min": (min, 1, 64),
-    "max": (max, 1, 64),
+    # over the arguments themselves, so min(a) is a (builtin min(a) would iterate a float)
+    "min": (lambda *values: min(values), 1, 64),
+    "max": (lambda *values: max(values), 1, 64),
     "abs": (abs, 1, 1),
     "floor": (math.floor, 1, 1),
     "ceil": (math.ceil, 1, 1),

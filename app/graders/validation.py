@@ -208,10 +208,12 @@ class _Checker:
         for key in ("top_p", "temperature"):
             if params.get(key) is not None and not _is_number(params[key]):
                 self.fail(f"{path}.{key}", f"'{key}' must be a number")
-        for key, least in (("seed", 0), ("max_completions_tokens", 1)):
+        for key, least, most in (("seed", 0, 2**63 - 1), ("max_completions_tokens", 1, None)):
             value = params.get(key)
-            if value is not None and not (_is_int(value) and value >= least):
-                self.fail(f"{path}.{key}", f"'{key}' must be an integer >= {least}")
+            in_range = _is_int(value) and value >= least and (most is None or value <= most)
+            if value is not None and not in_range:
+                bounds = f"from {least} to {most}" if most is not None else f">= {least}"
+                self.fail(f"{path}.{key}", f"'{key}' must be an integer {bounds}")
         effort = params.get("reasoning_effort")
         if effort is not None and effort not in REASONING_EFFORTS:
             self.fail(

@@ -35,7 +35,8 @@ class ChatCompletionRequest(BaseModel):
     temperature: float | None = Field(default=None, ge=0.0, le=2.0)
     top_p: float | None = Field(default=None, gt=0.0, le=1.0)
     n: int | None = Field(default=None, ge=1, le=MAX_CHOICES)
-    seed: int | None = None
+    # a 64-bit signed integer, as OpenAI's API documents it
+    seed: int | None = Field(default=None, ge=-(2**63), le=2**63 - 1)
     stop: str | list[str] | None = None
     response_format: ResponseFormat | None = None
     stream: bool | None = None

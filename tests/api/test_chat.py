@@ -118,6 +118,16 @@ def test_json_object_needs_the_word_json(client: openai.OpenAI, served: ServedMo
     assert raised.value.param == "messages"
 
 
+def test_a_seed_beyond_64_bits_is_refused_by_name(
+    client: openai.OpenAI, served: ServedModels
+) -> None:
+    with pytest.raises(openai.BadRequestError) as raised:
+        client.chat.completions.create(
+            model=served.base_dir.name, messages=HELLO, seed=2**64, max_tokens=2
+        )
+    assert raised.value.param == "seed"
+
+
 def test_unknown_and_other_projects_models_are_not_found(
     client: openai.OpenAI, other_client: openai.OpenAI, served: ServedModels
 ) -> None:

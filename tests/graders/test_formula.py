@@ -19,6 +19,8 @@ VALUES = {"a": 0.5, "b": 0.25, "exact_match": 1.0}
         ("(a + b) * 4", 3.0),
         ("min(a, b, 1)", 0.25),
         ("max(a, b)", 0.5),
+        ("min(a)", 0.5),  # one argument: itself
+        ("max(b)", 0.25),
         ("abs(b - a)", 0.25),
         ("floor(a * 3)", 1.0),
         ("ceil(a * 3)", 2.0),

@@ -93,6 +93,7 @@ def test_valid_graders(grader: dict) -> None:
             "grader.input[0].content",
         ),
         ({**SCORE_MODEL, "sampling_params": {"seed": "x"}}, "grader.sampling_params.seed"),
+        ({**SCORE_MODEL, "sampling_params": {"seed": 2**64}}, "grader.sampling_params.seed"),
         (
             {**SCORE_MODEL, "sampling_params": {"reasoning_effort": "huge"}},
             "grader.sampling_params.reasoning_effort",
