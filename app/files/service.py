@@ -36,6 +36,9 @@ def create_file(
             param="file",
             code="file_too_large",
         ) from None
+    if size == 0:
+        storage.delete(storage_key)
+        raise bad_request("The file is empty.", param="file", code="empty_file")
     created_at = now()
     row = File(
         id=file_id,
@@ -92,7 +95,26 @@ def delete_file(session: Session, storage: Storage, project: Project, file_id: s
     storage.delete(row.storage_key)
 
 
+# the files.filename column's size
+MAX_FILENAME_CHARS = 512
+
+
+def _check_filename(filename: str) -> None:
+    if len(filename) > MAX_FILENAME_CHARS:
+        raise bad_request(
+            f"The file name has {len(filename)} characters; at most {MAX_FILENAME_CHARS} "
+            "are allowed.",
+            param="file",
+            code="invalid_file_name",
+        )
+    if any(ord(character) < 32 or character == "\x7f" for character in filename):
+        raise bad_request(
+            "The file name contains control characters.", param="file", code="invalid_file_name"
+        )
+
+
 def check_upload_purpose(purpose: str, filename: str) -> None:
+    _check_filename(filename)
     if purpose not in UPLOAD_PURPOSES:
         raise bad_request(
             f"Invalid purpose '{purpose}'. Expected one of: {', '.join(UPLOAD_PURPOSES)}.",

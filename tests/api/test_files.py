@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import openai
 import pytest
 
@@ -108,3 +109,38 @@ def test_upload_over_the_limit_is_rejected_and_nothing_stored(
 
     path.write_bytes(b"x" * 1000)
     assert client.files.create(file=path.open("rb"), purpose="fine-tune").bytes == 1000
+
+
+@pytest.mark.parametrize(
+    ("filename", "content", "code"),
+    [
+        ("x" * 600 + ".jsonl", b"{}\n", "invalid_file_name"),
+        ("tab\there.jsonl", b"{}\n", "invalid_file_name"),
+        ("empty.jsonl", b"", "empty_file"),
+    ],
+)
+def test_bad_names_and_empty_files_are_400s_and_store_nothing(
+    client: openai.OpenAI, filename: str, content: bytes, code: str
+) -> None:
+    before = [f.id for f in client.files.list()]
+    boundary = "b0undary"
+    # built by hand: a client library would encode or refuse the name before it is sent
+    body = (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="purpose"\r\n\r\nfine-tune\r\n'
+        f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="'.encode()
+        + filename.encode("utf-8", "surrogateescape")
+        + b'"\r\nContent-Type: application/octet-stream\r\n\r\n'
+        + content
+        + f"\r\n--{boundary}--\r\n".encode()
+    )
+    answer = httpx.post(
+        f"{client.base_url}files",
+        content=body,
+        headers={
+            "Authorization": f"Bearer {client.api_key}",
+            "Content-Type": f"multipart/form-data; boundary={boundary}",
+        },
+    )
+    assert answer.status_code == 400, answer.text
+    assert (answer.json()["error"]["param"], answer.json()["error"]["code"]) == ("file", code)
+    assert [f.id for f in client.files.list()] == before
