@@ -1,18 +1,37 @@
-"""GRPO step time: our trainer against TRL's GRPOTrainer, side by side in one run.
+"""GRPO step time: our trainer against TRL's GRPOTrainer, like with like, in one run.
 
 Reference configuration: SmolLM2-135M-Instruct, LoRA r=16 alpha=32 on all linear layers,
-4 prompts x 8 completions per step, 24 completion tokens, beta 0, one update per batch.
-TRL runs in fp32 on the CPU (`use_cpu=True`); ours with its default precision (fp32 on CPUs
-without native bf16). Both grade with ROUGE-1 against the reference answer.
+4 prompts x 8 completions per step, 24 completion tokens, beta 0, one update per batch, the same
+learning rate, ROUGE-1 against the reference answer as the reward. Three sides:
 
-The two alternate in blocks (TRL, ours, TRL, ours, ...) so that load from other processes hits
-both alike. Each block starts from the base model with a fresh adapter (completions shorten as
-a run learns, so later steps would flatter whichever ran longer); the first step of each block
-is a warm-up and is not counted. Prints the median step time of each, the ratio, and where our
-time goes against the floor set by the measured matrix-multiply rate.
+- ours: our trainer's step on the device and precision it picks itself (`pick_device`,
+  `pick_autocast_dtype`): CUDA when present; bf16 autocast where the hardware runs bf16
+  natively, else fp32. No gradient checkpointing.
+- TRL tuned: TRL at its best on this machine: the same device as ours, bf16 autocast exactly
+  where ours uses it, gradient checkpointing off (it only saves memory, which a 135M model does
+  not need).
+- TRL shipped: GRPOConfig's defaults (gradient checkpointing on, bf16 autocast) except for the
+  reference configuration above and, on a machine without CUDA, `use_cpu=True`, without which
+  it refuses to start. On a CPU without native bf16 its default bf16 is emulated, and slow.
+
+Every side gets the same prompts in the same order and the same token ids: each prompt is
+rendered once with the model's chat template the way our trainer renders it (`developer` as
+`system`, so the template adds no default system prompt of its own) and TRL is given that text.
+The run stops if any prompt's token ids differ between the sides. A ratio is printed only
+between sides that ran on the same device.
+
+The sides alternate in blocks (TRL tuned, TRL shipped, ours, then again) so that load from other
+processes hits all alike. Each block starts from the base model with a fresh adapter
+(completions shorten as a run learns, so later steps would flatter whichever ran longer); the
+first step of each block is a warm-up and is not counted.
+
+On a 2-core CPU without native bf16 a TRL shipped step takes about 8 minutes (emulated bf16
+matmuls run ~8x slower than fp32), against well under a minute for the others: `--quick` (one
+round of one timed step) then takes about 20 minutes, and `--sides ours,tuned` about 3.
 
     .venv/bin/pip install -e ".[bench]"   # TRL, benchmark-only
-    .venv/bin/python bench/trainer.py [--rounds 2] [--steps 3] [--threads N]
+    .venv/bin/python bench/trainer.py [--quick] [--rounds 2] [--steps 3] [--sides ours,tuned]
+                                        [--threads N]
 """
 
 from __future__ import annotations
@@ -22,6 +41,7 @@ import os
 import statistics
 import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -30,19 +50,28 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import torch  # noqa: E402
 
-from app.graders import BatchGrader, GraderConfig  # noqa: E402
-from app.jobs.hyperparameters import resolve_hyperparameters  # noqa: E402
+from app.graders import BatchGrader, GraderConfig, make_sample  # noqa: E402
+from app.jobs.hyperparameters import Hyperparameters, resolve_hyperparameters  # noqa: E402
 from app.settings import get_settings  # noqa: E402
 from bench.tasks import ROUGE_GRADER, capital_rows  # noqa: E402
+from worker.trainer.data import DataOrder, prompt_messages  # noqa: E402
 from worker.trainer.methods import Reinforcement  # noqa: E402
-from worker.trainer.models import load_policy, resolve_model_dir  # noqa: E402
+from worker.trainer.models import (  # noqa: E402
+    load_policy,
+    load_tokenizer,
+    pick_autocast_dtype,
+    pick_device,
+    resolve_model_dir,
+)
 
 MODEL = "SmolLM2-135M-Instruct"
 PROMPTS, GROUP, TOKENS, RANK = 4, 8, 24, 16
+SEED = 0
+SIDES = {"ours": "ours", "tuned": "TRL tuned", "shipped": "TRL shipped"}
 
 
-def reference_hyperparameters() -> dict[str, Any]:
-    return {
+def reference_hyperparameters() -> Hyperparameters:
+    overrides = {
         "batch_size": PROMPTS,
         "group_size": GROUP,
         "max_completion_tokens": TOKENS,
@@ -53,48 +82,83 @@ def reference_hyperparameters() -> dict[str, Any]:
         "sampling_rounds": 1,  # TRL samples each step's own batch only
         "n_epochs": 50,
     }
+    return resolve_hyperparameters("reinforcement", overrides, len(capital_rows()), 1)
+
+
+def precision_name(autocast_dtype: Any) -> str:
+    return "bf16 autocast" if autocast_dtype == torch.bfloat16 else "fp32"
+
+
+@dataclass
+class Side:
+    """One side's settings and what its timed steps measured."""
+
+    name: str
+    device: str  # torch.device type the side ran on: "cpu" or "cuda"
+    precision: str
+    gradient_checkpointing: bool
+    step_seconds: list[float] = field(default_factory=list)
+    completion_lengths: list[float] = field(default_factory=list)  # mean per step, EOS counted
+    prompt_tokens: list[int] = field(default_factory=list)  # per prompt sampled
+
+    def median_step(self) -> float:
+        return statistics.median(self.step_seconds)
 
 
 class Ours:
     """Our trainer's step, exactly as `train()` runs it (the Reinforcement method object)."""
 
-    def __init__(self, model_dir: Path, rows: list[dict], grader: BatchGrader) -> None:
-        hp = resolve_hyperparameters("reinforcement", reference_hyperparameters(), len(rows), 1)
-        torch.manual_seed(0)
-        self.policy = load_policy(model_dir, hp.lora_rank, hp.lora_alpha)
-        optimizer = torch.optim.AdamW(self.policy.trainable_parameters(), lr=hp.learning_rate)
-        self.method = Reinforcement(self.policy, optimizer, grader, rows, rows[:1], hp, seed=0)
+    def __init__(self, model_dir: Path, rows: list[dict], grader: BatchGrader, device: str) -> None:
+        hp = reference_hyperparameters()
+        torch.manual_seed(SEED)
+        self.policy = load_policy(model_dir, hp.lora_rank, hp.lora_alpha, device, "auto")
+        optimizer = torch.optim.AdamW(
+            self.policy.trainable_parameters(), lr=hp.learning_rate, weight_decay=0.0
+        )
+        self.method = Reinforcement(self.policy, optimizer, grader, rows, rows[:1], hp, SEED)
         self.step = 0
 
-    def run(self, steps: int) -> list[dict[str, float]]:
+    def run(self, steps: int, side: Side) -> list[dict[str, float]]:
+        """Warm-up step plus `steps` timed ones; returns the timed steps' phase timings."""
         timings = []
-        for _ in range(steps):
+        for block_step in range(steps + 1):
             self.step += 1
             started = time.perf_counter()
             report = self.method.train_step(self.step)
-            timings.append(
-                report.timing
-                | {
-                    "total": time.perf_counter() - started,
-                    "completion_tokens": report.data["trl"]["completions/mean_length"],
-                }
-            )
+            seconds = time.perf_counter() - started
+            if block_step == 0:
+                continue
+            timings.append(report.timing | {"total": seconds})
+            side.step_seconds.append(seconds)
+            side.completion_lengths.append(report.data["trl"]["completions/mean_length"])
+            indices = self.method.order.indices(self.step - 1)
+            side.prompt_tokens += [len(self.method.prompt_ids[i]) for i in indices]
         return timings
 
 
 class TRL:
-    """TRL's GRPOTrainer on the same model, data and reward; step time from a callback."""
+    """TRL's GRPOTrainer on the same model, prompts and reward; step time from a callback.
 
-    def __init__(self, model_dir: Path, rows: list[dict], grader: BatchGrader) -> None:
-        from datasets import Dataset
-        from peft import LoraConfig
-        from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
-        from trl import GRPOConfig, GRPOTrainer
+    `config` holds what this side sets beyond the reference configuration."""
 
-        from app.graders import make_sample
+    def __init__(
+        self,
+        model_dir: Path,
+        rows: list[dict],
+        prompt_texts: list[str],
+        grader: BatchGrader,
+        config: dict[str, Any],
+    ) -> None:
+        from transformers import TrainerCallback
+        from trl import GRPOTrainer
 
+        self.model_dir = model_dir
+        self.rows = rows
+        self.prompt_texts = prompt_texts
+        self.config = config
         self.step_times: list[float] = []
-        times = self.step_times
+        self.generations: list[tuple[list[str], list[list[int]], list[list[int]]]] = []
+        times, generations = self.step_times, self.generations
 
         class StepTimer(TrainerCallback):
             def on_step_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
@@ -103,57 +167,127 @@ class TRL:
             def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
                 times.append(time.perf_counter() - self.started)
 
+        class RecordingGRPOTrainer(GRPOTrainer):
+            """Keeps the prompt and completion token ids TRL actually generated from."""
+
+            def _generate(self, prompts: list) -> Any:
+                output = super()._generate(prompts)
+                prompt_ids, completion_ids = output[0], output[1]
+                generations.append((list(prompts), list(prompt_ids), list(completion_ids)))
+                return output
+
         def reward(completions: list, answer: list[str], **kwargs: Any) -> list[float]:
-            texts = [completion[0]["content"] for completion in completions]
-            samples = [make_sample(text) for text in texts]
+            # plain-text prompts give plain-text completions
+            samples = [make_sample(text) for text in completions]
             return grader.grade(samples, [{"answer": a} for a in answer]).rewards
 
+        self.trainer_class = RecordingGRPOTrainer
+        self.callbacks = [StepTimer()]
+        self.reward = reward
+
+    def make(self, steps: int, order: DataOrder) -> Any:
+        from datasets import Dataset
+        from peft import LoraConfig
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+        from trl import GRPOConfig
+
+        # our step order, prompt by prompt; TRL must not reshuffle it
+        visited = [i for step in range(steps) for i in order.indices(step)]
         dataset = Dataset.from_list(
-            [{"prompt": row["messages"], "answer": row["answer"]} for row in rows]
+            [{"prompt": self.prompt_texts[i], "answer": self.rows[i]["answer"]} for i in visited]
         )
-        self.make = lambda steps: GRPOTrainer(
-            model=AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32),
-            reward_funcs=reward,
-            args=GRPOConfig(
-                output_dir=str(Path(os.environ.get("TMPDIR", "/tmp")) / "trl-bench"),
-                per_device_train_batch_size=PROMPTS * GROUP,
-                num_generations=GROUP,
-                max_completion_length=TOKENS,
-                gradient_accumulation_steps=1,
-                num_iterations=1,
-                beta=0.0,
-                learning_rate=1e-4,
-                max_steps=steps,
-                use_cpu=True,
-                bf16=False,
-                logging_steps=1,
-                save_strategy="no",
-                report_to="none",
-                seed=0,
-                disable_tqdm=True,
-            ),
+        hp = reference_hyperparameters()
+        args = GRPOConfig(
+            output_dir=str(Path(os.environ.get("TMPDIR", "/tmp")) / "trl-bench"),
+            per_device_train_batch_size=PROMPTS * GROUP,
+            num_generations=GROUP,
+            max_completion_length=TOKENS,
+            beta=0.0,
+            learning_rate=hp.learning_rate,
+            max_steps=steps,
+            shuffle_dataset=False,
+            save_strategy="no",
+            report_to="none",
+            seed=SEED,
+            disable_tqdm=True,
+            **self.config,
+        )
+        return self.trainer_class(
+            model=AutoModelForCausalLM.from_pretrained(self.model_dir, dtype=torch.float32),
+            reward_funcs=self.reward,
+            args=args,
             train_dataset=dataset,
-            processing_class=AutoTokenizer.from_pretrained(model_dir),
+            processing_class=AutoTokenizer.from_pretrained(self.model_dir),
             peft_config=LoraConfig(
                 r=RANK, lora_alpha=2 * RANK, target_modules="all-linear", task_type="CAUSAL_LM"
             ),
-            callbacks=[StepTimer()],
+            callbacks=self.callbacks,
         )
 
-    def run(self, steps: int) -> list[float]:
+    def run(
+        self, steps: int, order: DataOrder, side: Side, our_prompt_ids: list[list[int]]
+    ) -> None:
+        """Warm-up step plus `steps` timed ones; fails if TRL tokenised a prompt differently."""
         self.step_times.clear()
-        self.make(steps).train()
-        return list(self.step_times)
+        self.generations.clear()
+        trainer = self.make(steps + 1, order)
+        side.device = trainer.accelerator.device.type
+        trainer.train()
+        check_same_prompt_ids(side.name, self.prompt_texts, our_prompt_ids, self.generations)
+        side.step_seconds += self.step_times[1:]
+        for _, prompt_ids, completion_ids in self.generations[1:]:
+            side.completion_lengths.append(statistics.mean(len(ids) for ids in completion_ids))
+            side.prompt_tokens += [len(ids) for ids in prompt_ids[::GROUP]]
 
 
-def matmul_rate(rows: int, inner: int = 576, outer: int = 1536, repeats: int = 20) -> float:
-    """GFLOP/s of fp32 x @ W.T at the model's shapes (rows = tokens in flight)."""
-    x, w = torch.randn(rows, inner), torch.randn(outer, inner)
+def check_same_prompt_ids(
+    name: str,
+    prompt_texts: list[str],
+    our_prompt_ids: list[list[int]],
+    generations: list[tuple[list[str], list[list[int]], list[list[int]]]],
+) -> None:
+    index = {text: i for i, text in enumerate(prompt_texts)}
+    for prompts, prompt_ids, _ in generations:
+        for text, ids in zip(prompts, prompt_ids, strict=True):
+            ours = our_prompt_ids[index[text]]
+            if list(ids) != ours:
+                raise SystemExit(
+                    f"{name} was given different prompt tokens than ours for prompt "
+                    f"{index[text]}: {len(ids)} tokens against our {len(ours)}; the comparison "
+                    "would not be like with like"
+                )
+
+
+def render_prompts(model_dir: Path, rows: list[dict]) -> list[str]:
+    """Each prompt as text, rendered by the chat template as our trainer renders it
+    (data.encode_prompt tokenises the same call)."""
+    tokenizer = load_tokenizer(model_dir)
+    return [
+        tokenizer.apply_chat_template(
+            prompt_messages(row), add_generation_prompt=True, tokenize=False
+        )
+        for row in rows
+    ]
+
+
+def matmul_rate(
+    rows: int, device: str, dtype: Any, inner: int = 576, outer: int = 1536, repeats: int = 20
+) -> float:
+    """GFLOP/s of x @ W.T at the model's shapes (rows = tokens in flight), in our precision."""
+    x = torch.randn(rows, inner, device=device, dtype=dtype)
+    w = torch.randn(outer, inner, device=device, dtype=dtype)
+
+    def sync() -> None:
+        if device == "cuda":
+            torch.cuda.synchronize()
+
     for _ in range(3):
         torch.nn.functional.linear(x, w)
+    sync()
     started = time.perf_counter()
     for _ in range(repeats):
         torch.nn.functional.linear(x, w)
+    sync()
     return 2 * rows * inner * outer * repeats / (time.perf_counter() - started) / 1e9
 
 
@@ -180,63 +314,133 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--steps", type=int, default=3, help="timed steps per block (+1 warm-up)")
+    parser.add_argument("--quick", action="store_true", help="one round of one timed step")
+    parser.add_argument(
+        "--sides", default=",".join(SIDES), help=f"comma-separated, of {', '.join(SIDES)}"
+    )
     parser.add_argument("--threads", type=int, default=None)
-    parser.add_argument("--ours-only", action="store_true")
     args = parser.parse_args()
+    if args.quick:
+        args.rounds, args.steps = 1, 1
+    chosen = args.sides.split(",")
+    if "ours" not in chosen or not set(chosen) <= set(SIDES):
+        parser.error(f"--sides must include ours and name only {', '.join(SIDES)}")
     if args.threads:
         torch.set_num_threads(args.threads)
+
     settings = get_settings()
     model_dir = resolve_model_dir(MODEL, settings.model_dirs, settings.model_cache_dir)
     rows = capital_rows()
+    prompt_texts = render_prompts(model_dir, rows)
+    # the device and precision our trainer picks for itself (TrainSpec device None, "auto")
+    device = pick_device()
+    autocast_dtype = pick_autocast_dtype(device, "auto")
     print(f"torch threads {torch.get_num_threads()}, model {model_dir}")
-    rates = {"decode (32 rows)": matmul_rate(32), "batched (768 rows)": matmul_rate(768)}
+    matmul_dtype = autocast_dtype or torch.float32
+    rates = {
+        "decode (32 rows)": matmul_rate(32, device, matmul_dtype),
+        "batched (768 rows)": matmul_rate(768, device, matmul_dtype),
+    }
 
-    ours_steps: list[dict[str, float]] = []
-    trl_steps: list[float] = []
+    # TRL's settings beyond the reference configuration; where a side leaves one out,
+    # GRPOConfig's default holds: bf16 autocast and gradient checkpointing on
+    trl_configs: dict[str, dict[str, Any]] = {
+        "tuned": {
+            "use_cpu": device == "cpu",
+            "bf16": autocast_dtype == torch.bfloat16,
+            "gradient_checkpointing": False,
+        },
+        # without CUDA, TrainingArguments refuses TRL's default bf16 unless told use_cpu
+        "shipped": {} if torch.cuda.is_available() else {"use_cpu": True},
+    }
+    sides = {"ours": Side("ours", device, precision_name(autocast_dtype), False)}
+    for key in ("tuned", "shipped"):
+        if key in chosen:
+            config = trl_configs[key]
+            precision = "bf16 autocast" if config.get("bf16", True) else "fp32"
+            # the device is TRL's own choice, read when it starts
+            sides[key] = Side(SIDES[key], "", precision, config.get("gradient_checkpointing", True))
+    print(f"our trainer picks {device}, {sides['ours'].precision}")
+
+    ours_timings: list[dict[str, float]] = []
     with BatchGrader(ROUGE_GRADER, GraderConfig.from_settings(settings)) as grader:
-        trl = None if args.ours_only else TRL(model_dir, rows, grader)
+        trls = {
+            key: TRL(model_dir, rows, prompt_texts, grader, trl_configs[key])
+            for key in sides
+            if key != "ours"
+        }
         for round_number in range(args.rounds):
-            ours = Ours(model_dir, rows, grader)
-            if trl is not None:
-                block = trl.run(args.steps + 1)[1:]
-                trl_steps += block
-                print(
-                    f"round {round_number + 1} TRL  steps: " + " ".join(f"{t:.2f}" for t in block)
-                )
-            block_ours = ours.run(args.steps + 1)[1:]
-            ours_steps += block_ours
-            print(
-                f"round {round_number + 1} ours steps: "
-                + " ".join(f"{t['total']:.2f}" for t in block_ours)
-            )
-    rates["decode after"] = matmul_rate(32)
-    rates["batched after"] = matmul_rate(768)
-    report(ours, ours_steps, trl_steps, rates)
+            ours = Ours(model_dir, rows, grader, device)
+            for key, trl in trls.items():
+                before = len(sides[key].step_seconds)
+                trl.run(args.steps, ours.method.order, sides[key], ours.method.prompt_ids)
+                print_block(round_number, sides[key], before)
+            before = len(sides["ours"].step_seconds)
+            ours_timings += ours.run(args.steps, sides["ours"])
+            print_block(round_number, sides["ours"], before)
+    rates["decode after"] = matmul_rate(32, device, matmul_dtype)
+    rates["batched after"] = matmul_rate(768, device, matmul_dtype)
+    report(list(sides.values()))
+    report_phases(ours, sides["ours"], ours_timings, rates, precision_name(autocast_dtype))
     return 0
 
 
-def report(
-    ours: Ours, ours_steps: list[dict[str, float]], trl_steps: list[float], rates: dict[str, float]
+def print_block(round_number: int, side: Side, before: int) -> None:
+    block = " ".join(f"{seconds:.2f}" for seconds in side.step_seconds[before:])
+    print(f"round {round_number + 1} {side.name:<12} steps: {block}", flush=True)
+
+
+def report(sides: list[Side]) -> None:
+    print(
+        f"\n{'':<12}{'device':>7}{'precision':>15}{'grad ckpt':>11}{'prompt tok':>12}"
+        f"{'completion tok':>16}{'s/step':>9}"
+    )
+    for side in sides:
+        print(
+            f"{side.name:<12}{side.device:>7}{side.precision:>15}"
+            f"{'yes' if side.gradient_checkpointing else 'no':>11}"
+            f"{statistics.mean(side.prompt_tokens):>12.1f}"
+            f"{statistics.mean(side.completion_lengths):>16.1f}{side.median_step():>9.2f}"
+        )
+    print("(prompt and completion tokens: means over the timed steps, EOS counted; s/step: median)")
+    print("prompt tokens of each prompt sampled in the timed steps (token ids checked equal):")
+    for side in sides:
+        print(f"  {side.name:<12}" + " ".join(str(count) for count in side.prompt_tokens))
+    ours = sides[0]
+    for side in sides[1:]:
+        label = f"ours vs {side.name}:"
+        if side.device != ours.device:
+            print(f"{label} no ratio: TRL ran on {side.device}, ours on {ours.device}")
+            continue
+        ratio = side.median_step() / ours.median_step()
+        note = ""
+        if side.precision != ours.precision:
+            note = f"; TRL ran {side.precision}, ours {ours.precision}"
+            if side.device == "cpu" and side.precision.startswith("bf16"):
+                note += " (this CPU has no native bf16: TRL's bf16 is emulated)"
+        print(f"{label} {ratio:.1f}x (TRL's step time / ours{note})")
+
+
+def report_phases(
+    ours: Ours,
+    side: Side,
+    timings: list[dict[str, float]],
+    rates: dict[str, float],
+    precision: str,
 ) -> None:
     def median(key: str) -> float:
-        return statistics.median(step[key] for step in ours_steps)
+        return statistics.median(step[key] for step in timings)
 
-    ours_time = median("total")
-    print("\nmatmul rate (fp32, GFLOP/s): " + ", ".join(f"{k} {v:.0f}" for k, v in rates.items()))
-    print(f"\n{'':<28}{'median s/step':>14}")
-    if trl_steps:
-        trl_time = statistics.median(trl_steps)
-        print(f"{'TRL GRPOTrainer 1.16':<28}{trl_time:>14.2f}")
-    print(f"{'ours':<28}{ours_time:>14.2f}")
-    if trl_steps:
-        print(f"{'speed-up (TRL / ours)':<28}{trl_time / ours_time:>13.1f}x")
-
-    prompt_tokens = statistics.mean(len(ids) for ids in ours.method.prompt_ids)
-    completion_tokens = median("completion_tokens")
+    prompt_tokens = statistics.mean(side.prompt_tokens)
+    completion_tokens = statistics.mean(side.completion_lengths)
     flops = step_flops(ours.policy.model.config, prompt_tokens, completion_tokens)
     peak = max(rates.values())
     print(
-        f"\nwhere our time goes (median of {len(ours_steps)} steps; floor = matmul FLOPs at the "
+        f"\nmatmul rate ({precision}, GFLOP/s): "
+        + ", ".join(f"{k} {v:.0f}" for k, v in rates.items())
+    )
+    print(
+        f"where our time goes (median of {len(timings)} steps; floor = matmul FLOPs at the "
         f"best measured rate, {peak:.0f} GFLOP/s)"
     )
     print(f"{'phase':<12}{'seconds':>9}{'GFLOP':>8}{'floor s':>9}{'x floor':>9}")
@@ -246,9 +450,6 @@ def report(
         floor = gflop / peak
         ratio = f"{seconds / floor:>9.1f}" if floor else f"{'-':>9}"
         print(f"{phase:<12}{seconds:>9.2f}{gflop:>8.0f}{floor:>9.2f}{ratio}")
-    print(
-        f"(prompt {prompt_tokens:.0f} tokens, completions {completion_tokens:.1f} tokens on average)"
-    )
 
 
 if __name__ == "__main__":
