@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session
 from app.db import session_factory
 from app.errors import APIError
 from app.keys.service import project_for_key
+from app.observability.logs import project_id_var
 from app.settings import Settings
 from app.tables import Project
 
@@ -45,4 +46,5 @@ def current_project(request: Request, session: Session = Depends(get_session)) -
     project = project_for_key(session, token)
     if project is None:
         raise APIError(401, "Incorrect API key provided.", code="invalid_api_key")
+    project_id_var.set(project.id)
     return project

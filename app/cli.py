@@ -17,6 +17,7 @@ from app.keys.service import (
     has_any_key,
 )
 from app.migrate import upgrade
+from app.observability.logs import configure_logging
 from app.settings import Settings, get_settings
 
 
@@ -79,14 +80,23 @@ def _bootstrap_key(settings: Settings) -> str | None:
 def _run_api(settings: Settings, host: str, port: int) -> None:
     import uvicorn
 
-    uvicorn.run("app.main:create_app", factory=True, host=host, port=port, log_level="info")
+    configure_logging(settings.log_format, servers=True)
+    uvicorn.run(
+        "app.main:create_app", factory=True, host=host, port=port, log_config=None, log_level="info"
+    )
 
 
-def _run_inference(host: str, port: int) -> None:
+def _run_inference(settings: Settings, host: str, port: int) -> None:
     import uvicorn
 
+    configure_logging(settings.log_format, servers=True)
     uvicorn.run(
-        "worker.inference.server:create_app", factory=True, host=host, port=port, log_level="info"
+        "worker.inference.server:create_app",
+        factory=True,
+        host=host,
+        port=port,
+        log_config=None,
+        log_level="info",
     )
 
 
@@ -159,7 +169,7 @@ def main(argv: list[str] | None = None) -> None:
         command = _worker_command(settings, "openrft-worker")
         os.execv(command[0], command)
     elif args.command == "inference":
-        _run_inference(args.host, args.port)
+        _run_inference(settings, args.host, args.port)
     elif args.command == "migrate":
         upgrade(settings)
         print("database is at the newest schema")

@@ -6,8 +6,9 @@ import logging
 import uuid
 
 from fastapi import FastAPI, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -17,7 +18,10 @@ from app.graders import routes as graders
 from app.jobs import routes as jobs
 from app.models import chat_routes, download_routes
 from app.models import routes as models
-from app.queue import job_sender
+from app.observability import health as readiness_checks
+from app.observability.logs import request_id_var
+from app.observability.metrics import MetricsMiddleware, exposition
+from app.queue import job_sender, make_celery
 from app.settings import Settings, get_settings
 from app.storage import LocalStorage
 
@@ -36,6 +40,7 @@ class RequestIdMiddleware:
             return
         request_id = f"req_{uuid.uuid4().hex}"
         scope.setdefault("state", {})["request_id"] = request_id
+        request_id_var.set(request_id)
 
         async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":
@@ -110,10 +115,32 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     _install_error_handlers(app)
     for module in (files, jobs, download_routes, models, chat_routes, graders):
         app.include_router(module.router, prefix="/v1")
+    app.add_middleware(MetricsMiddleware)
     app.add_middleware(RequestIdMiddleware)
+    _install_operator_routes(app, settings)
+    return app
+
+
+def _install_operator_routes(app: FastAPI, settings: Settings) -> None:
+    """Health for load balancers and orchestrators, metrics for Prometheus; no API key needed."""
+    checks = {
+        "database": readiness_checks.database_check(settings),
+        "broker": readiness_checks.broker_check(make_celery(settings)),
+        "storage": readiness_checks.storage_check(app.state.storage),
+        "inference": readiness_checks.inference_check(settings),
+    }
 
     @app.get("/health")
-    def health() -> dict[str, str]:
+    @app.get("/health/live")
+    def live() -> dict[str, str]:
         return {"status": "ok"}
 
-    return app
+    @app.get("/health/ready")
+    async def ready() -> JSONResponse:
+        result = await run_in_threadpool(readiness_checks.readiness, checks)
+        return JSONResponse(result.body(), status_code=503 if result.failing else 200)
+
+    @app.get("/metrics")
+    def metrics() -> Response:
+        body, content_type = exposition()
+        return Response(body, media_type=content_type)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -24,6 +24,11 @@ class Settings(BaseSettings):
     port: int = 8000
     max_upload_bytes: int = 512 * 1024 * 1024
     queue_name: str = "openrft"
+    # "text" for people, "json" for log shippers: one object per line with request, project, job
+    log_format: Literal["text", "json"] = "text"
+    # a worker's Prometheus endpoint; off unless a port is given (several workers may share a host)
+    worker_metrics_port: int | None = None
+    worker_metrics_host: str = "0.0.0.0"
     # the inference process (torch lives there, never in the API); `serve` starts one here
     inference_url: str | None = None
     inference_port: int = 8001

@@ -79,6 +79,11 @@ class LiveService:
         )
         return result.stdout
 
+    @property
+    def root_url(self) -> str:
+        """Where the operator routes live (/health, /metrics), outside /v1."""
+        return self.base_url.removesuffix("/v1")
+
     def key_for(self, project: str) -> str:
         if project not in self.extra_keys:
             self.extra_keys[project] = self.cli("keys", "create", "--project", project).strip()

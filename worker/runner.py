@@ -28,6 +28,7 @@ from app.storage import LocalStorage, Storage
 from app.tables import File, Job
 from worker.job_writer import JobWriter
 from worker.lease import Heartbeat, take_lease, worker_identity
+from worker.metrics import JOBS_RUN, record_step
 
 if TYPE_CHECKING:
     from worker.trainer.checkpoints import CheckpointStore
@@ -48,9 +49,10 @@ class JobProgress:
     """The trainer's Reporter for one attempt: events, metrics and stop requests, fenced."""
 
     def __init__(
-        self, writer: JobWriter, heartbeat: Heartbeat, max_grader_error_rate: float
+        self, writer: JobWriter, heartbeat: Heartbeat, max_grader_error_rate: float, method: str
     ) -> None:
         self.writer = writer
+        self.method = method
         self.heartbeat = heartbeat
         self.max_grader_error_rate = max_grader_error_rate
         self.started = time.monotonic()
@@ -66,6 +68,7 @@ class JobProgress:
         seconds_per_step = (time.monotonic() - self.started) / self.steps_seen
         estimated_finish = int(time.time() + seconds_per_step * max(0, total_steps - step))
         self.writer.metrics(message, data, estimated_finish=estimated_finish)
+        record_step(self.method, data)
         error_rate = float(data.get("train_error_rate") or 0.0)
         if error_rate > self.max_grader_error_rate:
             raise GraderErrorRateExceeded(
@@ -191,7 +194,7 @@ def train_job(
     """Train the running job (resuming from its latest checkpoint) and report how it ended."""
     from worker.published_checkpoints import FencedCheckpointStore
 
-    progress = JobProgress(writer, heartbeat, settings.max_grader_error_rate)
+    progress = JobProgress(writer, heartbeat, settings.max_grader_error_rate, _method_type(job))
     checkpoints = FencedCheckpointStore(writer, settings.checkpoints_dir, job.id)
     checkpoints.discard_staging(earlier_attempts=True)
     for attempt in range(1, writer.fence.attempt):
@@ -282,7 +285,10 @@ def run_job(job_id: str, settings: Settings, send: Enqueue, train: Train | None 
         logger.warning("%s; stopping without further writes", stale)
     finally:
         shutil.rmtree(work_dir(settings, job_id, fence.attempt), ignore_errors=True)
-    if JobStatus(writer.job().status) in WAITING_STATUSES:
+    status = JobStatus(writer.job().status)
+    JOBS_RUN.labels(status.value).inc()
+    logger.info("job %s attempt %d ended %s", job_id, fence.attempt, status.value)
+    if status in WAITING_STATUSES:
         send(job_id)
 
 

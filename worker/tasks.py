@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 
 from celery.signals import worker_ready, worker_shutdown
 
 from app.db import session_factory
+from app.observability.logs import job_id_var
 from app.queue import RUN_JOB_TASK, send_job
 from app.settings import get_settings
 from worker import runner
 from worker.celery_app import app
+from worker.metrics import serve_metrics
 from worker.sweeper import sweep_forever
 
+logger = logging.getLogger("openrft.worker")
 _stop_sweeping = threading.Event()
 
 
@@ -22,12 +26,18 @@ def _send(job_id: str) -> None:
 
 @app.task(name=RUN_JOB_TASK, acks_late=True)
 def run_job(job_id: str) -> None:
-    runner.run_job(job_id, get_settings(), _send)
+    token = job_id_var.set(job_id)
+    try:
+        runner.run_job(job_id, get_settings(), _send)
+    finally:
+        job_id_var.reset(token)
 
 
 @worker_ready.connect
 def _start_sweeper(**_: object) -> None:
     settings = get_settings()
+    serve_metrics(settings, session_factory(settings), app)
+    logger.info("worker ready on queue %s", settings.queue_name)
     threading.Thread(
         target=sweep_forever,
         args=(session_factory(settings), settings, _send, _stop_sweeping),

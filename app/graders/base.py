@@ -10,7 +10,7 @@ from app.graders.config import GraderConfig
 from app.graders.errors import GraderError
 from app.graders.result import GradeResult
 
-logger = logging.getLogger(__name__)
+logger = logging.getLogger("openrft.graders")
 
 
 class Grader(ABC):

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from app.graders.config import GraderConfig
 from app.graders.sandbox import SandboxUnavailable, sandbox_command
 
-logger = logging.getLogger(__name__)
+logger = logging.getLogger("openrft.graders")
 
 MAX_MESSAGE_BYTES = 16 * 1024 * 1024
 

@@ -17,7 +17,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-logger = logging.getLogger(__name__)
+logger = logging.getLogger("openrft.graders")
 
 DEBIAN_WORDNET_DIR = Path("/usr/share/wordnet")
 # lexnames(5WN): the lexicographer files, numbered, with their syntactic category.
