@@ -16,7 +16,7 @@ from app.keys.service import (
     get_or_create_project,
     has_any_key,
 )
-from app.migrate import upgrade
+from app.migrate import SchemaOutOfDate, check_schema, upgrade
 from app.observability.logs import configure_logging
 from app.settings import Settings, get_settings
 
@@ -141,6 +141,12 @@ def main(argv: list[str] | None = None) -> None:
         command = commands.add_parser(name, help=text)
         command.add_argument("--host", default=settings.host)
         command.add_argument("--port", type=int, default=settings.port)
+        if name == "api":
+            command.add_argument(
+                "--migrate",
+                action="store_true",
+                help="upgrade the schema first (one replica only; else run `openrft migrate`)",
+            )
     commands.add_parser("worker", help="a worker alone")
     inference = commands.add_parser("inference", help="the inference process alone")
     inference.add_argument("--host", default="127.0.0.1")
@@ -162,7 +168,12 @@ def main(argv: list[str] | None = None) -> None:
     if args.command == "serve":
         serve(settings, args.host, args.port)
     elif args.command == "api":
-        upgrade(settings)
+        if args.migrate:
+            upgrade(settings)
+        try:
+            check_schema(settings)
+        except SchemaOutOfDate as error:
+            parser.exit(2, f"openrft api: {error} (or start with --migrate)\n")
         _bootstrap_key(settings)
         _run_api(settings, args.host, args.port)
     elif args.command == "worker":

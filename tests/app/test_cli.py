@@ -62,3 +62,28 @@ def test_migrate_and_keys_create(tmp_path: Path) -> None:
     first = _cli(env, "keys", "create", "--project", "team-a").strip()
     second = _cli(env, "keys", "create", "--project", "team-a").strip()
     assert first.startswith("sk-") and first != second
+
+
+def test_api_refuses_an_unmigrated_database_and_starts_after_migrate(tmp_path: Path) -> None:
+    env = _env(tmp_path / "data")
+    port = str(free_port())
+    refused = subprocess.run(
+        [sys.executable, "-m", "app.cli", "api", "--port", port],
+        env=env, cwd=REPO_ROOT, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert refused.returncode == 2
+    assert "no schema" in refused.stderr and "openrft migrate" in refused.stderr
+    _cli(env, "migrate")
+    server = subprocess.Popen(
+        [sys.executable, "-m", "app.cli", "api", "--port", port],
+        env={**env, "OPENRFT_API_KEY": "sk-cli-test"}, cwd=REPO_ROOT,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        client = openai.OpenAI(
+            base_url=f"http://127.0.0.1:{port}/v1", api_key="sk-cli-test", max_retries=8
+        )
+        assert client.files.list().data == []
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
