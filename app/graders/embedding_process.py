@@ -24,7 +24,12 @@ def main() -> None:
     try:
         model = load_model()
     except Exception as exc:  # noqa: BLE001 - reported to the parent, which flags the samples
-        print(json.dumps({"error": f"cannot load the local embedding model: {exc}"}), flush=True)
+        hint = (
+            "install openrft[worker] on this host, or set OPENRFT_EMBEDDINGS_BASE_URL to an "
+            "embeddings endpoint such as the inference process's /v1"
+        )
+        message = f"cannot load the local embedding model: {exc}; {hint}"
+        print(json.dumps({"error": message}), flush=True)
         return
     print(json.dumps({"ready": True}), flush=True)
     for line in sys.stdin:

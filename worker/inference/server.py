@@ -24,6 +24,7 @@ from app.inference_protocol import (
     MergeResponse,
 )
 from app.settings import Settings, get_settings
+from worker.inference.embeddings import EmbeddingsRequest, LocalEmbeddings
 
 if TYPE_CHECKING:
     from worker.inference.engine import InferenceEngine
@@ -50,6 +51,7 @@ class LazyEngine:
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     engine = LazyEngine(settings or get_settings())
+    embeddings = LocalEmbeddings()
     app = FastAPI(title="OpenRFT inference")
     _install_error_handlers(app)
 
@@ -65,6 +67,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @app.post("/merge", response_model=MergeResponse)
     def merge(request: MergeRequest) -> MergeResponse:
         return engine.get().merge(request)
+
+    @app.post("/v1/embeddings")
+    def embed(request: EmbeddingsRequest) -> dict[str, object]:
+        return embeddings.embed(request)
 
     return app
 
