@@ -26,7 +26,7 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
 lint: $(STAMP)
-	$(BIN)/ruff check app worker tests bench
+	$(BIN)/ruff check app worker tests bench scripts
 	$(BIN)/lint-imports
 
 bench: $(STAMP)
