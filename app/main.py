@@ -23,7 +23,7 @@ from app.observability.logs import request_id_var
 from app.observability.metrics import MetricsMiddleware, exposition
 from app.queue import job_sender, make_celery
 from app.settings import Settings, get_settings
-from app.storage import LocalStorage
+from app.storage import storage_from_settings
 
 logger = logging.getLogger("openrft.api")
 
@@ -110,7 +110,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     app = FastAPI(title="OpenRFT", version="0.1.0")
     app.state.settings = settings
-    app.state.storage = LocalStorage(settings.uploads_dir)
+    app.state.storage = storage_from_settings(settings)
     app.state.enqueue_job = job_sender(settings)
     _install_error_handlers(app)
     for module in (files, jobs, download_routes, models, chat_routes, graders):

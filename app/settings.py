@@ -23,6 +23,9 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = 8000
     max_upload_bytes: int = 512 * 1024 * 1024
+    # s3://bucket/prefix: uploads and result files in an S3-compatible store (credentials and
+    # AWS_ENDPOINT_URL from the usual AWS_* variables); unset: under data_dir
+    storage_url: str | None = None
     queue_name: str = "openrft"
     # "text" for people, "json" for log shippers: one object per line with request, project, job
     log_format: Literal["text", "json"] = "text"

@@ -1,4 +1,4 @@
-"""Where uploaded bytes live: a small interface and its local-disk implementation."""
+"""Where uploaded bytes live: a small interface, local disk (embedded) or S3 (production)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,10 @@ import os
 import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import BinaryIO, Protocol
+from typing import TYPE_CHECKING, BinaryIO, Protocol
+
+if TYPE_CHECKING:
+    from app.settings import Settings
 
 
 class TooLarge(Exception):
@@ -63,3 +66,13 @@ class LocalStorage:
 
     def delete(self, key: str) -> None:
         self._path(key).unlink(missing_ok=True)
+
+
+def storage_from_settings(settings: Settings) -> Storage:
+    """`OPENRFT_STORAGE_URL=s3://bucket/prefix` for an S3-compatible store, else the data dir."""
+    if settings.storage_url:
+        from app.storage_s3 import S3Storage, parse_s3_url
+
+        bucket, prefix = parse_s3_url(settings.storage_url)
+        return S3Storage(bucket, f"{prefix}/uploads" if prefix else "uploads")
+    return LocalStorage(settings.uploads_dir)

@@ -11,6 +11,7 @@ import openai
 import pytest
 
 from tests.jobs.database import JobDatabase
+from tests.s3 import S3Server, s3_server
 from tests.services import (
     TEST_DATABASE_URL,
     LiveService,
@@ -30,6 +31,13 @@ def tiny_models_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("models")
     build_tiny_base(root)
     return root
+
+
+@pytest.fixture(scope="session")
+def s3() -> Iterator[S3Server]:
+    """A real S3-compatible server (moto in server mode, or the one CI started)."""
+    with s3_server() as server:
+        yield server
 
 
 @pytest.fixture(scope="session", params=backends())
