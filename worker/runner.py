@@ -24,7 +24,7 @@ from app.jobs.repository import WAITING_STATUSES, StaleAttempt
 from app.jobs.service import Enqueue
 from app.jobs.states import TERMINAL_STATUSES, JobStatus
 from app.settings import Settings
-from app.storage import LocalStorage, Storage
+from app.storage import Storage, storage_from_settings
 from app.tables import File, Job
 from worker.job_writer import JobWriter
 from worker.lease import Heartbeat, take_lease, worker_identity
@@ -304,7 +304,7 @@ def _fail_unfinished(writer: JobWriter, message: str) -> None:
 
 def _attempt(writer: JobWriter, heartbeat: Heartbeat, settings: Settings, train: Train) -> None:
     job = writer.job()
-    storage = LocalStorage(settings.uploads_dir)
+    storage = storage_from_settings(settings)
     if not validate_files(writer, storage, job):
         return  # failed, or paused or cancelled meanwhile
     if not writer.move(JobStatus.QUEUED, JobStatus.RUNNING):
