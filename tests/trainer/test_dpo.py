@@ -112,7 +112,6 @@ def trl_trainer(model_dir: Path, out_dir: Path, tokenizer: Any) -> Any:
 def test_loss_and_gradients_match_trl(
     tiny_model_dir: Path, tiny_policy: Any, tmp_path: Path
 ) -> None:
-    pytest.importorskip("trl")
     perturb_adapter(tiny_policy.model, seed=1)
     trainer = trl_trainer(tiny_model_dir, tmp_path, tiny_policy.tokenizer)
     ours = dict(tiny_policy.model.named_parameters())
