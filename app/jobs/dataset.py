@@ -194,6 +194,7 @@ def _check_preference(example: dict[str, Any]) -> None:
         raise _LineProblem('"input.messages" must be a non-empty list of messages.')
     for index, message in enumerate(messages):
         _check_message(message, f"input.messages[{index}]", "dpo")
+        _refuse_images(message, f"input.messages[{index}]")
     if messages[-1]["role"] == "assistant":
         raise _LineProblem(
             "the last message of input.messages must not be an assistant message: the answers "
@@ -201,11 +202,24 @@ def _check_preference(example: dict[str, Any]) -> None:
         )
     if "tools" in prompt:
         _check_tools(prompt["tools"], "input.tools")
+        if prompt["tools"]:
+            # the prompt is rendered without tool definitions: refused rather than ignored
+            raise _LineProblem(
+                '"input.tools" must be empty: tool definitions are not supported for DPO.'
+            )
     parallel = prompt.get("parallel_tool_calls")
     if parallel is not None and not isinstance(parallel, bool):
         raise _LineProblem('"input.parallel_tool_calls" must be true or false.')
     for key in PREFERENCE_OUTPUTS:
         _check_preference_output(example, key)
+
+
+def _refuse_images(message: dict[str, Any], where: str) -> None:
+    """The DPO trainer renders text only: images are refused rather than dropped."""
+    content = message.get("content")
+    for index, part in enumerate(content if isinstance(content, list) else []):
+        if part["type"] == "image_url":
+            raise _LineProblem(f"{where}.content[{index}]: images are not supported for DPO.")
 
 
 def _check_preference_output(example: dict[str, Any], key: str) -> None:
