@@ -3,6 +3,7 @@ checkpoints out; bad lines and bad beta refused."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -59,6 +60,9 @@ def test_dpo_job_trains_reports_and_checkpoints(client: openai.OpenAI, tmp_path:
     events = client.fine_tuning.jobs.list_events(job.id, limit=100).data
     metrics = [event.data for event in events if event.type == "metrics"][::-1]
     assert [data["step"] for data in metrics] == [1, 2]
+    # the first step starts from a zero adapter: policy = reference, so the loss is log 2, as
+    # TRL's DPOTrainer reports on a fresh adapter (tests/trainer/test_dpo.py compares the rest)
+    assert metrics[0]["train_loss"] == pytest.approx(math.log(2), abs=1e-4)
     for name in ("train_loss", "valid_loss", "rewards/chosen", "rewards/rejected",
                  "rewards/margins", "rewards/accuracies", "logps/chosen", "logps/rejected"):  # fmt: skip
         assert name in metrics[0], name

@@ -149,8 +149,8 @@ def test_loss_and_gradients_match_trl(
     assert compared > 0
 
 
-def dpo_spec(model_dir: Path, work_dir: Path, hp: dict[str, Any]) -> TrainSpec:
-    rows, valid = preference_rows(8), preference_rows(12)[8:]
+def dpo_spec(model_dir: Path, work_dir: Path, hp: dict[str, Any], n_valid: int = 4) -> TrainSpec:
+    rows, valid = preference_rows(8), preference_rows(8 + n_valid)[8:]
     return TrainSpec(
         model=model_dir.name,
         model_dir=model_dir,
@@ -191,3 +191,13 @@ def test_dpo_run_learns_the_preference(tiny_model_dir: Path, tmp_path: Path) -> 
     assert result.metrics_file is not None
     header = result.metrics_file.read_text().splitlines()[0].split(",")
     assert {"train_loss", "rewards/margins", "full_valid_loss"} <= set(header)
+
+
+def test_dpo_run_without_validation_file(tiny_model_dir: Path, tmp_path: Path) -> None:
+    reporter = RecordingReporter()
+    store = RecordingStore(tmp_path / "checkpoints")
+    hp = {"batch_size": 4, "n_epochs": 1}
+    result = train(dpo_spec(tiny_model_dir, tmp_path / "work", hp, n_valid=0), reporter, store)
+    assert result.status == "completed" and store.published == [1, 2]
+    assert result.best_step is None  # no validation loss to rank checkpoints by
+    assert all("valid_loss" not in data for data in reporter.steps)
