@@ -250,8 +250,7 @@ class Hyperparameters:
         return {
             field.name: getattr(self, field.name)
             for field in fields(self)
-            if field.name == "learning_rate"
-            or (self.method, field.name) in ROWS
+            if field.name == "learning_rate" or (self.method, field.name) in ROWS
         }
 
 
