@@ -11,7 +11,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, Literal
 
-Method = Literal["reinforcement", "supervised"]
+Method = Literal["reinforcement", "supervised", "dpo"]
 FileParam = Literal["training_file", "validation_file"]
 
 RESERVED_KEYS = frozenset({"messages", "tools"})
@@ -19,7 +19,10 @@ RESERVED_KEYS = frozenset({"messages", "tools"})
 _ROLES: dict[str, tuple[str, ...]] = {
     "reinforcement": ("developer", "user", "assistant", "tool"),
     "supervised": ("system", "developer", "user", "assistant", "tool"),
+    "dpo": ("system", "developer", "user", "assistant", "tool"),
 }
+# DPO lines (OpenAI's preference format): the conversation so far, then the two answers
+PREFERENCE_OUTPUTS = ("preferred_output", "non_preferred_output")
 _LAST_ROLE = {"reinforcement": "user", "supervised": "assistant"}
 _MIN_EXAMPLES: dict[FileParam, int] = {"training_file": 10, "validation_file": 1}
 # Only reinforcement has published upper limits (the RFT guide).
@@ -155,6 +158,9 @@ def _parse_line(raw_line: bytes | str, *, first: bool) -> dict[str, Any] | None:
 
 
 def _check_example(example: dict[str, Any], method: Method) -> None:
+    if method == "dpo":
+        _check_preference(example)
+        return
     if "messages" not in example:
         raise _LineProblem('missing "messages".')
     messages = example["messages"]
@@ -169,7 +175,72 @@ def _check_example(example: dict[str, Any], method: Method) -> None:
             f'got "{messages[-1]["role"]}".'
         )
     if "tools" in example:
-        _check_tools(example["tools"])
+        _check_tools(example["tools"], "tools")
+
+
+def _check_preference(example: dict[str, Any]) -> None:
+    """`{"input": {"messages", "tools"?, "parallel_tool_calls"?}, "preferred_output": [assistant
+    message], "non_preferred_output": [assistant message]}`."""
+    if "input" not in example:
+        raise _LineProblem(
+            'missing "input" (DPO lines hold "input", "preferred_output" and '
+            '"non_preferred_output").'
+        )
+    prompt = example["input"]
+    if not isinstance(prompt, dict):
+        raise _LineProblem(f'"input" must be an object, got {_json_type(prompt)}.')
+    messages = prompt.get("messages")
+    if not isinstance(messages, list) or not messages:
+        raise _LineProblem('"input.messages" must be a non-empty list of messages.')
+    for index, message in enumerate(messages):
+        _check_message(message, f"input.messages[{index}]", "dpo")
+        _refuse_images(message, f"input.messages[{index}]")
+    if messages[-1]["role"] == "assistant":
+        raise _LineProblem(
+            "the last message of input.messages must not be an assistant message: the answers "
+            "go in preferred_output and non_preferred_output."
+        )
+    if "tools" in prompt:
+        _check_tools(prompt["tools"], "input.tools")
+        if prompt["tools"]:
+            # the prompt is rendered without tool definitions: refused rather than ignored
+            raise _LineProblem(
+                '"input.tools" must be empty: tool definitions are not supported for DPO.'
+            )
+    parallel = prompt.get("parallel_tool_calls")
+    if parallel is not None and not isinstance(parallel, bool):
+        raise _LineProblem('"input.parallel_tool_calls" must be true or false.')
+    for key in PREFERENCE_OUTPUTS:
+        _check_preference_output(example, key)
+
+
+def _refuse_images(message: dict[str, Any], where: str) -> None:
+    """The DPO trainer renders text only: images are refused rather than dropped."""
+    content = message.get("content")
+    for index, part in enumerate(content if isinstance(content, list) else []):
+        if part["type"] == "image_url":
+            raise _LineProblem(f"{where}.content[{index}]: images are not supported for DPO.")
+
+
+def _check_preference_output(example: dict[str, Any], key: str) -> None:
+    """One assistant message with text: the trainer scores the answer's text."""
+    if key not in example:
+        raise _LineProblem(f'missing "{key}".')
+    output = example[key]
+    if not isinstance(output, list) or len(output) != 1:
+        raise _LineProblem(f'"{key}" must be a list of exactly one assistant message.')
+    message = output[0]
+    _check_message(message, f"{key}[0]", "dpo")
+    if message["role"] != "assistant":
+        raise _LineProblem(
+            f'{key}[0] must have role "assistant", got {json.dumps(message["role"])}.'
+        )
+    if "weight" in message:
+        raise _LineProblem(f"{key}[0].weight is not used by DPO; leave it out.")
+    if message.get("content") is None:
+        raise _LineProblem(
+            f"{key}[0] has no content; answers that only call tools are not supported for DPO."
+        )
 
 
 def _check_message(message: Any, where: str, method: Method) -> None:
@@ -233,9 +304,9 @@ def _check_content_part(part: Any, where: str, role: str) -> None:
         )
 
 
-def _check_tools(tools: Any) -> None:
+def _check_tools(tools: Any, where: str) -> None:
     if not isinstance(tools, list):
-        raise _LineProblem(f'"tools" must be a list, got {_json_type(tools)}.')
+        raise _LineProblem(f'"{where}" must be a list, got {_json_type(tools)}.')
     for index, tool in enumerate(tools):
         function = tool.get("function") if isinstance(tool, dict) else None
         if (
@@ -245,7 +316,7 @@ def _check_tools(tools: Any) -> None:
             or not isinstance(function.get("name"), str)
         ):
             raise _LineProblem(
-                f'tools[{index}] must be {{"type": "function", "function": {{"name": ...}}}}.'
+                f'{where}[{index}] must be {{"type": "function", "function": {{"name": ...}}}}.'
             )
 
 

@@ -15,6 +15,9 @@ How OpenAI's reinforcement hyperparameters map onto GRPO here:
 - `eval_samples`: completions sampled per validation prompt at each evaluation.
 - `sampling_rounds` (ours): batches of prompts sampled per step at most, until `batch_size`
   groups carry signal (DAPO's dynamic sampling); 1 samples only the step's own batch.
+
+DPO: `batch_size` counts preference pairs, and `beta` is the temperature on the policy's
+log-ratio to the base model (0.1 when "auto"), not RFT's KL coefficient.
 """
 
 from __future__ import annotations
@@ -25,18 +28,21 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any, Literal
 
-METHODS = ("supervised", "reinforcement")
-BOTH = frozenset(METHODS)
+METHODS = ("supervised", "dpo", "reinforcement")
+ALL = frozenset(METHODS)
 RFT = frozenset({"reinforcement"})
+DPO = frozenset({"dpo"})
 
 # LoRA wants a learning rate about 10x that of full fine-tuning; these learn the built-in
 # short-answer task in a few dozen steps without the length blow-up a higher rate gives.
-BASE_LEARNING_RATE = {"reinforcement": 1e-4, "supervised": 2e-4}
+BASE_LEARNING_RATE = {"reinforcement": 1e-4, "supervised": 2e-4, "dpo": 5e-5}
 COMPLETION_TOKENS_BY_EFFORT = {"low": 32, "default": 64, "medium": 64, "high": 128}
 DEFAULT_GROUP_SIZE = 8
 # "auto" aims at this many optimizer steps: enough for a few dozen prompts to learn a behaviour,
 # few enough to finish within minutes on two CPU cores.
-TARGET_STEPS = {"reinforcement": 64, "supervised": 24}
+TARGET_STEPS = {"reinforcement": 64, "supervised": 24, "dpo": 24}
+# DPO's beta when not given: the value of the DPO paper's experiments and TRL's default
+DEFAULT_DPO_BETA = 0.1
 TARGET_EVALUATIONS = 8
 # evaluations sample at least this many validation completions, so the mean is not all noise
 MIN_EVAL_COMPLETIONS = 32
@@ -121,17 +127,17 @@ def _choice(
 
 # OpenAI's names first, in the order the job echoes them, then our own knobs.
 TABLE: tuple[Hyperparameter, ...] = (
-    _int("batch_size", 1, 256, BOTH, "prompts (or examples) per optimizer step",
-         openai_methods=BOTH),
-    _number("learning_rate_multiplier", 0, 100, BOTH,
+    _int("batch_size", 1, 256, ALL, "prompts (or examples) per optimizer step",
+         openai_methods=ALL),
+    _number("learning_rate_multiplier", 0, 100, ALL,
             "times BASE_LEARNING_RATE; 100x gives 1e-2 to 2e-2, past where LoRA on a real "
             "model trains stably",
-            low_open=True, openai_methods=BOTH),
-    _int("n_epochs", 1, 50, BOTH, "passes over the training set", openai_methods=BOTH),
+            low_open=True, openai_methods=ALL),
+    _int("n_epochs", 1, 50, ALL, "passes over the training set", openai_methods=ALL),
     _number("compute_multiplier", 0.00001, 10, RFT,
             "scales the completions sampled per prompt (group_size = 8 x this)",
             low_open=True, openai_methods=RFT),
-    _int("eval_interval", 1, 10_000, BOTH,
+    _int("eval_interval", 1, 10_000, ALL,
          "training steps between evaluations; checkpoints are written at evaluations, so a "
          "longer gap would leave hours of training with nothing to resume from",
          openai_methods=RFT),
@@ -141,8 +147,8 @@ TABLE: tuple[Hyperparameter, ...] = (
     _choice("reasoning_effort", tuple(COMPLETION_TOKENS_BY_EFFORT), RFT,
             "sets the completion token budget (COMPLETION_TOKENS_BY_EFFORT)",
             openai_methods=RFT, echo_default="default"),
-    _int("lora_rank", 1, 256, BOTH, "rank of the LoRA adapter"),
-    _number("lora_alpha", 0, 1024, BOTH,
+    _int("lora_rank", 1, 256, ALL, "rank of the LoRA adapter"),
+    _number("lora_alpha", 0, 1024, ALL,
             "LoRA scale (the update is multiplied by alpha / rank); 1024 is 4x the largest "
             "rank, twice the usual alpha = 2 x rank", low_open=True),
     _int("group_size", 2, 64, RFT, "completions sampled per prompt"),
@@ -151,6 +157,10 @@ TABLE: tuple[Hyperparameter, ...] = (
     _number("beta", 0, 10, RFT,
             "KL penalty coefficient; published runs use at most about 0.1, and 10 would pin "
             "the policy to the base model"),
+    _number("beta", 0, 2, DPO,
+            "DPO's temperature on the log-ratio to the base model (OpenAI's range, (0, 2]): "
+            "higher keeps the policy closer to the base model",
+            low_open=True, openai_methods=DPO),
     _number("temperature", 0, 2, RFT, "sampling temperature", low_open=True),
     _number("top_p", 0, 1, RFT, "nucleus sampling mass", low_open=True),
     _int("max_completion_tokens", 1, 4096, RFT, "most tokens per sampled completion"),
@@ -163,6 +173,8 @@ TABLE: tuple[Hyperparameter, ...] = (
          "prompt batches sampled per step at most while groups lack signal"),
 )  # fmt: skip
 HYPERPARAMETERS = {row.name: row for row in TABLE}
+# a name may have one row per method (beta: RFT's KL coefficient, DPO's temperature)
+ROWS = {(method, row.name): row for row in TABLE for method in row.methods}
 
 
 def accepted_hyperparameters(method: str) -> frozenset[str]:
@@ -180,11 +192,12 @@ def check_hyperparameter(method: str, name: str, value: Any) -> Any:
 
     Raises HyperparameterError with the message the API returns.
     """
-    row = HYPERPARAMETERS.get(name)
-    if row is None:
+    if name not in HYPERPARAMETERS:
         raise HyperparameterError(name, f"Unknown hyperparameter {name}.")
-    if method not in row.methods:
-        only = " and ".join(sorted(row.methods))
+    row = ROWS.get((method, name))
+    if row is None:
+        methods = {m for other in TABLE if other.name == name for m in other.methods}
+        only = " and ".join(sorted(methods))
         raise HyperparameterError(name, f"{name} applies to {only} fine-tuning only.")
     try:
         return row.check(value)
@@ -198,7 +211,7 @@ def check_hyperparameter(method: str, name: str, value: Any) -> Any:
 class Hyperparameters:
     """Every hyperparameter of a run, resolved.
 
-    A supervised run carries the reinforcement-only fields too, at their defaults: it samples
+    A supervised or DPO run carries the reinforcement-only fields too, at their defaults: it samples
     its validation completions with them when it is given a grader. `as_dict` leaves them out.
     """
 
@@ -219,7 +232,7 @@ class Hyperparameters:
     top_p: float
     loss_type: str
     scale_rewards: str
-    beta: float
+    beta: float  # reinforcement: the KL coefficient; dpo: the temperature on the log-ratios
     num_iterations: int
     sampling_rounds: int
     epsilon: float
@@ -237,10 +250,7 @@ class Hyperparameters:
         return {
             field.name: getattr(self, field.name)
             for field in fields(self)
-            if field.name == "learning_rate"
-            or (
-                field.name in HYPERPARAMETERS and self.method in HYPERPARAMETERS[field.name].methods
-            )
+            if field.name == "learning_rate" or (self.method, field.name) in ROWS
         }
 
 
@@ -250,7 +260,7 @@ def resolve_hyperparameters(
     """Every hyperparameter of `method`, with those not given ("auto" or None) chosen for the
     dataset's size.
 
-    A few dozen prompts get ~64 GRPO steps (or ~24 SFT steps) of 4 prompts; `batch_size` never
+    A few dozen prompts get ~64 GRPO steps (or ~24 SFT or DPO steps) of 4 prompts; `batch_size` never
     exceeds the number of training examples.
     """
     if method not in METHODS:
@@ -297,7 +307,7 @@ def resolve_hyperparameters(
         top_p=chosen.get("top_p", 1.0),
         loss_type=chosen.get("loss_type", "dapo"),
         scale_rewards=chosen.get("scale_rewards", "group"),
-        beta=chosen.get("beta", 0.0),
+        beta=chosen.get("beta", DEFAULT_DPO_BETA if method == "dpo" else 0.0),
         num_iterations=chosen.get("num_iterations", 1),
         sampling_rounds=chosen.get("sampling_rounds", DEFAULT_SAMPLING_ROUNDS),
         epsilon=epsilon,
@@ -313,5 +323,5 @@ def _chosen(method: str, given: Mapping[str, Any]) -> dict[str, Any]:
             continue
         checked = check_hyperparameter(method, name, value)
         if checked != "auto":
-            chosen[name] = float(checked) if HYPERPARAMETERS[name].kind == "number" else checked
+            chosen[name] = float(checked) if ROWS[(method, name)].kind == "number" else checked
     return chosen

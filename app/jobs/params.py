@@ -87,8 +87,8 @@ def normalize_method(
     normalized = _normalize_hyperparameters(
         body.get("hyperparameters"), method_type, f"{path}.hyperparameters"
     )
-    if method_type == "supervised":
-        return NormalizedMethod("supervised", normalized)
+    if method_type in ("supervised", "dpo"):
+        return NormalizedMethod(method_type, normalized)
     return NormalizedMethod(
         "reinforcement",
         normalized,
@@ -104,11 +104,8 @@ def _method_type(method: dict[str, Any] | None) -> str:
         raise ParamError("method", "method must be an object.")
     method_type = method.get("type")
     if method_type not in METHOD_TYPES or not isinstance(method_type, str):
-        raise ParamError("method.type", 'method.type must be one of "supervised", "reinforcement".')
-    if method_type == "dpo":
         raise ParamError(
-            "method.type",
-            'DPO fine-tuning is not supported by this server; use "supervised" or "reinforcement".',
+            "method.type", 'method.type must be one of "supervised", "dpo", "reinforcement".'
         )
     return method_type
 
@@ -133,9 +130,9 @@ def _method_body(method: dict[str, Any] | None, method_type: str) -> dict[str, A
     if not isinstance(body, dict):
         raise ParamError(f"method.{method_type}", f"method.{method_type} must be an object.")
     allowed = (
-        ("hyperparameters",)
-        if method_type == "supervised"
-        else ("grader", "hyperparameters", "response_format")
+        ("grader", "hyperparameters", "response_format")
+        if method_type == "reinforcement"
+        else ("hyperparameters",)
     )
     for key in body:
         if key not in allowed:

@@ -307,3 +307,103 @@ def test_iter_examples_raises_on_a_bad_line():
 def test_item_fields_drop_messages_and_tools():
     example = {**RFT_EXAMPLE, "tools": [], "compliant": "yes"}
     assert item_fields(example) == {"reference_answer": 4, "compliant": "yes"}
+
+
+DPO_EXAMPLE = {
+    "input": {
+        "messages": [
+            {"role": "system", "content": "Be brief."},
+            {"role": "user", "content": "2 + 2?"},
+        ],
+        "tools": [],
+        "parallel_tool_calls": False,
+    },
+    "preferred_output": [{"role": "assistant", "content": "4"}],
+    "non_preferred_output": [{"role": "assistant", "content": "Four, I believe."}],
+}
+
+
+def check_dpo(lines: list[bytes], role: str = "training_file") -> DatasetReport:
+    return validate_dataset(lines, method="dpo", role=role)
+
+
+def test_valid_dpo_file():
+    assert check_dpo(jsonl(*[DPO_EXAMPLE] * 10)).example_count == 10
+
+
+def test_dpo_lines_need_openai_preference_format():
+    report = check_dpo(jsonl(DPO_EXAMPLE, SFT_EXAMPLE, *[DPO_EXAMPLE] * 10))
+    assert_line_error(report, 2, 'missing "input"')
+    assert report.error.param == "training_file"
+    assert report.example_count == 1
+
+
+def with_change(path: tuple[str, ...], value: object) -> dict:
+    """DPO_EXAMPLE with the value at `path` replaced (or removed, for `...`)."""
+    example = json.loads(json.dumps(DPO_EXAMPLE))
+    holder = example
+    for key in path[:-1]:
+        holder = holder[key]
+    if value is ...:
+        del holder[path[-1]]
+    else:
+        holder[path[-1]] = value
+    return example
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "fragment"),
+    [
+        (("input",), [], '"input" must be an object'),
+        (("input", "messages"), [], '"input.messages" must be a non-empty list'),
+        (("input", "messages", 1, "role"), "robot", "input.messages[1].role must be one of"),
+        (
+            ("input", "messages", 1),
+            {"role": "assistant", "content": "4"},
+            "must not be an assistant message",
+        ),
+        (
+            ("input", "messages", 1, "content"),
+            [{"type": "image_url", "image_url": {"url": "https://example.com/a.png"}}],
+            "input.messages[1].content[0]: images are not supported for DPO",
+        ),
+        (("input", "tools"), {"name": "add"}, '"input.tools" must be a list'),
+        (("input", "tools"), [{"type": "web"}], "input.tools[0] must be"),
+        (
+            ("input", "tools"),
+            [{"type": "function", "function": {"name": "add"}}],
+            '"input.tools" must be empty',
+        ),
+        (("input", "parallel_tool_calls"), "yes", 'parallel_tool_calls" must be true or false'),
+        (("preferred_output",), ..., 'missing "preferred_output"'),
+        (("non_preferred_output",), ..., 'missing "non_preferred_output"'),
+        (
+            ("preferred_output",),
+            {"role": "assistant", "content": "4"},
+            '"preferred_output" must be a list of exactly one assistant message',
+        ),
+        (
+            ("non_preferred_output",),
+            [{"role": "assistant", "content": "4"}] * 2,
+            '"non_preferred_output" must be a list of exactly one',
+        ),
+        (
+            ("preferred_output", 0, "role"),
+            "user",
+            'preferred_output[0] must have role "assistant"',
+        ),
+        (("non_preferred_output", 0, "content"), 7, "non_preferred_output[0].content must be"),
+        (
+            ("preferred_output", 0),
+            {"role": "assistant", "content": None, "tool_calls": [{"id": "c1"}]},
+            "preferred_output[0] has no content",
+        ),
+        (("preferred_output", 0, "weight"), 1, "preferred_output[0].weight is not used"),
+    ],
+)
+def test_bad_dpo_lines_name_the_line_and_the_field(path, value, fragment):
+    bad = with_change(path, value)
+    report = check_dpo(jsonl(*[DPO_EXAMPLE] * 3, bad, *[DPO_EXAMPLE] * 10), role="validation_file")
+    assert_line_error(report, 4, fragment)
+    assert report.error.code == "invalid_validation_file"
+    assert report.example_count == 3

@@ -167,6 +167,27 @@ def test_supervised_has_its_own_set() -> None:
     assert accepted_hyperparameters("reinforcement") == {row.name for row in TABLE}
 
 
+def test_dpo_has_its_own_set_and_beta() -> None:
+    hp = resolve_hyperparameters("dpo", {}, n_train=32, n_valid=8)
+    assert hp.beta == 0.1 and hp.learning_rate == pytest.approx(5e-5)
+    assert hp.total_steps(32) == 24
+    assert hp.as_dict() == {
+        "batch_size": 4, "n_epochs": 3, "learning_rate_multiplier": 1.0, "learning_rate": 5e-5,
+        "eval_interval": 3, "lora_rank": 16, "lora_alpha": 32.0, "beta": 0.1,
+    }  # fmt: skip
+    assert resolve_hyperparameters("dpo", {"beta": 2}, 32, 8).beta == 2.0
+    # the same name, RFT's own row: a KL coefficient from 0 to 10
+    assert resolve_hyperparameters("reinforcement", {"beta": 5}, 32, 8).beta == 5.0
+    with pytest.raises(HyperparameterError) as raised:
+        resolve_hyperparameters("dpo", {"beta": 5}, 32, 8)
+    assert raised.value.message == (
+        'beta must be "auto" or a number greater than 0 and at most 2; got 5.'
+    )
+    with pytest.raises(HyperparameterError) as raised:
+        resolve_hyperparameters("supervised", {"beta": 0.1}, 32, 8)
+    assert raised.value.message == "beta applies to dpo and reinforcement fine-tuning only."
+
+
 def test_every_number_has_bounds() -> None:
     numbers = [row for row in TABLE if row.kind != "choice"]
     unbounded_before = {

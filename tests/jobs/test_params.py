@@ -135,10 +135,48 @@ def test_other_method_keys_set_to_null_are_ignored():
     assert normalized.type == "supervised"
 
 
-def test_dpo_is_rejected_as_unsupported():
-    error = param_error({"type": "dpo", "dpo": {}})
-    assert error.param == "method.type"
-    assert "not supported" in error.message
+def test_dpo_echoes_openai_hyperparameters_with_beta():
+    normalized = normalize_method({"type": "dpo", "dpo": {"hyperparameters": {"beta": 0.2}}}, None)
+    assert normalized.as_dict() == {
+        "type": "dpo",
+        "dpo": {
+            "hyperparameters": {
+                "batch_size": "auto",
+                "learning_rate_multiplier": "auto",
+                "n_epochs": "auto",
+                "beta": 0.2,
+            }
+        },
+    }
+    assert normalize_method({"type": "dpo"}, None).hyperparameters["beta"] == "auto"
+
+
+@pytest.mark.parametrize(
+    ("method", "param"),
+    [
+        (
+            {"type": "dpo", "dpo": {"hyperparameters": {"beta": 0}}},
+            "method.dpo.hyperparameters.beta",
+        ),
+        (
+            {"type": "dpo", "dpo": {"hyperparameters": {"beta": 2.5}}},
+            "method.dpo.hyperparameters.beta",
+        ),
+        (
+            {"type": "dpo", "dpo": {"hyperparameters": {"group_size": 4}}},
+            "method.dpo.hyperparameters.group_size",
+        ),
+        ({"type": "dpo", "dpo": {"grader": GRADER}}, "method.dpo.grader"),
+        ({"type": "dpo", "supervised": {}}, "method.supervised"),
+    ],
+)
+def test_bad_dpo_method(method, param):
+    assert param_error(method).param == param
+
+
+def test_dpo_takes_no_top_level_hyperparameters():
+    error = param_error({"type": "dpo"}, {"n_epochs": 2})
+    assert error.param == "hyperparameters"
 
 
 @pytest.mark.parametrize(

@@ -59,7 +59,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--train", required=True, type=Path, help="training JSONL")
     parser.add_argument("--valid", required=True, type=Path, help="validation JSONL")
     parser.add_argument(
-        "--method", choices=["reinforcement", "supervised"], default="reinforcement"
+        "--method", choices=["reinforcement", "supervised", "dpo"], default="reinforcement"
     )
     parser.add_argument("--grader", type=Path, help="grader JSON file (required for reinforcement)")
     parser.add_argument("--hyperparameters", default="{}", help="JSON object; 'auto' allowed")

@@ -1,5 +1,5 @@
-"""Dataset rows: prompts for the chat template, reference items for graders, answers for SFT,
-and the deterministic order in which training rows are visited."""
+"""Dataset rows: prompts for the chat template, reference items for graders, answers for SFT
+and DPO, and the deterministic order in which training rows are visited."""
 
 from __future__ import annotations
 
@@ -74,8 +74,23 @@ def encode_prompt(tokenizer: Any, row: dict[str, Any]) -> list[int]:
 
 def encode_answer(tokenizer: Any, row: dict[str, Any]) -> list[int]:
     """Token ids of the assistant answer followed by end-of-turn, as sampling would produce."""
-    ids = tokenizer(answer_text(row), add_special_tokens=False)["input_ids"]
+    return encode_text(tokenizer, answer_text(row))
+
+
+def encode_text(tokenizer: Any, text: str) -> list[int]:
+    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
     return list(ids) + [tokenizer.eos_token_id]
+
+
+def encode_preference(tokenizer: Any, row: dict[str, Any]) -> tuple[list[int], ...]:
+    """(prompt, preferred answer, non-preferred answer) token ids of a DPO row in OpenAI's
+    preference format; the answers are encoded as SFT encodes its answer."""
+    prompt = encode_prompt(tokenizer, row["input"])
+    preferred, non_preferred = (
+        encode_text(tokenizer, message_text(row[key][0].get("content")))
+        for key in ("preferred_output", "non_preferred_output")
+    )
+    return prompt, preferred, non_preferred
 
 
 class DataOrder:

@@ -27,11 +27,13 @@ from worker.trainer.checkpoints import (
     save_checkpoint,
     unkept_checkpoints,
 )
-from worker.trainer.methods import Reinforcement, Supervised
+from worker.trainer.methods import Preference, Reinforcement, Supervised
 from worker.trainer.metrics import MetricsCSV
 from worker.trainer.models import Policy, load_policy
 from worker.trainer.progress import Reporter
 from worker.trainer.spec import TrainResult, TrainSpec
+
+Method = Reinforcement | Supervised | Preference
 
 
 def train(spec: TrainSpec, reporter: Reporter, checkpoints: CheckpointStore) -> TrainResult:
@@ -61,10 +63,12 @@ def train(spec: TrainSpec, reporter: Reporter, checkpoints: CheckpointStore) -> 
         if spec.grader:
             grader = stack.enter_context(BatchGrader(spec.grader, spec.grader_config))
         data = (spec.train_rows, spec.valid_rows, hp, spec.seed)
-        method: Reinforcement | Supervised
+        method: Method
         if spec.method == "reinforcement":
             assert grader is not None
             method = Reinforcement(policy, optimizer, grader, *data)
+        elif spec.method == "dpo":
+            method = Preference(policy, optimizer, *data)
         else:
             method = Supervised(policy, optimizer, grader, *data)
         return _loop(spec, reporter, checkpoints, steps, policy, optimizer, method)
@@ -77,7 +81,7 @@ def _loop(
     steps: int,
     policy: Policy,
     optimizer: torch.optim.Optimizer,
-    method: Reinforcement | Supervised,
+    method: Method,
 ) -> TrainResult:
     hp = spec.hyperparameters
     start, trained_tokens, csv = _resume(
@@ -170,7 +174,7 @@ def _resume(
 def _report_baseline(
     reporter: Reporter,
     csv: MetricsCSV,
-    method: Reinforcement | Supervised,
+    method: Method,
     steps: int,
     valid: dict[str, Any],
     seconds: float,

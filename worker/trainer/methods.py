@@ -1,5 +1,5 @@
-"""The two training methods behind one small interface, so the loop in `job.py` reads the same
-for both: `train_step`, `evaluate`, `event`, `score`."""
+"""The training methods behind one small interface, so the loop in `job.py` reads the same
+for each: `train_step`, `evaluate`, `event`, `score`."""
 
 from __future__ import annotations
 
@@ -14,7 +14,14 @@ import torch
 
 from app.graders import BatchGrader
 from app.jobs.hyperparameters import Hyperparameters
-from worker.trainer.data import DataOrder, encode_answer, encode_prompt, grader_item
+from worker.trainer.data import (
+    DataOrder,
+    encode_answer,
+    encode_preference,
+    encode_prompt,
+    grader_item,
+)
+from worker.trainer.dpo import PreferenceBatch, dpo_step, evaluate_preferences
 from worker.trainer.grpo import Draw, RFTConfig, StepOutcome, evaluate_rewards, rft_step
 from worker.trainer.metrics import rft_event_data, rft_message, sft_event_data, sft_message
 from worker.trainer.models import Policy
@@ -271,3 +278,67 @@ class Supervised:
         if "full_valid_loss" in valid:
             return -float(valid["full_valid_loss"])
         return None
+
+
+class Preference:
+    """DPO on OpenAI's preference rows; figures in OpenAI's SFT names (train_loss, valid_loss,
+    full_valid_loss, *_mean_token_accuracy) and TRL's DPO names (rewards/*, logps/*, and eval_*
+    at evaluations)."""
+
+    def __init__(
+        self,
+        policy: Policy,
+        optimizer: torch.optim.Optimizer,
+        train_rows: Sequence[dict[str, Any]],
+        valid_rows: Sequence[dict[str, Any]],
+        hp: Hyperparameters,
+        seed: int,
+    ) -> None:
+        self.policy = policy
+        self.optimizer = optimizer
+        self.beta = hp.beta
+        self.order = DataOrder(len(train_rows), hp.batch_size, seed)
+        self.train = [encode_preference(policy.tokenizer, row) for row in train_rows]
+        valid = [encode_preference(policy.tokenizer, row) for row in valid_rows]
+        self.valid_batches = [
+            PreferenceBatch.build(valid[start : start + hp.batch_size], policy)
+            for start in range(0, len(valid), hp.batch_size)
+        ]
+
+    def train_step(self, step: int) -> StepReport:
+        started = time.perf_counter()
+        batch = PreferenceBatch.build(
+            [self.train[i] for i in self.order.indices(step - 1)], self.policy
+        )
+        data = dpo_step(self.policy, self.optimizer, batch, self.beta, max_grad_norm=1.0)
+        data["learning_rate"] = self.optimizer.param_groups[0]["lr"]
+        trained = time.perf_counter()
+        if self.valid_batches:
+            # as for SFT, a validation loss on one validation batch at every step
+            valid_batch = self.valid_batches[(step - 1) % len(self.valid_batches)]
+            loss, accuracy, _ = evaluate_preferences(self.policy, [valid_batch], self.beta)
+            data |= {"valid_loss": loss, "valid_mean_token_accuracy": accuracy}
+        timing = {"training": trained - started, "eval": time.perf_counter() - trained}
+        return StepReport(data, timing, batch.tokens)
+
+    def evaluate(self) -> dict[str, Any]:
+        if not self.valid_batches:  # no validation file: checkpoints carry no score
+            return {}
+        loss, accuracy, rewards = evaluate_preferences(self.policy, self.valid_batches, self.beta)
+        return {
+            "full_valid_loss": loss,
+            "full_valid_mean_token_accuracy": accuracy,
+            "eval_loss": loss,
+        } | {f"eval_{name}": value for name, value in rewards.items()}
+
+    def event(
+        self, step: int, total_steps: int, report: StepReport, valid: dict[str, Any] | None
+    ) -> tuple[str, dict[str, Any]]:
+        data = sft_event_data(step, total_steps, report.data, valid)
+        data["timing"] = {"step": dict(report.timing)}
+        message = sft_message(data) + f", reward accuracy={data['rewards/accuracies']:.2f}"
+        return message, data
+
+    @staticmethod
+    def score(valid: dict[str, Any]) -> float | None:
+        return -float(valid["full_valid_loss"]) if "full_valid_loss" in valid else None

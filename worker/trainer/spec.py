@@ -18,7 +18,7 @@ class TrainSpec:
     model_dir: Path  # its Hugging Face model directory (models.resolve_model_dir)
     train_rows: tuple[dict[str, Any], ...]
     valid_rows: tuple[dict[str, Any], ...]
-    method: str  # "reinforcement" | "supervised"
+    method: str  # "reinforcement" | "supervised" | "dpo"
     grader: dict[str, Any] | None  # required for reinforcement; optional for supervised
     hyperparameters: Hyperparameters  # resolved for these rows (resolve_hyperparameters)
     seed: int
