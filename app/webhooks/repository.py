@@ -223,16 +223,7 @@ def record_attempt(
 ) -> bool:
     """Log the attempt and settle the delivery: delivered, due again in `retry_in` seconds, or
     failed when `retry_in` is None. False when the attempt had lost its claim (another worker
-    took the row over); the attempt is logged all the same."""
-    session.add(
-        WebhookDeliveryAttempt(
-            delivery_id=claimed.delivery_id,
-            attempt=claimed.attempt,
-            status_code=outcome.status_code,
-            error=outcome.error,
-            duration_ms=outcome.duration_ms,
-        )
-    )
+    took the row over; the attempt is logged all the same) or the endpoint was deleted."""
     values: dict[str, object] = {
         "last_status_code": outcome.status_code,
         "last_error": outcome.error,
@@ -252,6 +243,19 @@ def record_attempt(
         )
         .values(**values)
     )
+    still_there = result.rowcount == 1 or session.scalar(
+        select(WebhookDelivery.seq).where(WebhookDelivery.id == claimed.delivery_id)
+    )
+    if still_there:
+        session.add(
+            WebhookDeliveryAttempt(
+                delivery_id=claimed.delivery_id,
+                attempt=claimed.attempt,
+                status_code=outcome.status_code,
+                error=outcome.error,
+                duration_ms=outcome.duration_ms,
+            )
+        )
     return result.rowcount == 1
 
 
