@@ -13,7 +13,7 @@ import pytest
 
 from tests.api.jobfiles import BASE_MODEL, rft_method, rft_rows, upload_rows
 from tests.conftest import make_client, wait_for_job
-from tests.services import LiveService
+from tests.services import LiveService, free_port
 from tests.webhooks.receiver import Receiver
 
 SUCCEEDED, FAILED, CANCELLED = (
@@ -132,6 +132,15 @@ def test_a_test_event_is_signed_and_logged(hooks: openai.OpenAI, receiver: Recei
     with pytest.raises(openai.BadRequestError) as refused:
         hooks.webhooks.test(endpoint.id, event_type="batch.completed")  # type: ignore[arg-type]
     assert refused.value.param == "event_type"
+
+    # nobody listening: a 400 that says so, and a failed delivery in the log
+    hooks.webhooks.update(endpoint.id, url=f"http://127.0.0.1:{free_port()}/t")
+    with pytest.raises(openai.BadRequestError) as unreachable:
+        hooks.webhooks.test(endpoint.id, event_type=SUCCEEDED)
+    assert unreachable.value.code == "webhook_delivery_failed"
+    assert "could not connect" in unreachable.value.message
+    newest = _log(hooks, endpoint.id)[0]
+    assert (newest["status"], newest["last_status_code"]) == ("failed", None)
 
 
 def test_a_rotated_secret_keeps_the_old_one_only_when_asked(
