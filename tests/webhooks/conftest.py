@@ -6,10 +6,8 @@ from collections.abc import Iterator
 from contextlib import ExitStack
 from pathlib import Path
 
-import openai
 import pytest
 
-from tests.conftest import make_client
 from tests.services import (
     LiveService,
     backends,
@@ -42,11 +40,6 @@ def webhook_service(
             OPENRFT_WEBHOOK_POLL_SECONDS="0.1",
         )  # fmt: skip
         yield stack.enter_context(live_service(env, data_dir))
-
-
-@pytest.fixture
-def hooks_client(webhook_service: LiveService) -> openai.OpenAI:
-    return make_client(webhook_service)
 
 
 @pytest.fixture
