@@ -1,13 +1,16 @@
-"""Engine and session factory, one per database URL."""
+"""Engine and session factory, one per database URL; the database's clock."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import lru_cache
+from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, Float, create_engine, event
+from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.sql.functions import FunctionElement
 
 from app.settings import Settings
 
@@ -42,6 +45,24 @@ def _session_factory(database_url: str) -> sessionmaker[Session]:
 def session_factory(settings: Settings) -> sessionmaker[Session]:
     settings.resolved_data_dir.mkdir(parents=True, exist_ok=True)
     return _session_factory(settings.resolved_database_url)
+
+
+class db_clock(FunctionElement[float]):
+    """The database's current time in unix seconds (fractional): leases and retry times are
+    compared on one clock, never a host's."""
+
+    type = Float()
+    inherit_cache = True
+
+
+@compiles(db_clock)
+def _db_clock_default(_element: db_clock, _compiler: Any, **_: Any) -> str:
+    return "CAST(EXTRACT(EPOCH FROM clock_timestamp()) AS DOUBLE PRECISION)"
+
+
+@compiles(db_clock, "sqlite")
+def _db_clock_sqlite(_element: db_clock, _compiler: Any, **_: Any) -> str:
+    return "((julianday('now') - 2440587.5) * 86400.0)"
 
 
 @contextmanager

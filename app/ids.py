@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import secrets
 
 _ALPHABET = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
@@ -48,3 +49,26 @@ def checkpoint_model_name(fine_tuned_model: str, step_number: int) -> str:
 
 def new_chat_completion_id() -> str:
     return f"chatcmpl-{_token()}"
+
+
+def new_webhook_endpoint_id() -> str:
+    return f"we_{_token()}"
+
+
+def new_webhook_event_id() -> str:
+    """The `id` of an event's payload."""
+    return f"evt_{_token()}"
+
+
+def new_webhook_message_id() -> str:
+    """The `webhook-id` header: one per event, the same on every attempt."""
+    return f"wh_{_token()}"
+
+
+def new_webhook_delivery_id() -> str:
+    return f"whdel_{_token()}"
+
+
+def new_webhook_secret() -> str:
+    """`whsec_` and 32 random bytes in base64, as Standard Webhooks secrets are written."""
+    return "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()

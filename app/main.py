@@ -24,6 +24,7 @@ from app.observability.metrics import MetricsMiddleware, exposition
 from app.queue import job_sender, make_celery
 from app.settings import Settings, get_settings
 from app.storage import storage_from_settings
+from app.webhooks import routes as webhooks
 
 logger = logging.getLogger("openrft.api")
 
@@ -113,7 +114,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.storage = storage_from_settings(settings)
     app.state.enqueue_job = job_sender(settings)
     _install_error_handlers(app)
-    for module in (files, jobs, download_routes, models, chat_routes, graders):
+    for module in (files, jobs, download_routes, models, chat_routes, graders, webhooks):
         app.include_router(module.router, prefix="/v1")
     app.add_middleware(MetricsMiddleware)
     app.add_middleware(RequestIdMiddleware)

@@ -61,6 +61,18 @@ class Settings(BaseSettings):
     embeddings_base_url: str | None = None
     embeddings_api_key: str | None = None
 
+    # webhooks: endpoints on loopback, link-local or private addresses are refused unless an
+    # operator allows them (an endpoint is a URL a user chose, which the service then calls)
+    webhook_allow_private: bool = False
+    # a failed delivery is tried again after base * 2^(n-1) seconds (capped, with jitter) until
+    # the event is older than the retry window
+    webhook_retry_base_seconds: float = Field(default=10.0, gt=0)
+    webhook_retry_max_delay_seconds: float = Field(default=3600.0, gt=0)
+    webhook_retry_window_seconds: float = Field(default=86400.0, gt=0)
+    webhook_timeout_seconds: float = Field(default=10.0, gt=0)
+    # how often each worker looks for deliveries that are due
+    webhook_poll_seconds: float = Field(default=1.0, gt=0)
+
     @field_validator("model_dirs", mode="before")
     @classmethod
     def _split_paths(cls, value: object) -> object:

@@ -130,3 +130,67 @@ class Checkpoint(Base):
     # directory holding the adapter, relative to the checkpoints dir
     storage_path: Mapped[str] = mapped_column(String(512))
     created_at: Mapped[int] = mapped_column(Integer, default=now)
+
+
+class WebhookEndpoint(Base):
+    __tablename__ = "webhook_endpoints"
+
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    id: Mapped[str] = mapped_column(String(64), unique=True)
+    project_id: Mapped[str] = mapped_column(
+        ForeignKey("projects.id", ondelete="CASCADE"), index=True
+    )
+    name: Mapped[str] = mapped_column(String(256))
+    url: Mapped[str] = mapped_column(String(2048))
+    event_types: Mapped[list[str]] = mapped_column(JSON)
+    # `whsec_<base64>`: kept in the clear because every delivery is signed with it; the API
+    # shows it only when it is created or rotated
+    signing_secret: Mapped[str] = mapped_column(String(128))
+    # after a rotation that keeps the old secret for a while, deliveries carry both signatures
+    previous_signing_secret: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    previous_secret_expires_at: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    created_at: Mapped[int] = mapped_column(Integer, default=now)
+    updated_at: Mapped[int] = mapped_column(Integer, default=now)
+
+
+class WebhookDelivery(Base):
+    """The outbox: one row per event and endpoint, written in the transaction that caused the
+    event, sent (and retried) by the workers' delivery loop; also the endpoint's delivery log."""
+
+    __tablename__ = "webhook_deliveries"
+
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    id: Mapped[str] = mapped_column(String(64), unique=True)
+    endpoint_id: Mapped[str] = mapped_column(
+        ForeignKey("webhook_endpoints.id", ondelete="CASCADE"), index=True
+    )
+    # `webhook-id`: one per event, the same on every attempt (receivers deduplicate on it)
+    webhook_id: Mapped[str] = mapped_column(String(64), index=True)
+    event_id: Mapped[str] = mapped_column(String(64))
+    event_type: Mapped[str] = mapped_column(String(64))
+    # the exact body every attempt sends (serialized once, so the signature covers the same bytes)
+    payload: Mapped[str] = mapped_column(Text)
+    # pending, delivered or failed (gave up after the retry window)
+    status: Mapped[str] = mapped_column(String(16), index=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    # when the next attempt is due (database clock, unix seconds); while an attempt is under
+    # way, when another worker may take it over
+    next_attempt_at: Mapped[float | None] = mapped_column(Float, nullable=True, index=True)
+    created_at: Mapped[int] = mapped_column(Integer, default=now)
+    delivered_at: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    last_status_code: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+
+class WebhookDeliveryAttempt(Base):
+    __tablename__ = "webhook_delivery_attempts"
+
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    delivery_id: Mapped[str] = mapped_column(
+        ForeignKey("webhook_deliveries.id", ondelete="CASCADE"), index=True
+    )
+    attempt: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[int] = mapped_column(Integer, default=now)
+    status_code: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    duration_ms: Mapped[int] = mapped_column(Integer)

@@ -1,4 +1,5 @@
-"""Thin Celery tasks: take a job id, call the runner. Also the sweeper thread of each worker."""
+"""Thin Celery tasks: take a job id, call the runner. Also the sweeper and webhook delivery
+threads of each worker."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from app.db import session_factory
 from app.observability.logs import job_id_var
 from app.queue import RUN_JOB_TASK, send_job
 from app.settings import get_settings
+from app.webhooks.delivery import deliver_forever
 from worker import runner
 from worker.celery_app import app
 from worker.metrics import serve_metrics
@@ -42,6 +44,12 @@ def _start_sweeper(**_: object) -> None:
         target=sweep_forever,
         args=(session_factory(settings), settings, _send, _stop_sweeping),
         name="sweeper",
+        daemon=True,
+    ).start()
+    threading.Thread(
+        target=deliver_forever,
+        args=(session_factory(settings), settings, _stop_sweeping),
+        name="webhooks",
         daemon=True,
     ).start()
 

@@ -11,7 +11,8 @@ writes first touch the job row under the fence; that row lock (PostgreSQL) or wr
 Lease times come from the database's clock, never a host's.
 
 Functions take a session and never commit unless their docstring says so: the caller owns the
-transaction, so a write and its event land together or not at all.
+transaction, so a write and its event land together or not at all. A move to a final status
+also writes the job's webhook deliveries (the outbox) in that transaction.
 """
 
 from __future__ import annotations
@@ -19,12 +20,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Float, and_, delete, or_, select, text, update
-from sqlalchemy.ext.compiler import compiles
+from sqlalchemy import and_, delete, or_, select, text, update
 from sqlalchemy.orm import Session
-from sqlalchemy.sql.functions import FunctionElement
 
 from app import ids
+from app.db import db_clock
 from app.jobs.states import (
     TERMINAL_STATUSES,
     JobStatus,
@@ -36,6 +36,7 @@ from app.jobs.states import (
     transition_message,
 )
 from app.tables import Checkpoint, File, Job, JobEvent, Project, now
+from app.webhooks import repository as webhooks
 
 # a user action re-reads and retries when a worker changed the job meanwhile; more than a few
 # rounds means something is spinning
@@ -47,23 +48,6 @@ WAITING_STATUSES = (JobStatus.VALIDATING_FILES, JobStatus.QUEUED)
 
 class StaleAttempt(Exception):
     """A write from an attempt that no longer owns the job: its lease was taken over."""
-
-
-class db_clock(FunctionElement[float]):
-    """The database's current time in unix seconds (fractional)."""
-
-    type = Float()
-    inherit_cache = True
-
-
-@compiles(db_clock)
-def _db_clock_default(_element: db_clock, _compiler: Any, **_: Any) -> str:
-    return "CAST(EXTRACT(EPOCH FROM clock_timestamp()) AS DOUBLE PRECISION)"
-
-
-@compiles(db_clock, "sqlite")
-def _db_clock_sqlite(_element: db_clock, _compiler: Any, **_: Any) -> str:
-    return "((julianday('now') - 2440587.5) * 86400.0)"
 
 
 # how long a sweep or a user action waits for a job row another transaction holds (PostgreSQL):
@@ -171,6 +155,8 @@ def act(session: Session, job_id: str, action: UserAction) -> tuple[Job, UserAct
         )
         if result.rowcount == 1:
             _add_event(session, job_id, outcome.event_message)
+            if outcome.new_status is not None:
+                _announce(session, job_id, outcome.new_status)
             session.commit()
             session.refresh(job)
             return job, outcome
@@ -236,7 +222,15 @@ def _move(
         level=level or event_level(to),
         data=data,
     )
+    _announce(session, job_id, to)
     return True
+
+
+def _announce(session: Session, job_id: str, to: JobStatus) -> None:
+    """Queue the webhook deliveries of a move to a final status, in the move's transaction."""
+    if to in TERMINAL_STATUSES:
+        project_id = session.scalars(select(Job.project_id).where(Job.id == job_id)).one()
+        webhooks.enqueue_job_event(session, project_id, job_id, to.value)
 
 
 # --- leases -------------------------------------------------------------------------------
