@@ -26,6 +26,9 @@ class Settings(BaseSettings):
     # s3://bucket/prefix: uploads and result files in an S3-compatible store (credentials and
     # AWS_ENDPOINT_URL from the usual AWS_* variables); unset: under data_dir
     storage_url: str | None = None
+    # with storage_url: each process keeps what it fetched (checkpoints, adapters, merged models)
+    # in a local cache of at most this many bytes, evicting the least recently used
+    cache_max_bytes: int = Field(default=20 * 1000**3, gt=0)
     queue_name: str = "openrft"
     # "text" for people, "json" for log shippers: one object per line with request, project, job
     log_format: Literal["text", "json"] = "text"

@@ -25,6 +25,12 @@ class Storage(Protocol):
 
     def delete(self, key: str) -> None: ...
 
+    def exists(self, key: str) -> bool: ...
+
+    def list(self, prefix: str) -> list[tuple[str, int]]:
+        """`(key, size)` of every object whose key starts with `prefix/`, sorted by key."""
+        ...
+
 
 class LocalStorage:
     """Objects as files under one root; writes land whole or not at all (temp file + rename)."""
@@ -66,6 +72,24 @@ class LocalStorage:
 
     def delete(self, key: str) -> None:
         self._path(key).unlink(missing_ok=True)
+
+    def exists(self, key: str) -> bool:
+        return self._path(key).is_file()
+
+    def list(self, prefix: str) -> list[tuple[str, int]]:
+        folder = self._path(prefix.rstrip("/"))
+        if not folder.is_dir():
+            return []
+        found = [
+            (str(path.relative_to(self.root)), path.stat().st_size)
+            for path in folder.rglob("*")
+            if path.is_file() and not path.name.startswith(".upload-")
+        ]
+        return sorted(found)
+
+    def local_path(self, key: str) -> Path:
+        """Where the object of `key` is, or would be, on this disk."""
+        return self._path(key)
 
 
 def storage_from_settings(settings: Settings) -> Storage:

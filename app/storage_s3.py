@@ -120,6 +120,27 @@ class S3Storage:
     def delete(self, key: str) -> None:
         self.client.delete_object(Bucket=self.bucket, Key=self._key(key))
 
+    def exists(self, key: str) -> bool:
+        from botocore.exceptions import ClientError
+
+        try:
+            self.client.head_object(Bucket=self.bucket, Key=self._key(key))
+        except ClientError as error:
+            if error.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+                return False
+            raise
+        return True
+
+    def list(self, prefix: str) -> list[tuple[str, int]]:
+        start = self._key(prefix.rstrip("/")) + "/"
+        cut = len(self.prefix) + 1 if self.prefix else 0
+        found = []
+        for page in self.client.get_paginator("list_objects_v2").paginate(
+            Bucket=self.bucket, Prefix=start
+        ):
+            found += [(item["Key"][cut:], item["Size"]) for item in page.get("Contents", [])]
+        return sorted(found)
+
 
 def _parts(chunks: Iterable[bytes], part_size: int, max_bytes: int) -> Iterator[bytes]:
     """The stream cut into parts of `part_size` (the last may be shorter); TooLarge past max."""
