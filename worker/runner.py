@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy.orm import Session, sessionmaker
 
 from app import ids
+from app.artifact_store import artifact_store
 from app.db import session_factory
 from app.graders import GraderConfig
 from app.jobs import iter_examples, validate_dataset
@@ -195,10 +196,14 @@ def train_job(
     from worker.published_checkpoints import FencedCheckpointStore
 
     progress = JobProgress(writer, heartbeat, settings.max_grader_error_rate, _method_type(job))
-    checkpoints = FencedCheckpointStore(writer, settings.checkpoints_dir, job.id)
+    artifacts = artifact_store(settings, "checkpoints", "worker")
+    checkpoints = FencedCheckpointStore(writer, settings.checkpoints_dir, job.id, artifacts)
     checkpoints.discard_staging(earlier_attempts=True)
     for attempt in range(1, writer.fence.attempt):
         shutil.rmtree(work_dir(settings, job.id, attempt), ignore_errors=True)
+    # an earlier attempt may have run on another host: its checkpoints come from storage
+    if fetched := checkpoints.fetch_published():
+        logger.info("job %s: fetched %d checkpoints from storage", job.id, fetched)
     # steps an earlier attempt reported past its latest checkpoint are trained again
     writer.discard_metrics_after(checkpoints.latest_step())
     try:
@@ -213,6 +218,9 @@ def train_job(
     finally:
         checkpoints.discard_staging()
     finish(writer, settings, storage, result)
+    if settings.storage_url:
+        # everything worth keeping is in storage; a later attempt fetches what it needs
+        shutil.rmtree(checkpoints.root.parent, ignore_errors=True)
 
 
 def _result_files(job: Job, result: TrainResult, storage: Storage) -> list[File]:
