@@ -8,7 +8,9 @@ Pydantic only: the API imports this module and must never import torch.
     errors          {"error": {"message", "type", "param", "code"}} with a 4xx or 5xx status
 
 The API has already checked the caller's access and the request's values; the inference process
-trusts paths it is given and re-checks only what it alone can know (the context length).
+re-checks only what it alone can know (the context length). Adapters and merged models are named
+by their key in the artefact store, never by a path: the inference process may run on another
+host, and fetches what it needs into its own cache.
 """
 
 from __future__ import annotations
@@ -26,8 +28,8 @@ class Message(BaseModel):
 class GenerateRequest(BaseModel):
     # a catalogue name or a Hugging Face model directory, resolved by the inference process
     base_model: str
-    # a PEFT adapter directory applied on top of the base, or None for the base alone
-    adapter_dir: str | None = None
+    # the artefact-store key of a PEFT adapter applied on top of the base, or None for the base
+    adapter_key: str | None = None
     messages: list[Message] = Field(min_length=1)
     # None: as many as the context allows, up to the server's default
     max_tokens: int | None = Field(default=None, ge=1)
@@ -57,13 +59,14 @@ class GenerateResponse(BaseModel):
 
 class MergeRequest(BaseModel):
     base_model: str
-    adapter_dir: str
-    # the merged model directory to create; nothing is done when it is already complete
-    output_dir: str
+    adapter_key: str
+    # the key, in the merged-model store, to publish the merged model under; nothing is done
+    # when a complete one is already stored there
+    output_key: str
 
 
 class MergeResponse(BaseModel):
-    output_dir: str
+    output_key: str
 
 
 class InferenceError(Exception):

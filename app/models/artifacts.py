@@ -2,7 +2,9 @@
 
 Archives are `.tar.gz` streams written while they are sent: a tar header, the file in 1 MiB
 pieces, and the padding, each through one gzip compressor, so memory stays flat however large
-the model. A merged model is built once by the inference process into the model cache.
+the model. Files stream straight from the artefact store. A merged model is built once by the
+inference process, which publishes it to the merged-model store under a key derived from the
+adapter's key and manifest; the API then streams it from there.
 """
 
 from __future__ import annotations
@@ -10,11 +12,13 @@ from __future__ import annotations
 import hashlib
 import re
 import tarfile
+import time
 import zlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from app.artifact_store import ArtifactStore, artifact_store
 from app.base_models import SMOLLM2_NAME
 from app.inference_protocol import MergeRequest
 from app.models.inference import InferenceClient
@@ -33,6 +37,17 @@ HUB_IDS = {SMOLLM2_NAME: "HuggingFaceTB/SmolLM2-135M-Instruct"}
 
 
 @dataclass(frozen=True)
+class Stored:
+    """A file of a stored directory: its size and how to read it, piece by piece."""
+
+    size: int
+    chunks: Callable[[], Iterator[bytes]]
+
+
+Member = Path | bytes | Stored
+
+
+@dataclass(frozen=True)
 class Archive:
     filename: str
     chunks: Iterator[bytes]
@@ -43,49 +58,54 @@ def archive_folder_name(model_id: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "-", model_id).strip("-") or "model"
 
 
-def adapter_archive(model: ServedModel) -> Archive:
-    """The adapter's files and a README on how to load them."""
-    assert model.adapter_dir is not None
-    folder = archive_folder_name(model.id)
-    files = sorted(
-        path
-        for path in model.adapter_dir.iterdir()
-        if path.is_file() and ADAPTER_FILES.match(path.name)
-    )
-    members: list[tuple[str, Path | bytes]] = [
-        (f"{folder}/README.md", readme(model, folder).encode())
+def _stored_members(
+    store: ArtifactStore, key: str, folder: str, keep: Callable[[str], bool]
+) -> list[tuple[str, Member]]:
+    files = store.files(key)
+    return [
+        (f"{folder}/{name}", Stored(size, lambda name=name: store.iter_file(key, name)))
+        for name, size in sorted(files.items())
+        if keep(name)
     ]
-    members += [(f"{folder}/{path.name}", path) for path in files]
+
+
+def adapter_archive(settings: Settings, model: ServedModel) -> Archive:
+    """The adapter's files and a README on how to load them."""
+    assert model.adapter_key is not None
+    folder = archive_folder_name(model.id)
+    store = artifact_store(settings, "checkpoints", "api")
+    members: list[tuple[str, Member]] = [(f"{folder}/README.md", readme(model, folder).encode())]
+    members += _stored_members(
+        store, model.adapter_key, folder, lambda name: bool(ADAPTER_FILES.match(name))
+    )
     return Archive(f"{folder}.tar.gz", stream_tar_gz(members))
 
 
 async def merged_archive(settings: Settings, model: ServedModel) -> Archive:
-    """The merged model directory, merged by the inference process on first request."""
-    assert model.adapter_dir is not None
-    output_dir = merged_model_dir(settings, model.adapter_dir)
+    """The merged model, merged and stored by the inference process on first request."""
+    assert model.adapter_key is not None
+    adapters = artifact_store(settings, "checkpoints", "api")
     request = MergeRequest(
-        base_model=model.base_model, adapter_dir=str(model.adapter_dir), output_dir=str(output_dir)
+        base_model=model.base_model,
+        adapter_key=model.adapter_key,
+        output_key=merged_model_key(adapters, model.adapter_key),
     )
-    merged_dir = Path(
-        (await InferenceClient(settings.resolved_inference_url).merge(request)).output_dir
-    )
+    output_key = (await InferenceClient(settings.resolved_inference_url).merge(request)).output_key
     folder = f"{archive_folder_name(model.id)}-merged"
-    members: list[tuple[str, Path | bytes]] = [
-        (f"{folder}/{path.name}", path) for path in sorted(merged_dir.iterdir()) if path.is_file()
-    ]
+    store = artifact_store(settings, "merged", "api")
+    members = _stored_members(store, output_key, folder, lambda name: "/" not in name)
     # weights barely compress: the fastest level keeps the download CPU-light
     return Archive(f"{folder}.tar.gz", stream_tar_gz(members, level=1))
 
 
-def merged_model_dir(settings: Settings, adapter_dir: Path) -> Path:
-    """Where the merge of this adapter is cached; a rewritten adapter gets a new place."""
-    weights = sorted(adapter_dir.glob("adapter_model.*"))
-    stamp = weights[0].stat().st_mtime_ns if weights else 0
-    key = hashlib.sha256(f"{adapter_dir.resolve()}@{stamp}".encode()).hexdigest()[:32]
-    return settings.model_cache_dir / "merged" / key
+def merged_model_key(adapters: ArtifactStore, adapter_key: str) -> str:
+    """Where the merge of this adapter is stored; a rewritten adapter gets a new key."""
+    manifest = adapters.manifest(adapter_key) or {}
+    stamp = f"{manifest.get('id')}:{sorted((manifest.get('files') or {}).items())}"
+    return hashlib.sha256(f"{adapter_key}@{stamp}".encode()).hexdigest()[:32]
 
 
-def stream_tar_gz(members: Iterable[tuple[str, Path | bytes]], level: int = 6) -> Iterator[bytes]:
+def stream_tar_gz(members: Iterable[tuple[str, Member]], level: int = 6) -> Iterator[bytes]:
     """A gzip-compressed tar of `(name in archive, file or bytes)`, produced piece by piece."""
     compressor = zlib.compressobj(level, zlib.DEFLATED, 31)  # wbits 31: gzip framing
     written = 0
@@ -100,13 +120,24 @@ def stream_tar_gz(members: Iterable[tuple[str, Path | bytes]], level: int = 6) -
     yield compressor.compress(end) + compressor.flush()
 
 
-def _tar_member(name: str, source: Path | bytes) -> Iterator[bytes]:
+def _tar_member(name: str, source: Member) -> Iterator[bytes]:
     info = tarfile.TarInfo(name)
     info.mode = 0o644
     if isinstance(source, bytes):
         info.size = len(source)
         yield info.tobuf(format=tarfile.PAX_FORMAT)
         yield source
+    elif isinstance(source, Stored):
+        info.size, info.mtime = source.size, int(time.time())
+        yield info.tobuf(format=tarfile.PAX_FORMAT)
+        sent = 0
+        for chunk in source.chunks():
+            sent += len(chunk)
+            if sent > info.size:
+                raise OSError(f"{name} grew while it was being sent")
+            yield chunk
+        if sent != info.size:
+            raise OSError(f"{name} shrank while it was being sent")
     else:
         stat = source.stat()
         info.size, info.mtime = stat.st_size, int(stat.st_mtime)

@@ -25,7 +25,9 @@ async def download(
 ) -> StreamingResponse:
     """A `.tar.gz` of the model's adapter, or of the adapter merged into its base."""
     archive = (
-        await merged_archive(settings, model) if format == "merged" else adapter_archive(model)
+        await merged_archive(settings, model)
+        if format == "merged"
+        else await run_in_threadpool(adapter_archive, settings, model)
     )
     return StreamingResponse(
         archive.chunks,

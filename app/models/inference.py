@@ -83,7 +83,7 @@ def _inference_failure(response: httpx.Response) -> APIError:
     if response.status_code >= 500:
         return APIError(500, message, type="server_error")
     # the inference process names its own fields; the caller knows only `model` and `messages`
-    if param in ("base_model", "adapter_dir"):
+    if param in ("base_model", "adapter_key"):
         return APIError(response.status_code, message, param="model", code="model_not_found")
     return APIError(response.status_code, message, param=param)
 
@@ -122,7 +122,7 @@ def _generate_request(
     response_type = body.response_format.type if body.response_format else "text"
     return GenerateRequest(
         base_model=model.base_model,
-        adapter_dir=str(model.adapter_dir) if model.adapter_dir else None,
+        adapter_key=model.adapter_key,
         messages=messages,
         # OpenAI's newer name wins when both are sent
         max_tokens=body.max_completion_tokens or body.max_tokens,

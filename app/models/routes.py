@@ -42,7 +42,7 @@ async def download_model(
     settings: Settings = Depends(get_settings_dep),
 ) -> StreamingResponse:
     model = await run_in_threadpool(resolve_model, session, settings, project, model_id)
-    if model.adapter_dir is None:
+    if model.adapter_key is None:
         raise bad_request(
             f"'{model_id}' is a base model; only fine-tuned models can be downloaded.",
             param="model",

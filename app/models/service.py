@@ -1,20 +1,20 @@
 """The models a project can chat with and download: base models, fine-tuned models, checkpoints.
 
-A fine-tuned model is a job's `fine_tuned_model`, served from the adapter at
-`checkpoints_dir / job.result_adapter_path`; a checkpoint model is a checkpoint's
-`fine_tuned_model_checkpoint`, served from `checkpoints_dir / checkpoint.storage_path`.
+A fine-tuned model is a job's `fine_tuned_model`, served from the adapter stored under the key
+`job.result_adapter_path`; a checkpoint model is a checkpoint's `fine_tuned_model_checkpoint`,
+served from the one under `checkpoint.storage_path` (keys of the "checkpoints" artefact store).
 Another project's models do not exist for the caller: they give the same 404 as unknown ones.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from app.artifact_store import artifact_store
 from app.base_models import find_base_model, list_base_models
 from app.errors import APIError, not_found
 from app.jobs.service import get_job
@@ -29,8 +29,8 @@ class ServedModel:
     id: str
     # the base model's catalogue name
     base_model: str
-    # the LoRA adapter on top of the base; None for a base model
-    adapter_dir: Path | None
+    # the artefact-store key of the LoRA adapter on top of the base; None for a base model
+    adapter_key: str | None
     created: int
     owned_by: str
     job_id: str | None = None
@@ -49,7 +49,9 @@ def resolve_model(
         select(Job).where(Job.fine_tuned_model == model_id, Job.project_id == project.id)
     )
     if job is not None and job.result_adapter_path:
-        return _with_files(_fine_tuned(settings, job, _final_metrics(session, job.id)), param)
+        return _with_files(
+            settings, _fine_tuned(settings, job, _final_metrics(session, job.id)), param
+        )
     found = session.execute(
         select(Checkpoint, Job)
         .join(Job, Checkpoint.job_id == Job.id)
@@ -74,7 +76,7 @@ def list_models(session: Session, settings: Settings, project: Project) -> list[
     )
     fine_tuned = (_fine_tuned(settings, job, metrics={}) for job in jobs)
     # as retrieve does, leave out models whose files are gone
-    models.extend(model for model in fine_tuned if _has_files(model))
+    models.extend(model for model in fine_tuned if _has_files(settings, model))
     return models
 
 
@@ -97,14 +99,14 @@ def served_checkpoint(
     model = ServedModel(
         id=checkpoint.fine_tuned_model_checkpoint,
         base_model=job.model,
-        adapter_dir=settings.checkpoints_dir / checkpoint.storage_path,
+        adapter_key=checkpoint.storage_path,
         created=checkpoint.created_at,
         owned_by=job.project_id,
         job_id=job.id,
         step_number=checkpoint.step_number,
         metrics=dict(checkpoint.metrics or {}),
     )
-    return _with_files(model, param)
+    return _with_files(settings, model, param)
 
 
 def _fine_tuned(settings: Settings, job: Job, metrics: dict[str, Any]) -> ServedModel:
@@ -112,7 +114,7 @@ def _fine_tuned(settings: Settings, job: Job, metrics: dict[str, Any]) -> Served
     return ServedModel(
         id=job.fine_tuned_model,
         base_model=job.model,
-        adapter_dir=settings.checkpoints_dir / job.result_adapter_path,
+        adapter_key=job.result_adapter_path,
         created=job.finished_at or job.created_at,
         owned_by=job.project_id,
         job_id=job.id,
@@ -131,12 +133,15 @@ def _final_metrics(session: Session, job_id: str) -> dict[str, Any]:
     return {key: value for key, value in (data or {}).items() if isinstance(value, int | float)}
 
 
-def _has_files(model: ServedModel) -> bool:
-    return model.adapter_dir is not None and (model.adapter_dir / "adapter_config.json").is_file()
+def _has_files(settings: Settings, model: ServedModel) -> bool:
+    if model.adapter_key is None:
+        return False
+    files = artifact_store(settings, "checkpoints", "api").manifest(model.adapter_key)
+    return files is not None and "adapter_config.json" in files["files"]
 
 
-def _with_files(model: ServedModel, param: str) -> ServedModel:
-    if not _has_files(model):
+def _with_files(settings: Settings, model: ServedModel, param: str) -> ServedModel:
+    if not _has_files(settings, model):
         raise APIError(
             404,
             f"The files of model '{model.id}' are no longer on this server.",

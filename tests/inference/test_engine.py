@@ -35,8 +35,13 @@ def tiny(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Tiny]:
     torch.set_num_threads(1)
     root = tmp_path_factory.mktemp("engine")
     base_dir = build_tiny_base(root / "models")
-    adapters = [build_adapter(base_dir, root / f"adapter-{seed}", seed) for seed in (1, 2)]
     settings = Settings(data_dir=root / "data", model_dirs=[base_dir.parent])
+    # adapters are named by their key in the checkpoints store: with local storage, their path
+    # under the checkpoints folder
+    adapters = [
+        build_adapter(base_dir, settings.checkpoints_dir / f"adapter-{seed}", seed)
+        for seed in (1, 2)
+    ]
     # one adapter per base: every switch between the two evicts and reloads
     engine = InferenceEngine(settings, ModelPool(max_bases=1, max_adapters_per_base=1))
     yield Tiny(engine, base_dir.name, adapters, root)
@@ -82,8 +87,8 @@ def test_json_object_output_always_parses(tiny: Tiny, max_tokens: int) -> None:
 
 def test_adapters_change_outputs_and_the_base_stays_itself(tiny: Tiny) -> None:
     def greedy(adapter: Path | None) -> str:
-        adapter_dir = str(adapter) if adapter else None
-        [(text, _, _)] = generate(tiny, temperature=0, adapter_dir=adapter_dir)
+        adapter_key = adapter.name if adapter else None
+        [(text, _, _)] = generate(tiny, temperature=0, adapter_key=adapter_key)
         return text
 
     base, first, second = greedy(None), greedy(tiny.adapters[0]), greedy(tiny.adapters[1])
@@ -101,14 +106,17 @@ def test_merge_writes_a_model_that_computes_what_base_plus_adapter_computes(tiny
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
 
-    output_dir = tiny.root / "merged" / "one"
     request = MergeRequest(
-        base_model=tiny.base, adapter_dir=str(tiny.adapters[0]), output_dir=str(output_dir)
+        base_model=tiny.base, adapter_key=tiny.adapters[0].name, output_key="one"
     )
-    assert tiny.engine.merge(request).output_dir == str(output_dir)
+    assert tiny.engine.merge(request).output_key == "one"
+    # published to the merged-model store (with local storage: under the model cache)
+    output_dir = tiny.engine.settings.model_cache_dir / "merged" / "one"
     assert (output_dir / "tokenizer.json").is_file()
-    # no staging directory left behind, only the merge's lock file
-    assert sorted(path.name for path in output_dir.parent.iterdir()) == [".one.lock", "one"]
+    assert tiny.engine.merged.exists("one")
+    # no staging directory left behind
+    assert sorted(path.name for path in output_dir.parent.iterdir()) == ["one"]
+    assert list((tiny.engine.settings.resolved_data_dir / "tmp").iterdir()) == []
 
     base_dir = tiny.root / "models" / tiny.base
     inputs = torch.tensor([[1, 20, 300, 4000]])

@@ -1,14 +1,21 @@
 """The inference engine: chat completions and adapter merges, one at a time.
 
 Requests are serialised by one lock: the CPU is the bottleneck, and the pool's adapter
-switching changes shared model state.
+switching changes shared model state. Adapters are named by their artefact-store key and fetched
+into this process's cache (with local storage: read in place); merged models are written to a
+local staging folder and published to the merged-model store.
 """
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
+from app.artifact_store import ArtifactStore, MissingArtifact, artifact_store
 from app.inference_protocol import (
     Choice,
     GenerateRequest,
@@ -32,12 +39,14 @@ class InferenceEngine:
     def __init__(self, settings: Settings, pool: ModelPool | None = None) -> None:
         self.settings = settings
         self.pool = pool or ModelPool()
+        self.adapters = artifact_store(settings, "checkpoints", "inference")
+        self.merged = artifact_store(settings, "merged", "inference")
         self._lock = threading.Lock()
 
     def generate(self, request: GenerateRequest) -> GenerateResponse:
-        adapter_dir = _existing_adapter(request.adapter_dir)
         with (
             self._lock,
+            _adapter(self.adapters, request.adapter_key) as adapter_dir,
             self.pool.activate(self._base_dir(request.base_model), adapter_dir) as loaded,
         ):
             messages = [message.model_dump() for message in request.messages]
@@ -71,12 +80,21 @@ class InferenceEngine:
         return GenerateResponse(choices=choices, prompt_tokens=len(prompt_ids))
 
     def merge(self, request: MergeRequest) -> MergeResponse:
-        adapter_dir = _existing_adapter(request.adapter_dir)
-        assert adapter_dir is not None
         with self._lock:
+            if self.merged.exists(request.output_key):
+                return MergeResponse(output_key=request.output_key)
             base_dir = self._base_dir(request.base_model)
-            output_dir = merge_adapter(base_dir, adapter_dir, Path(request.output_dir))
-        return MergeResponse(output_dir=str(output_dir))
+            scratch = self.settings.resolved_data_dir / "tmp"
+            scratch.mkdir(parents=True, exist_ok=True)
+            with _adapter(self.adapters, request.adapter_key) as adapter_dir:
+                assert adapter_dir is not None
+                staging = Path(tempfile.mkdtemp(prefix="merge-", dir=scratch))
+                try:
+                    output_dir = merge_adapter(base_dir, adapter_dir, staging / "model")
+                    self.merged.put_dir(output_dir, request.output_key)
+                finally:
+                    shutil.rmtree(staging, ignore_errors=True)
+        return MergeResponse(output_key=request.output_key)
 
     def _base_dir(self, base_model: str) -> Path:
         try:
@@ -87,10 +105,16 @@ class InferenceEngine:
             raise InferenceError(400, str(error), param="base_model") from error
 
 
-def _existing_adapter(adapter_dir: str | None) -> Path | None:
-    if adapter_dir is None:
-        return None
-    path = Path(adapter_dir)
-    if not (path / "adapter_config.json").is_file():
-        raise InferenceError(404, f"No adapter at {adapter_dir}.", param="adapter_dir")
-    return path
+@contextmanager
+def _adapter(store: ArtifactStore, key: str | None) -> Iterator[Path | None]:
+    """The adapter of `key` on this disk while the block runs (None: no adapter)."""
+    if key is None:
+        yield None
+        return
+    try:
+        with store.local_dir(key) as path:
+            if not (path / "adapter_config.json").is_file():
+                raise MissingArtifact(key)
+            yield path
+    except MissingArtifact:
+        raise InferenceError(404, f"No adapter stored as {key}.", param="adapter_key") from None
