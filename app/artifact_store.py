@@ -15,6 +15,7 @@ so a directory written there is already in storage: `put_dir` adds only the mani
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -215,18 +216,25 @@ class ArtifactStore:
 
 def artifact_store(settings: Settings, area: Area, role: str) -> ArtifactStore:
     """The store of `area` ("checkpoints": checkpoints and final adapters, "merged": merged
-    models) as process `role` ("api", "worker", "inference") sees it, with its own cache."""
-    if settings.storage_url:
-        from app.storage_s3 import S3Storage, parse_s3_url
+    models) as process `role` ("api", "worker", "inference") sees it, with its own cache.
 
-        bucket, prefix = parse_s3_url(settings.storage_url)
-        storage = S3Storage(bucket, f"{prefix}/{area}" if prefix else area)
+    One store per place and role in a process: its S3 client and its cache's record of the
+    directories in use are shared by every request."""
+    if settings.storage_url:
         cache_root = settings.resolved_data_dir / "cache" / role / area
-        return ArtifactStore(storage, DirCache(cache_root, settings.cache_max_bytes))
-    root = (
-        settings.checkpoints_dir if area == "checkpoints" else settings.model_cache_dir / "merged"
-    )
-    return ArtifactStore(LocalStorage(root))
+        return _remote_store(settings.storage_url, area, cache_root, settings.cache_max_bytes)
+    if area == "checkpoints":
+        return ArtifactStore(LocalStorage(settings.checkpoints_dir))
+    return ArtifactStore(LocalStorage(settings.model_cache_dir / "merged"))
+
+
+@functools.lru_cache(maxsize=32)
+def _remote_store(storage_url: str, area: Area, cache_root: Path, max_bytes: int) -> ArtifactStore:
+    from app.storage_s3 import S3Storage, parse_s3_url
+
+    bucket, prefix = parse_s3_url(storage_url)
+    storage = S3Storage(bucket, f"{prefix}/{area}" if prefix else area)
+    return ArtifactStore(storage, DirCache(cache_root, max_bytes))
 
 
 def _read(path: Path) -> Iterator[bytes]:
