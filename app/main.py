@@ -15,6 +15,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from app.errors import APIError, error_envelope
 from app.files import routes as files
 from app.graders import routes as graders
+from app.graders.run_limits import GraderRunLimiter
 from app.jobs import routes as jobs
 from app.models import chat_routes, download_routes
 from app.models import routes as models
@@ -80,7 +81,7 @@ def _param_from_location(location: tuple[object, ...]) -> str | None:
 def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(APIError)
     async def _api_error(_request: Request, error: APIError) -> JSONResponse:
-        return JSONResponse(error.envelope(), status_code=error.status_code)
+        return JSONResponse(error.envelope(), status_code=error.status_code, headers=error.headers)
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(_request: Request, error: RequestValidationError) -> JSONResponse:
@@ -113,6 +114,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.storage = storage_from_settings(settings)
     app.state.enqueue_job = job_sender(settings)
+    app.state.grader_runs = GraderRunLimiter(
+        settings.grader_runs_total, settings.grader_runs_per_project
+    )
     _install_error_handlers(app)
     for module in (files, jobs, download_routes, models, chat_routes, graders, webhooks):
         app.include_router(module.router, prefix="/v1")

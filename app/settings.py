@@ -53,6 +53,9 @@ class Settings(BaseSettings):
     grader_allow_unisolated: bool = False
     grader_file_size_bytes: int = 1024**3  # the reference's 1 GB of disk
     grader_max_processes: int = 32
+    # /graders/run: slots of its own thread pool, and how many one project may hold at once
+    grader_runs_total: int = Field(default=16, ge=1)
+    grader_runs_per_project: int = Field(default=4, ge=1)
     grader_sandbox_pool_size: int = 0  # warm sandboxes per python grader; 0 = one per CPU core
     # score_model / label_model graders: an OpenAI-compatible chat completions endpoint
     grader_model_base_url: str | None = None
