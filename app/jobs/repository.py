@@ -533,6 +533,8 @@ def discard_metrics_after(session: Session, fence: Fence, step: int) -> int:
 
 
 SAMPLE_SPLITS = ("train", "validation")
+# a sampled token may decode to a NUL character, which PostgreSQL's text cannot hold
+NUL, REPLACEMENT_CHARACTER = "\x00", "\ufffd"
 
 
 def replace_samples(
@@ -557,7 +559,7 @@ def replace_samples(
             group_index=int(sample["group"]),
             prompt=sample["prompt"],
             reference=sample["reference"],
-            completion=sample["completion"],
+            completion=str(sample["completion"]).replace(NUL, REPLACEMENT_CHARACTER),
             reward=float(sample["reward"]),
             sub_rewards=sample.get("sub_rewards"),
             created_at=created_at,

@@ -169,6 +169,8 @@ def test_a_finished_rft_job_serves_its_samples_per_step_and_validation(
     bad_steps = http.get(f"/fine_tuning/jobs/{job_id}/sample_steps", params={"split": "test"})
     assert bad_steps.status_code == 400 and bad_steps.json()["error"]["param"] == "split"
     assert _samples(http, "ftjob-nope").status_code == 404
+    unsigned = httpx.get(f"{service.base_url}/fine_tuning/jobs/{job_id}/samples")
+    assert unsigned.status_code == 401
 
 
 def test_a_supervised_job_has_no_samples(http: httpx.Client) -> None:

@@ -313,9 +313,8 @@ def test_samples_replace_their_step_and_are_discarded_after_the_resumed_step(
         repository.replace_samples(session, fence, 2, "validation", [_sample(0, 0.5)])
     # the same step sent again (a resumed run) replaces, never adds
     with job_database.sessions.begin() as session:
-        repository.replace_samples(
-            session, fence, 1, "train", [_sample(0, 1.0), _sample(0, 0.0, sub_rewards=None)]
-        )
+        second = _sample(0, 0.0, sub_rewards=None, completion="a\x00b")
+        repository.replace_samples(session, fence, 1, "train", [_sample(0, 1.0), second])
     with job_database.sessions.begin() as session:
         assert repository.discard_samples_after(session, fence, 1) == 3
     assert _stored_samples(job_database, job_id) == [
@@ -330,6 +329,8 @@ def test_samples_replace_their_step_and_are_discarded_after_the_resumed_step(
         assert [row.sub_rewards for row in stored] == [{"exact": 1.0, "close": 0.5}, None]
         assert stored[0].prompt == [{"role": "user", "content": "What is 0 + 1?"}]
         assert stored[0].reference == {"answer": "1"}
+        # a NUL a tiny model may sample is stored as U+FFFD (PostgreSQL's text refuses NUL)
+        assert stored[1].completion == "a\ufffdb"
 
 
 def test_a_stale_attempt_cannot_write_or_discard_samples(job_database: JobDatabase) -> None:
