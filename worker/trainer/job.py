@@ -66,7 +66,9 @@ def train(spec: TrainSpec, reporter: Reporter, checkpoints: CheckpointStore) -> 
         method: Method
         if spec.method == "reinforcement":
             assert grader is not None
-            method = Reinforcement(policy, optimizer, grader, *data)
+            method = Reinforcement(
+                policy, optimizer, grader, *data, samples_per_step=spec.samples_per_step
+            )
         elif spec.method == "dpo":
             method = Preference(policy, optimizer, *data)
         else:
@@ -92,6 +94,7 @@ def _loop(
     if start == 0:
         started = time.perf_counter()
         baseline = method.evaluate()
+        _report_samples(reporter, 0, "validation", method.validation_samples())
         _report_baseline(reporter, csv, method, steps, baseline, time.perf_counter() - started)
 
     for step in range(start + 1, steps + 1):
@@ -121,6 +124,9 @@ def _loop(
         message, data = method.event(step, steps, report, valid)
         data["step_time"] = report.timing["full_iteration"]
         csv.append(data)
+        _report_samples(reporter, step, "train", report.samples)
+        if valid is not None:
+            _report_samples(reporter, step, "validation", method.validation_samples())
         reporter.on_step(step, steps, message, data)
         if valid is not None:
             _checkpoint(
@@ -189,6 +195,13 @@ def _report_baseline(
         f"{key}={value:.3f}" for key, value in shown.items() if key.startswith(("valid", "full"))
     ]
     reporter.on_event("info", "Validation before training: " + ", ".join(parts), row)
+
+
+def _report_samples(
+    reporter: Reporter, step: int, split: str, samples: list[dict[str, Any]]
+) -> None:
+    if samples:  # none when the bound is 0, and none from supervised runs
+        reporter.on_samples(step, split, samples)
 
 
 def _checkpoint_metrics(data: dict[str, Any]) -> dict[str, Any]:
