@@ -8,9 +8,10 @@ from fastapi import Depends, Request
 from sqlalchemy.orm import Session
 
 from app.db import session_factory
-from app.errors import APIError
-from app.keys.service import project_for_key
+from app.errors import APIError, rate_limited
+from app.keys.service import hash_key, project_for_key
 from app.observability.logs import project_id_var
+from app.rate_limits import RequestRateLimiter, format_duration
 from app.settings import Settings
 from app.tables import Project
 
@@ -47,4 +48,22 @@ def current_project(request: Request, session: Session = Depends(get_session)) -
     if project is None:
         raise APIError(401, "Incorrect API key provided.", code="invalid_api_key")
     project_id_var.set(project.id)
+    _apply_rate_limit(request, token)
     return project
+
+
+def _apply_rate_limit(request: Request, token: str) -> None:
+    limiter: RequestRateLimiter | None = request.app.state.request_limits
+    if limiter is None:
+        return
+    decision = limiter.take(hash_key(token))
+    # the request-id middleware puts these on whatever response this request gets
+    request.state.response_headers = decision.headers()
+    if not decision.allowed:
+        error = rate_limited(
+            f"Rate limit reached for requests: limit {decision.limit} per minute for this key. "
+            f"Retry in {format_duration(decision.retry_after_seconds)}.",
+            decision.retry_after_seconds,
+        )
+        error.headers.update(decision.headers())
+        raise error

@@ -23,6 +23,7 @@ from app.observability import health as readiness_checks
 from app.observability.logs import request_id_var
 from app.observability.metrics import MetricsMiddleware, exposition
 from app.queue import job_sender, make_celery
+from app.rate_limits import RequestRateLimiter
 from app.settings import Settings, get_settings
 from app.storage import storage_from_settings
 from app.webhooks import routes as webhooks
@@ -46,7 +47,15 @@ class RequestIdMiddleware:
 
         async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":
-                message.setdefault("headers", []).append((b"x-request-id", request_id.encode()))
+                headers = message.setdefault("headers", [])
+                headers.append((b"x-request-id", request_id.encode()))
+                extra: dict[str, str] = scope["state"].get("response_headers", {})
+                present = {name.lower() for name, _ in headers}
+                headers.extend(
+                    (name.encode(), value.encode())
+                    for name, value in extra.items()
+                    if name.encode() not in present
+                )
             await send(message)
 
         started = False
@@ -114,6 +123,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.storage = storage_from_settings(settings)
     app.state.enqueue_job = job_sender(settings)
+    app.state.request_limits = (
+        RequestRateLimiter(settings.rate_limit_requests_per_minute)
+        if settings.rate_limit_requests_per_minute
+        else None
+    )
     app.state.grader_runs = GraderRunLimiter(
         settings.grader_runs_total, settings.grader_runs_per_project
     )
