@@ -20,6 +20,7 @@ from app.models import routes as models
 from app.queue import job_sender
 from app.settings import Settings, get_settings
 from app.storage import LocalStorage
+from app.uploads import routes as uploads
 
 logger = logging.getLogger("openrft.api")
 
@@ -108,7 +109,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.storage = LocalStorage(settings.uploads_dir)
     app.state.enqueue_job = job_sender(settings)
     _install_error_handlers(app)
-    for module in (files, jobs, download_routes, models, chat_routes, graders):
+    for module in (files, uploads, jobs, download_routes, models, chat_routes, graders):
         app.include_router(module.router, prefix="/v1")
     app.add_middleware(RequestIdMiddleware)
 

@@ -23,6 +23,11 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = 8000
     max_upload_bytes: int = 512 * 1024 * 1024
+    # /v1/uploads (OpenAI's limits): the whole file, each part, and how long an upload may
+    # stay incomplete before it expires and its parts are removed
+    upload_max_bytes: int = 8 * 1024**3
+    upload_part_max_bytes: int = 64 * 1024**2
+    upload_expiry_seconds: int = Field(default=3600, ge=1)
     queue_name: str = "openrft"
     # the inference process (torch lives there, never in the API); `serve` starts one here
     inference_url: str | None = None
