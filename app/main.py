@@ -15,7 +15,7 @@ from app.errors import APIError, error_envelope
 from app.files import routes as files
 from app.graders import routes as graders
 from app.jobs import routes as jobs
-from app.models import chat_routes, download_routes
+from app.models import chat_routes, download_routes, permission_routes
 from app.models import routes as models
 from app.queue import job_sender
 from app.settings import Settings, get_settings
@@ -109,7 +109,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.storage = LocalStorage(settings.uploads_dir)
     app.state.enqueue_job = job_sender(settings)
     _install_error_handlers(app)
-    for module in (files, uploads, jobs, download_routes, models, chat_routes, graders):
+    modules = (files, uploads, jobs, download_routes, permission_routes, models, chat_routes)
+    for module in (*modules, graders):
         app.include_router(module.router, prefix="/v1")
     app.add_middleware(RequestIdMiddleware)
 
