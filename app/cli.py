@@ -1,4 +1,5 @@
-"""`openrft`: serve (API + embedded worker and inference), api, worker, inference, migrate, keys."""
+"""`openrft`: serve (API + embedded worker and inference), api, worker, inference, migrate, keys,
+projects."""
 
 from __future__ import annotations
 
@@ -6,6 +7,8 @@ import argparse
 import os
 import subprocess
 import sys
+
+from sqlalchemy import select
 
 from app.db import session_scope
 from app.keys.service import (
@@ -19,6 +22,7 @@ from app.keys.service import (
 from app.migrate import SchemaOutOfDate, check_schema, upgrade
 from app.observability.logs import configure_logging
 from app.settings import Settings, get_settings
+from app.tables import Project
 
 
 def _worker_command(settings: Settings, name: str) -> list[str]:
@@ -158,6 +162,11 @@ def main(argv: list[str] | None = None) -> None:
     keys.add_parser("create", help="print a new API key").add_argument(
         "--project", default=DEFAULT_PROJECT
     )
+    projects = commands.add_parser("projects", help="projects").add_subparsers(
+        dest="projects_command", required=True
+    )
+    # the ids other projects name when sharing a checkpoint with one
+    projects.add_parser("list", help="print each project's id and name")
     args = parser.parse_args(argv)
     if args.command in ("serve", "api"):
         # this process and its children read where the API listens (model graders call it)
@@ -188,6 +197,11 @@ def main(argv: list[str] | None = None) -> None:
         upgrade(settings)
         with session_scope(settings) as session:
             print(create_key(session, args.project))
+    elif args.command == "projects":
+        upgrade(settings)
+        with session_scope(settings) as session:
+            for project in session.scalars(select(Project).order_by(Project.created_at)):
+                print(f"{project.id}\t{project.name}")
 
 
 if __name__ == "__main__":

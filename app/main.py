@@ -17,7 +17,7 @@ from app.files import routes as files
 from app.graders import routes as graders
 from app.graders.run_limits import GraderRunLimiter
 from app.jobs import routes as jobs
-from app.models import chat_routes, download_routes
+from app.models import chat_routes, download_routes, permission_routes
 from app.models import routes as models
 from app.observability import health as readiness_checks
 from app.observability.logs import request_id_var
@@ -26,6 +26,7 @@ from app.queue import job_sender, make_celery
 from app.rate_limits import RequestRateLimiter
 from app.settings import Settings, get_settings
 from app.storage import storage_from_settings
+from app.uploads import routes as uploads
 from app.webhooks import routes as webhooks
 
 logger = logging.getLogger("openrft.api")
@@ -132,7 +133,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         settings.grader_runs_total, settings.grader_runs_per_project
     )
     _install_error_handlers(app)
-    for module in (files, jobs, download_routes, models, chat_routes, graders, webhooks):
+    modules = (files, uploads, jobs, download_routes, permission_routes, models, chat_routes)
+    for module in (*modules, graders, webhooks):
         app.include_router(module.router, prefix="/v1")
     app.add_middleware(MetricsMiddleware)
     app.add_middleware(RequestIdMiddleware)

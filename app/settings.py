@@ -26,6 +26,11 @@ class Settings(BaseSettings):
     # s3://bucket/prefix: uploads and result files in an S3-compatible store (credentials and
     # AWS_ENDPOINT_URL from the usual AWS_* variables); unset: under data_dir
     storage_url: str | None = None
+    # /v1/uploads (OpenAI's limits): the whole file, each part, and how long an upload may
+    # stay incomplete before it expires and its parts are removed
+    upload_max_bytes: int = 8 * 1024**3
+    upload_part_max_bytes: int = 64 * 1024**2
+    upload_expiry_seconds: int = Field(default=3600, ge=1)
     queue_name: str = "openrft"
     # "text" for people, "json" for log shippers: one object per line with request, project, job
     log_format: Literal["text", "json"] = "text"

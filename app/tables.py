@@ -9,7 +9,18 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, Float, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -52,7 +63,7 @@ class File(Base):
     )
     filename: Mapped[str] = mapped_column(String(512))
     purpose: Mapped[str] = mapped_column(String(32), index=True)
-    bytes: Mapped[int] = mapped_column(Integer)
+    bytes: Mapped[int] = mapped_column(BigInteger)
     status: Mapped[str] = mapped_column(String(16), default="processed")
     storage_key: Mapped[str] = mapped_column(String(256))
     created_at: Mapped[int] = mapped_column(Integer, default=now)
@@ -214,4 +225,60 @@ class JobSample(Base):
     completion: Mapped[str] = mapped_column(Text)
     reward: Mapped[float] = mapped_column(Float)
     sub_rewards: Mapped[dict[str, float] | None] = mapped_column(JSON, nullable=True)
+    created_at: Mapped[int] = mapped_column(Integer, default=now)
+
+
+class Upload(Base):
+    """A file arriving in parts (`/v1/uploads`); completing it makes a `File`."""
+
+    __tablename__ = "uploads"
+
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    id: Mapped[str] = mapped_column(String(64), unique=True)
+    project_id: Mapped[str] = mapped_column(
+        ForeignKey("projects.id", ondelete="CASCADE"), index=True
+    )
+    filename: Mapped[str] = mapped_column(String(512))
+    purpose: Mapped[str] = mapped_column(String(32))
+    mime_type: Mapped[str] = mapped_column(String(255))
+    # the size declared at creation; the parts named on completion must add up to it
+    bytes: Mapped[int] = mapped_column(BigInteger)
+    # pending, completing (a completion is concatenating the parts), completed, cancelled,
+    # expired; "completing" is shown as "pending"
+    status: Mapped[str] = mapped_column(String(16), index=True)
+    # `expires_after.seconds` for the file the upload becomes
+    file_expires_after: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    file_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    created_at: Mapped[int] = mapped_column(Integer, default=now)
+    expires_at: Mapped[int] = mapped_column(Integer)
+
+
+class UploadPart(Base):
+    __tablename__ = "upload_parts"
+
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    id: Mapped[str] = mapped_column(String(64), unique=True)
+    upload_id: Mapped[str] = mapped_column(ForeignKey("uploads.id", ondelete="CASCADE"), index=True)
+    bytes: Mapped[int] = mapped_column(BigInteger)
+    storage_key: Mapped[str] = mapped_column(String(256))
+    created_at: Mapped[int] = mapped_column(Integer, default=now)
+
+
+class CheckpointPermission(Base):
+    """A fine-tuned checkpoint of `owner_project_id` shared with `project_id`.
+
+    Keyed by the checkpoint's model name, which outlives its row: a checkpoint rewritten at the
+    same step (a resumed job) keeps its name and its permissions.
+    """
+
+    __tablename__ = "checkpoint_permissions"
+    __table_args__ = (UniqueConstraint("fine_tuned_model_checkpoint", "project_id"),)
+
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    id: Mapped[str] = mapped_column(String(64), unique=True)
+    fine_tuned_model_checkpoint: Mapped[str] = mapped_column(String(512), index=True)
+    owner_project_id: Mapped[str] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
+    project_id: Mapped[str] = mapped_column(
+        ForeignKey("projects.id", ondelete="CASCADE"), index=True
+    )
     created_at: Mapped[int] = mapped_column(Integer, default=now)

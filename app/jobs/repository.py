@@ -164,6 +164,57 @@ def act(session: Session, job_id: str, action: UserAction) -> tuple[Job, UserAct
     raise RuntimeError(f"job {job_id} kept changing while a user tried to {action} it")
 
 
+def forget_fine_tuned_model(session: Session, job_id: str) -> str | None:
+    """Take the job's fine-tuned model out of service, with an event; the adapter path it was
+    served from (its files are the caller's to remove), or None when it had none left.
+
+    The job keeps its `fine_tuned_model` name, as OpenAI's jobs do after a delete. The caller
+    commits.
+    """
+    job = _load(session, job_id)
+    path = job.result_adapter_path
+    if path is None:
+        return None
+    result = session.execute(
+        update(Job)
+        .where(Job.id == job_id, Job.result_adapter_path == path)
+        .values(result_adapter_path=None)
+    )
+    if result.rowcount != 1:
+        return None
+    _add_event(session, job_id, f"Fine-tuned model deleted: {job.fine_tuned_model}")
+    return path
+
+
+def delete_finished_checkpoint(session: Session, checkpoint_id: str) -> Checkpoint | None:
+    """Delete a checkpoint row of a succeeded, failed or cancelled job (a running or paused job
+    still resumes from its checkpoints), with an event; the row deleted, or None. The caller
+    commits."""
+    found = session.execute(
+        select(Checkpoint, Job.status)
+        .join(Job, Checkpoint.job_id == Job.id)
+        .where(Checkpoint.id == checkpoint_id)
+    ).first()
+    if found is None or JobStatus(found[1]) not in TERMINAL_STATUSES:
+        return None
+    checkpoint = found[0]
+    terminal = [status.value for status in TERMINAL_STATUSES]
+    result = session.execute(
+        delete(Checkpoint).where(
+            Checkpoint.id == checkpoint_id,
+            Checkpoint.job_id.in_(select(Job.id).where(Job.status.in_(terminal))),
+        )
+    )
+    if result.rowcount != 1:
+        return None
+    _add_event(
+        session,
+        checkpoint.job_id,
+        f"Checkpoint model deleted: {checkpoint.fine_tuned_model_checkpoint}",
+    )
+    return checkpoint
+
+
 def fail_unsent(session: Session, job_id: str, code: str, message: str) -> bool:
     """Fail a new job whose queue message could not be sent, unless a worker took it or
     something moved it; commits."""
