@@ -23,7 +23,7 @@ from app.jobs import repository
 from app.jobs.repository import WAITING_STATUSES
 from app.jobs.service import Enqueue
 from app.settings import Settings
-from app.storage import LocalStorage
+from app.storage import storage_from_settings
 from app.uploads.service import expire_due
 
 logger = logging.getLogger("openrft.worker")
@@ -61,7 +61,7 @@ def sweep(sessions: sessionmaker[Session], settings: Settings, send: Enqueue) ->
             report.resent.append(waiting.job_id)
             send(waiting.job_id)
     with sessions() as session:
-        report.expired_uploads = expire_due(session, LocalStorage(settings.uploads_dir))
+        report.expired_uploads = expire_due(session, storage_from_settings(settings))
     return report
 
 
