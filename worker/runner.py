@@ -6,6 +6,7 @@ over stops at its next step boundary without recording anything more.
 
 from __future__ import annotations
 
+import json
 import logging
 import shutil
 import time
@@ -21,7 +22,7 @@ from app.graders import GraderConfig
 from app.jobs import iter_examples, validate_dataset
 from app.jobs.hyperparameters import accepted_hyperparameters, resolve_hyperparameters
 from app.jobs.repository import WAITING_STATUSES, StaleAttempt
-from app.jobs.service import Enqueue
+from app.jobs.service import ADAPTER_CONFIG, Enqueue
 from app.jobs.states import TERMINAL_STATUSES, JobStatus
 from app.settings import Settings
 from app.storage import LocalStorage, Storage
@@ -151,6 +152,24 @@ def work_dir(settings: Settings, job_id: str, attempt: int) -> Path:
     return settings.resolved_data_dir / "work" / f"{job_id}.attempt-{attempt}"
 
 
+def parent_adapter_dir(settings: Settings, job: Job) -> Path | None:
+    """The adapter a job trained on from a fine-tuned model starts from; None for a fresh one.
+
+    Raises FileNotFoundError when its files went away after the job was created."""
+    if job.parent_adapter_path is None:
+        return None
+    adapter_dir = settings.checkpoints_dir / job.parent_adapter_path
+    if not (adapter_dir / ADAPTER_CONFIG).is_file():
+        raise FileNotFoundError(f"the weights of {job.model} are no longer on this server")
+    return adapter_dir
+
+
+def parent_adapter_shape(adapter_dir: Path) -> dict[str, Any]:
+    """lora_rank and lora_alpha of a saved adapter, as hyperparameters."""
+    config = json.loads((adapter_dir / ADAPTER_CONFIG).read_text())
+    return {"lora_rank": int(config["r"]), "lora_alpha": float(config["lora_alpha"])}
+
+
 def build_spec(writer: JobWriter, settings: Settings, storage: Storage, job: Job) -> TrainSpec:
     """Resolve the job's hyperparameters once, echo them, and freeze what the trainer needs."""
     from worker.trainer.models import resolve_model_dir
@@ -164,11 +183,19 @@ def build_spec(writer: JobWriter, settings: Settings, storage: Storage, job: Job
     # resolving the accepted names again gives the same values for the same data
     accepted = accepted_hyperparameters(method)
     given = {k: v for k, v in (body.get("hyperparameters") or {}).items() if k in accepted}
+    init_adapter_dir = parent_adapter_dir(settings, job)
+    if init_adapter_dir is not None:
+        # the parent's adapter is trained on, so it keeps its shape (the API refused others)
+        given |= parent_adapter_shape(init_adapter_dir)
     hyperparameters = resolve_hyperparameters(method, given, len(train_rows), len(valid_rows))
     writer.echo_hyperparameters(method, hyperparameters.as_dict())
+    if init_adapter_dir is not None:
+        writer.event(f"Training on from the adapter of {job.model} (job {job.parent_job_id})")
+    base_model = job.base_model_name
     return TrainSpec(
-        model=job.model,
-        model_dir=resolve_model_dir(job.model, settings.model_dirs, settings.model_cache_dir),
+        model=base_model,
+        model_dir=resolve_model_dir(base_model, settings.model_dirs, settings.model_cache_dir),
+        init_adapter_dir=init_adapter_dir,
         train_rows=train_rows,
         valid_rows=valid_rows,
         method=method,
