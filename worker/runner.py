@@ -27,6 +27,7 @@ from app.jobs.states import TERMINAL_STATUSES, JobStatus
 from app.settings import Settings
 from app.storage import LocalStorage, Storage
 from app.tables import File, Job
+from worker.integrations import TrackedReporter, tracked
 from worker.job_writer import JobWriter
 from worker.lease import Heartbeat, take_lease, worker_identity
 
@@ -225,9 +226,13 @@ def train_job(
         shutil.rmtree(work_dir(settings, job.id, attempt), ignore_errors=True)
     # steps an earlier attempt reported past its latest checkpoint are trained again
     writer.discard_metrics_after(checkpoints.latest_step())
+    tracking: TrackedReporter | None = None
+    completed = False
     try:
         spec = build_spec(writer, settings, storage, job)
-        result = train(spec, progress, checkpoints)
+        tracking = tracked(progress, settings, job, spec.hyperparameters.as_dict())
+        result = train(spec, tracking or progress, checkpoints)
+        completed = result.status == "completed"
     except StaleAttempt:
         raise
     except Exception as error:
@@ -235,6 +240,8 @@ def train_job(
         writer.fail(JobStatus.RUNNING, _error_code(error), f"{type(error).__name__}: {error}")
         return
     finally:
+        if tracking is not None:
+            tracking.close(succeeded=completed)
         checkpoints.discard_staging()
     finish(writer, settings, storage, result)
 

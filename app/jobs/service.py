@@ -26,6 +26,7 @@ from app.jobs import (
     ParamError,
     normalize_method,
     repository,
+    validate_integrations,
     validate_metadata,
     validate_seed,
     validate_suffix,
@@ -169,6 +170,7 @@ def create_job(
         suffix = validate_suffix(body.suffix)
         metadata = validate_metadata(body.metadata)
         seed = validate_seed(body.seed)
+        integrations = validate_integrations(body.integrations)
     except ParamError as error:
         raise _param(error) from None
     _check_continued_hyperparameters(
@@ -201,7 +203,7 @@ def create_job(
         hyperparameters={
             key: method.hyperparameters.get(key, "auto") for key in SUPERVISED_ECHO_KEYS
         },
-        integrations=body.integrations,
+        integrations=integrations,
         result_files=[],
         created_at=now(),
     )
