@@ -75,8 +75,9 @@ class TrackedReporter:
         return self.inner.should_stop()
 
     def close(self, succeeded: bool) -> None:
-        """Finish the run and wait until its files are written (an offline run's last records
-        reach its file only after `finish` returns; `teardown` waits for them)."""
+        """Finish the run, exit code 0 unless training raised, and wait until its files are
+        written (an offline run's last records reach its file only after `finish` returns;
+        `teardown` waits for them)."""
         run, self.run = self.run, None
         if run is None:
             return

@@ -227,12 +227,12 @@ def train_job(
     # steps an earlier attempt reported past its latest checkpoint are trained again
     writer.discard_metrics_after(checkpoints.latest_step())
     tracking: TrackedReporter | None = None
-    completed = False
+    trained = False  # the run ended as the trainer decided: completed, paused or cancelled
     try:
         spec = build_spec(writer, settings, storage, job)
         tracking = tracked(progress, settings, job, spec.hyperparameters.as_dict())
         result = train(spec, tracking or progress, checkpoints)
-        completed = result.status == "completed"
+        trained = True
     except StaleAttempt:
         raise
     except Exception as error:
@@ -241,7 +241,7 @@ def train_job(
         return
     finally:
         if tracking is not None:
-            tracking.close(succeeded=completed)
+            tracking.close(succeeded=trained)
         checkpoints.discard_staging()
     finish(writer, settings, storage, result)
 
