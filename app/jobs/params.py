@@ -29,6 +29,8 @@ WANDB_KEYS = ("project", "entity", "name", "tags")
 MAX_WANDB_TAG_CHARS = 64
 MAX_WANDB_NAME_CHARS = 128
 MAX_WANDB_TAGS = 50
+# characters W&B refuses in project and entity names
+WANDB_FORBIDDEN_CHARS = ("/", "\\", "#", "?", "%", ":")
 RESPONSE_FORMAT_TYPES = ("text", "json_object", "json_schema")
 
 
@@ -284,9 +286,14 @@ def _wandb(settings: Any, path: str) -> dict[str, Any]:
             raise ParamError(f"{path}.{key}", f"{path}.{key} must be null or a non-empty string.")
         wandb[key] = value
     for key in ("project", "entity"):
-        if wandb[key] is not None and len(wandb[key]) > MAX_WANDB_NAME_CHARS:
+        value = wandb[key]
+        if value is not None and (
+            len(value) > MAX_WANDB_NAME_CHARS or any(c in value for c in WANDB_FORBIDDEN_CHARS)
+        ):
             raise ParamError(
-                f"{path}.{key}", f"{path}.{key} must be at most {MAX_WANDB_NAME_CHARS} characters."
+                f"{path}.{key}",
+                f"{path}.{key} must be at most {MAX_WANDB_NAME_CHARS} characters, none of "
+                f"{' '.join(WANDB_FORBIDDEN_CHARS)}.",
             )
     tags = settings.get("tags")
     if tags is None:

@@ -85,6 +85,7 @@ def test_a_wandb_run_holds_every_step(
             "integrations[0].wandb.tags",
         ),
         ([{"type": "wandb"}], "integrations[0].wandb"),
+        ([{"type": "wandb", "wandb": {"project": "a/b"}}], "integrations[0].wandb.project"),
         (
             [
                 {"type": "wandb", "wandb": {"project": "p"}},
