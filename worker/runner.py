@@ -153,11 +153,13 @@ def work_dir(settings: Settings, job_id: str, attempt: int) -> Path:
     return settings.resolved_data_dir / "work" / f"{job_id}.attempt-{attempt}"
 
 
-def parent_adapter_dir(settings: Settings, job: Job) -> Path | None:
-    """The adapter a job trained on from a fine-tuned model starts from; None for a fresh one.
+def parent_adapter_dir(settings: Settings, job: Job, resuming: bool) -> Path | None:
+    """The adapter a job trained on from a fine-tuned model starts from; None for a fresh one,
+    and for a job resuming from a checkpoint of its own (which holds the weights, while the
+    echo of its first attempt holds the adapter's shape).
 
     Raises FileNotFoundError when its files went away after the job was created."""
-    if job.parent_adapter_path is None:
+    if job.parent_adapter_path is None or resuming:
         return None
     adapter_dir = settings.checkpoints_dir / job.parent_adapter_path
     if not (adapter_dir / ADAPTER_CONFIG).is_file():
@@ -171,8 +173,12 @@ def parent_adapter_shape(adapter_dir: Path) -> dict[str, Any]:
     return {"lora_rank": int(config["r"]), "lora_alpha": float(config["lora_alpha"])}
 
 
-def build_spec(writer: JobWriter, settings: Settings, storage: Storage, job: Job) -> TrainSpec:
-    """Resolve the job's hyperparameters once, echo them, and freeze what the trainer needs."""
+def build_spec(
+    writer: JobWriter, settings: Settings, storage: Storage, job: Job, resuming: bool = False
+) -> TrainSpec:
+    """Resolve the job's hyperparameters once, echo them, and freeze what the trainer needs.
+
+    `resuming`: the job has published checkpoints, which the trainer continues from."""
     from worker.trainer.models import resolve_model_dir
     from worker.trainer.spec import TrainSpec
 
@@ -184,7 +190,7 @@ def build_spec(writer: JobWriter, settings: Settings, storage: Storage, job: Job
     # resolving the accepted names again gives the same values for the same data
     accepted = accepted_hyperparameters(method)
     given = {k: v for k, v in (body.get("hyperparameters") or {}).items() if k in accepted}
-    init_adapter_dir = parent_adapter_dir(settings, job)
+    init_adapter_dir = parent_adapter_dir(settings, job, resuming)
     if init_adapter_dir is not None:
         # the parent's adapter is trained on, so it keeps its shape (the API refused others)
         given |= parent_adapter_shape(init_adapter_dir)
@@ -229,7 +235,7 @@ def train_job(
     tracking: TrackedReporter | None = None
     trained = False  # the run ended as the trainer decided: completed, paused or cancelled
     try:
-        spec = build_spec(writer, settings, storage, job)
+        spec = build_spec(writer, settings, storage, job, resuming=bool(checkpoints.list()))
         tracking = tracked(progress, settings, job, spec.hyperparameters.as_dict())
         result = train(spec, tracking or progress, checkpoints)
         trained = True
