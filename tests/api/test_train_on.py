@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import shutil
 import tarfile
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,8 @@ from tests.api.jobfiles import (
 )
 from tests.conftest import make_client, wait_for_job
 from tests.services import LiveService
+from worker.published_checkpoints import job_checkpoints_root
+from worker.trainer.checkpoints import DirectoryCheckpointStore
 
 DONE = {"succeeded", "failed", "cancelled"}
 SFT = {"type": "supervised", "supervised": {"hyperparameters": {"n_epochs": 1, "batch_size": 4}}}
@@ -179,3 +182,31 @@ def test_the_parents_adapter_shape_and_no_kl_are_kept(
         method=rft_method(beta=0.1),
     )
     cancel_unfinished(client)
+
+
+def test_a_paused_child_resumes_without_its_parents_files(
+    client: openai.OpenAI, service: LiveService, sft_job: Any, tmp_path: Path
+) -> None:
+    """Runs last: it deletes the files of the parent checkpoint it trains on."""
+    checkpoint = client.fine_tuning.jobs.checkpoints.list(sft_job.id).data[-1]
+    long_sft = {"type": "supervised", "supervised": {"hyperparameters": {"n_epochs": 20}}}
+    job = client.fine_tuning.jobs.create(
+        model=checkpoint.fine_tuned_model_checkpoint,
+        training_file=upload_rows(client, tmp_path, "train.jsonl", sft_rows(12)),
+        method=long_sft,
+    )
+    wait_for_job(client, job.id, {"running"}, timeout=120)
+    while not any(e.type == "metrics" for e in client.fine_tuning.jobs.list_events(job.id)):
+        assert client.fine_tuning.jobs.retrieve(job.id).status == "running"
+    client.fine_tuning.jobs.pause(job.id)
+    assert wait_for_job(client, job.id, {"paused", "succeeded"}, timeout=120).status == "paused"
+
+    parent_root = job_checkpoints_root(service.data_dir / "checkpoints", sft_job.id)
+    parent_files = DirectoryCheckpointStore(parent_root).step_dir(checkpoint.step_number)
+    assert (parent_files / "adapter_model.safetensors").is_file()
+    shutil.rmtree(parent_files)
+    client.fine_tuning.jobs.resume(job.id)
+    job = wait_for_job(client, job.id, DONE, timeout=240)
+    assert job.status == "succeeded", job.error
+    messages = [event.message for event in client.fine_tuning.jobs.list_events(job.id, limit=100)]
+    assert any(message.startswith("Resuming from the checkpoint of step") for message in messages)
