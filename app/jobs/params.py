@@ -249,7 +249,7 @@ def validate_integrations(integrations: Any) -> list[dict[str, Any]] | None:
         return None
     if not isinstance(integrations, list):
         raise ParamError("integrations", "integrations must be a list.")
-    normalized = []
+    normalized: list[dict[str, Any]] = []
     for index, integration in enumerate(integrations):
         path = f"integrations[{index}]"
         if not isinstance(integration, dict):
