@@ -78,7 +78,15 @@ class Job(Base):
     project_id: Mapped[str] = mapped_column(
         ForeignKey("projects.id", ondelete="CASCADE"), index=True
     )
+    # as given: a catalogue model, or a fine-tuned model (or checkpoint) the job trains on from
     model: Mapped[str] = mapped_column(String(256))
+    # the catalogue model whose weights the adapter sits on (`model` itself unless it is an ft
+    # model); None only on rows written before the column existed, read through `base_model_name`
+    base_model: Mapped[str | None] = mapped_column(String(256), nullable=True)
+    # a job trained on from a fine-tuned model: that model's job, and the adapter it starts from
+    # (relative to the checkpoints dir)
+    parent_job_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    parent_adapter_path: Mapped[str | None] = mapped_column(String(512), nullable=True)
     status: Mapped[str] = mapped_column(String(32), index=True)
     training_file: Mapped[str] = mapped_column(String(64))
     validation_file: Mapped[str | None] = mapped_column(String(64), nullable=True)
@@ -114,6 +122,11 @@ class Job(Base):
     # has sent it again since a worker last took it (each time waiting twice as long)
     enqueued_at: Mapped[float | None] = mapped_column(Float, nullable=True)
     resend_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+
+    @property
+    def base_model_name(self) -> str:
+        """The catalogue model the job's weights build on."""
+        return self.base_model or self.model
 
 
 class JobEvent(Base):

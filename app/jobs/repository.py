@@ -681,7 +681,7 @@ def delete_checkpoint(session: Session, fence: Fence, step: int) -> None:
 
 def fine_tuned_model_name(session: Session, job: Job) -> str:
     project = session.get_one(Project, job.project_id)
-    return ids.fine_tuned_model_name(job.model, project.name, job.suffix, job.id)
+    return ids.fine_tuned_model_name(job.base_model_name, project.name, job.suffix, job.id)
 
 
 def succeed(

@@ -52,6 +52,9 @@ class FineTuningJob(BaseModel):
     metadata: dict[str, str] | None
     method: dict[str, Any]
     user_provided_suffix: str | None
+    # ours, beside OpenAI's fields (the SDK keeps unknown fields): the job whose fine-tuned
+    # model or checkpoint, named in `model`, this job trains on from
+    parent_job_id: str | None = None
 
     @classmethod
     def from_row(cls, job: Job) -> FineTuningJob:
@@ -75,6 +78,7 @@ class FineTuningJob(BaseModel):
             metadata=job.job_metadata,
             method=job.method,
             user_provided_suffix=job.suffix,
+            parent_job_id=job.parent_job_id,
         )
 
 

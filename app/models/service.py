@@ -129,7 +129,7 @@ def served_checkpoint(
 ) -> ServedModel:
     model = ServedModel(
         id=checkpoint.fine_tuned_model_checkpoint,
-        base_model=job.model,
+        base_model=job.base_model_name,
         adapter_dir=settings.checkpoints_dir / checkpoint.storage_path,
         created=checkpoint.created_at,
         owned_by=job.project_id,
@@ -144,7 +144,7 @@ def _fine_tuned(settings: Settings, job: Job, metrics: dict[str, Any]) -> Served
     assert job.fine_tuned_model and job.result_adapter_path
     return ServedModel(
         id=job.fine_tuned_model,
-        base_model=job.model,
+        base_model=job.base_model_name,
         adapter_dir=settings.checkpoints_dir / job.result_adapter_path,
         created=job.finished_at or job.created_at,
         owned_by=job.project_id,

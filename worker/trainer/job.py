@@ -1,6 +1,6 @@
 """train(spec, reporter, checkpoints): the whole run, top to bottom.
 
-load the base model with a fresh LoRA adapter -> resume from the latest published checkpoint if
+load the base model with a fresh LoRA adapter (or the given one's weights) -> resume from the latest published checkpoint if
 there is one -> evaluate -> for each step: stop if asked, train, evaluate every `eval_interval`
 steps (checkpoint, keep the best three and the latest), report -> publish the final adapter.
 
@@ -23,6 +23,7 @@ from worker.trainer.checkpoints import (
     CheckpointStore,
     best_checkpoint,
     export_adapter,
+    load_adapter_weights,
     load_checkpoint,
     save_checkpoint,
     unkept_checkpoints,
@@ -55,6 +56,9 @@ def train(spec: TrainSpec, reporter: Reporter, checkpoints: CheckpointStore) -> 
 
     torch.manual_seed(spec.seed)  # the LoRA initialisation draws from the global generator
     policy = load_policy(spec.model_dir, hp.lora_rank, hp.lora_alpha, spec.device, spec.precision)
+    if spec.init_adapter_dir is not None:
+        # the same adapter trained further; a resume below then loads its own checkpoint
+        load_adapter_weights(spec.init_adapter_dir, policy.model)
     optimizer = torch.optim.AdamW(
         policy.trainable_parameters(), lr=hp.learning_rate, weight_decay=0.0
     )
