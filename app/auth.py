@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import asyncio
+from collections.abc import AsyncIterator
 
 from fastapi import Depends, Request
 from sqlalchemy.orm import Session
@@ -20,12 +21,25 @@ def get_settings_dep(request: Request) -> Settings:
     return request.app.state.settings
 
 
-def get_session(settings: Settings = Depends(get_settings_dep)) -> Iterator[Session]:
-    session = session_factory(settings)()
-    try:
-        yield session
-    finally:
-        session.close()
+async def get_session(
+    request: Request, settings: Settings = Depends(get_settings_dep)
+) -> AsyncIterator[Session]:
+    """The request's session, admitted only while a pooled connection is sure to be free.
+
+    A request must never hold a connection while it waits for a thread, nor a thread wait for
+    a connection held by such a request, or a burst of requests deadlocks until the pool's
+    30 s timeout (FastAPI hops threads between dependencies, the route and its response
+    serialisation). So at most POOL_SIZE requests hold a session at once; the others wait
+    here, on the event loop, holding neither a thread nor a connection. The session closes
+    on the loop too, so giving its connection back needs no thread.
+    """
+    slots: asyncio.Semaphore = request.app.state.session_slots
+    async with slots:
+        session = session_factory(settings)()
+        try:
+            yield session
+        finally:
+            session.close()
 
 
 def _bearer_token(request: Request) -> str | None:
@@ -45,6 +59,8 @@ def current_project(request: Request, session: Session = Depends(get_session)) -
             code="invalid_api_key",
         )
     project = project_for_key(session, token)
+    # hand the connection back before the route waits for its own thread (see get_session)
+    session.commit()
     if project is None:
         raise APIError(401, "Incorrect API key provided.", code="invalid_api_key")
     project_id_var.set(project.id)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import uuid
 
@@ -12,6 +13,7 @@ from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from app.db import POOL_SIZE
 from app.errors import APIError, error_envelope
 from app.files import routes as files
 from app.graders import routes as graders
@@ -124,6 +126,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.storage = storage_from_settings(settings)
     app.state.enqueue_job = job_sender(settings)
+    app.state.session_slots = asyncio.Semaphore(POOL_SIZE)
     app.state.request_limits = (
         RequestRateLimiter(settings.rate_limit_requests_per_minute)
         if settings.rate_limit_requests_per_minute
