@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import subprocess
 import sys
 
@@ -20,7 +21,7 @@ from app.keys.service import (
     has_any_key,
 )
 from app.migrate import SchemaOutOfDate, check_schema, upgrade
-from app.observability.logs import configure_logging
+from app.observability.logs import configure_logging, logging_config
 from app.settings import Settings, get_settings
 from app.tables import Project
 
@@ -84,9 +85,20 @@ def _bootstrap_key(settings: Settings) -> str | None:
 def _run_api(settings: Settings, host: str, port: int) -> None:
     import uvicorn
 
-    configure_logging(settings.log_format, servers=True)
+    if settings.api_workers > 1:
+        # each process counts its own requests; Prometheus' multiprocess mode sums them
+        metrics_dir = settings.resolved_data_dir / "prometheus"
+        shutil.rmtree(metrics_dir, ignore_errors=True)
+        metrics_dir.mkdir(parents=True)
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
     uvicorn.run(
-        "app.main:create_app", factory=True, host=host, port=port, log_config=None, log_level="info"
+        "app.main:create_app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=settings.api_workers,
+        log_config=logging_config(settings.log_format),
+        log_level="info",
     )
 
 

@@ -21,6 +21,8 @@ class Settings(BaseSettings):
     api_key: str | None = None
     model_dirs: Annotated[list[Path], NoDecode] = Field(default_factory=list)
     host: str = "127.0.0.1"
+    # API processes (uvicorn workers); more where the machine has the cores
+    api_workers: int = Field(default=1, ge=1)
     port: int = 8000
     max_upload_bytes: int = 512 * 1024 * 1024
     # s3://bucket/prefix: uploads and result files in an S3-compatible store (credentials and
