@@ -203,6 +203,22 @@ class ArtifactStore:
         with self.cache.use(key, lambda path: self.fetch_dir(key, path)) as path:
             yield path
 
+    def local_copy(self, key: str, scratch: Path) -> Path:
+        """The directory of `key` on this disk for as long as the caller keeps `scratch`: the
+        stored folder itself with local storage, else a fresh download into `scratch`."""
+        local = self._local_path(key)
+        if local is not None:
+            if not self.exists(key):
+                raise MissingArtifact(key)
+            return local
+        return self.fetch_dir(key, scratch)
+
+    def read_file(self, key: str, name: str) -> bytes:
+        """One (small) file of the directory of `key`; MissingArtifact when it is not stored."""
+        if name not in self.files(key):
+            raise MissingArtifact(f"{key}/{name}")
+        return b"".join(self.iter_file(key, name))
+
     def delete_dir(self, key: str) -> None:
         """Remove the directory of `key`: the manifest first, so it is gone at once."""
         self.storage.delete(f"{key}/{MANIFEST}")

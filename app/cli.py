@@ -1,11 +1,15 @@
-"""`openrft`: serve (API + embedded worker and inference), api, worker, inference, migrate, keys."""
+"""`openrft`: serve (API + embedded worker and inference), api, worker, inference, migrate, keys,
+projects."""
 
 from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import subprocess
 import sys
+
+from sqlalchemy import select
 
 from app.db import session_scope
 from app.keys.service import (
@@ -17,8 +21,9 @@ from app.keys.service import (
     has_any_key,
 )
 from app.migrate import SchemaOutOfDate, check_schema, upgrade
-from app.observability.logs import configure_logging
+from app.observability.logs import configure_logging, logging_config
 from app.settings import Settings, get_settings
+from app.tables import Project
 
 
 def _worker_command(settings: Settings, name: str) -> list[str]:
@@ -80,9 +85,20 @@ def _bootstrap_key(settings: Settings) -> str | None:
 def _run_api(settings: Settings, host: str, port: int) -> None:
     import uvicorn
 
-    configure_logging(settings.log_format, servers=True)
+    if settings.api_workers > 1:
+        # each process counts its own requests; Prometheus' multiprocess mode sums them
+        metrics_dir = settings.resolved_data_dir / "prometheus"
+        shutil.rmtree(metrics_dir, ignore_errors=True)
+        metrics_dir.mkdir(parents=True)
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
     uvicorn.run(
-        "app.main:create_app", factory=True, host=host, port=port, log_config=None, log_level="info"
+        "app.main:create_app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=settings.api_workers,
+        log_config=logging_config(settings.log_format),
+        log_level="info",
     )
 
 
@@ -158,6 +174,11 @@ def main(argv: list[str] | None = None) -> None:
     keys.add_parser("create", help="print a new API key").add_argument(
         "--project", default=DEFAULT_PROJECT
     )
+    projects = commands.add_parser("projects", help="projects").add_subparsers(
+        dest="projects_command", required=True
+    )
+    # the ids other projects name when sharing a checkpoint with one
+    projects.add_parser("list", help="print each project's id and name")
     args = parser.parse_args(argv)
     if args.command in ("serve", "api"):
         # this process and its children read where the API listens (model graders call it)
@@ -188,6 +209,11 @@ def main(argv: list[str] | None = None) -> None:
         upgrade(settings)
         with session_scope(settings) as session:
             print(create_key(session, args.project))
+    elif args.command == "projects":
+        upgrade(settings)
+        with session_scope(settings) as session:
+            for project in session.scalars(select(Project).order_by(Project.created_at)):
+                print(f"{project.id}\t{project.name}")
 
 
 if __name__ == "__main__":

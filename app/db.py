@@ -26,15 +26,23 @@ def _enable_sqlite_concurrency(engine: Engine) -> None:
         cursor.close()
 
 
+# Connections per process: POOL_SIZE for API requests (app.auth admits at most that many
+# requests with a session at once, so a request never waits for a connection), and
+# POOL_RESERVE more for everything else in the process (health checks, background threads).
+POOL_SIZE = 20
+POOL_RESERVE = 10
+
+
 @lru_cache(maxsize=8)
 def get_engine(database_url: str) -> Engine:
+    pool = {"pool_size": POOL_SIZE, "max_overflow": POOL_RESERVE}
     if database_url.startswith("sqlite"):
         engine = create_engine(
-            database_url, connect_args={"check_same_thread": False, "timeout": 30}
+            database_url, connect_args={"check_same_thread": False, "timeout": 30}, **pool
         )
         _enable_sqlite_concurrency(engine)
         return engine
-    return create_engine(database_url, pool_pre_ping=True)
+    return create_engine(database_url, pool_pre_ping=True, **pool)
 
 
 @lru_cache(maxsize=8)

@@ -23,6 +23,7 @@ class APIError(Exception):
         self.param = param
         self.code = code
         self.type = type
+        self.headers: dict[str, str] = {}
 
     def envelope(self) -> dict[str, Any]:
         return error_envelope(self.message, type=self.type, param=self.param, code=self.code)
@@ -44,3 +45,10 @@ def not_found(kind: str, object_id: str, param: str | None = None) -> APIError:
 
 def bad_request(message: str, *, param: str | None = None, code: str | None = None) -> APIError:
     return APIError(400, message, param=param, code=code)
+
+
+def rate_limited(message: str, retry_after_seconds: float) -> APIError:
+    """OpenAI's 429 (`rate_limit_exceeded`), with `retry-after` so the SDK waits and retries."""
+    error = APIError(429, message, code="rate_limit_exceeded", type="requests")
+    error.headers["retry-after"] = str(max(1, round(retry_after_seconds)))
+    return error

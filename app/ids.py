@@ -28,6 +28,18 @@ def new_checkpoint_id() -> str:
     return f"ftckpt_{_token()}"
 
 
+def new_upload_id() -> str:
+    return f"upload_{_token()}"
+
+
+def new_upload_part_id() -> str:
+    return f"part_{_token()}"
+
+
+def new_checkpoint_permission_id() -> str:
+    return f"cp_{_token()}"
+
+
 def new_project_id() -> str:
     return f"proj_{_token()}"
 

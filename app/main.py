@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import uuid
 
@@ -12,18 +13,22 @@ from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from app.db import POOL_SIZE
 from app.errors import APIError, error_envelope
 from app.files import routes as files
 from app.graders import routes as graders
+from app.graders.run_limits import GraderRunLimiter
 from app.jobs import routes as jobs
-from app.models import chat_routes, download_routes
+from app.models import chat_routes, download_routes, permission_routes
 from app.models import routes as models
 from app.observability import health as readiness_checks
 from app.observability.logs import request_id_var
 from app.observability.metrics import MetricsMiddleware, exposition
 from app.queue import job_sender, make_celery
+from app.rate_limits import RequestRateLimiter
 from app.settings import Settings, get_settings
 from app.storage import storage_from_settings
+from app.uploads import routes as uploads
 from app.webhooks import routes as webhooks
 
 logger = logging.getLogger("openrft.api")
@@ -45,7 +50,15 @@ class RequestIdMiddleware:
 
         async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":
-                message.setdefault("headers", []).append((b"x-request-id", request_id.encode()))
+                headers = message.setdefault("headers", [])
+                headers.append((b"x-request-id", request_id.encode()))
+                extra: dict[str, str] = scope["state"].get("response_headers", {})
+                present = {name.lower() for name, _ in headers}
+                headers.extend(
+                    (name.encode(), value.encode())
+                    for name, value in extra.items()
+                    if name.encode() not in present
+                )
             await send(message)
 
         started = False
@@ -80,7 +93,7 @@ def _param_from_location(location: tuple[object, ...]) -> str | None:
 def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(APIError)
     async def _api_error(_request: Request, error: APIError) -> JSONResponse:
-        return JSONResponse(error.envelope(), status_code=error.status_code)
+        return JSONResponse(error.envelope(), status_code=error.status_code, headers=error.headers)
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(_request: Request, error: RequestValidationError) -> JSONResponse:
@@ -113,8 +126,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.storage = storage_from_settings(settings)
     app.state.enqueue_job = job_sender(settings)
+    app.state.session_slots = asyncio.Semaphore(POOL_SIZE)
+    app.state.request_limits = (
+        RequestRateLimiter(settings.rate_limit_requests_per_minute)
+        if settings.rate_limit_requests_per_minute
+        else None
+    )
+    app.state.grader_runs = GraderRunLimiter(
+        settings.grader_runs_total, settings.grader_runs_per_project
+    )
     _install_error_handlers(app)
-    for module in (files, jobs, download_routes, models, chat_routes, graders, webhooks):
+    modules = (files, uploads, jobs, download_routes, permission_routes, models, chat_routes)
+    for module in (*modules, graders, webhooks):
         app.include_router(module.router, prefix="/v1")
     app.add_middleware(MetricsMiddleware)
     app.add_middleware(RequestIdMiddleware)

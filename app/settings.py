@@ -21,6 +21,8 @@ class Settings(BaseSettings):
     api_key: str | None = None
     model_dirs: Annotated[list[Path], NoDecode] = Field(default_factory=list)
     host: str = "127.0.0.1"
+    # API processes (uvicorn workers); more where the machine has the cores
+    api_workers: int = Field(default=1, ge=1)
     port: int = 8000
     max_upload_bytes: int = 512 * 1024 * 1024
     # s3://bucket/prefix: uploads and result files in an S3-compatible store (credentials and
@@ -29,6 +31,11 @@ class Settings(BaseSettings):
     # with storage_url: each process keeps what it fetched (checkpoints, adapters, merged models)
     # in a local cache of at most this many bytes, evicting the least recently used
     cache_max_bytes: int = Field(default=20 * 1000**3, gt=0)
+    # /v1/uploads (OpenAI's limits): the whole file, each part, and how long an upload may
+    # stay incomplete before it expires and its parts are removed
+    upload_max_bytes: int = 8 * 1024**3
+    upload_part_max_bytes: int = 64 * 1024**2
+    upload_expiry_seconds: int = Field(default=3600, ge=1)
     queue_name: str = "openrft"
     # "text" for people, "json" for log shippers: one object per line with request, project, job
     log_format: Literal["text", "json"] = "text"
@@ -48,6 +55,9 @@ class Settings(BaseSettings):
     max_job_attempts: int = Field(default=3, ge=1)
     # a training step whose samples the grader failed on more often than this fails the job
     max_grader_error_rate: float = 0.5
+    # graded completions kept per training step and per validation run for the samples view
+    # (whole prompt groups; 0 keeps none)
+    samples_per_step: int = Field(default=16, ge=0)
 
     # python grader sandbox (reference defaults: 2 min, 2 GB, 256 kB of source)
     grader_timeout_seconds: float = 120.0
@@ -56,6 +66,11 @@ class Settings(BaseSettings):
     grader_allow_unisolated: bool = False
     grader_file_size_bytes: int = 1024**3  # the reference's 1 GB of disk
     grader_max_processes: int = 32
+    # requests per minute per API key (token bucket, per API process); unset: no limit
+    rate_limit_requests_per_minute: int | None = Field(default=None, ge=1)
+    # /graders/run: slots of its own thread pool, and how many one project may hold at once
+    grader_runs_total: int = Field(default=16, ge=1)
+    grader_runs_per_project: int = Field(default=4, ge=1)
     grader_sandbox_pool_size: int = 0  # warm sandboxes per python grader; 0 = one per CPU core
     # score_model / label_model graders: an OpenAI-compatible chat completions endpoint
     grader_model_base_url: str | None = None

@@ -9,7 +9,18 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, Float, ForeignKey, Integer, String, Text
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -52,7 +63,7 @@ class File(Base):
     )
     filename: Mapped[str] = mapped_column(String(512))
     purpose: Mapped[str] = mapped_column(String(32), index=True)
-    bytes: Mapped[int] = mapped_column(Integer)
+    bytes: Mapped[int] = mapped_column(BigInteger)
     status: Mapped[str] = mapped_column(String(16), default="processed")
     storage_key: Mapped[str] = mapped_column(String(256))
     created_at: Mapped[int] = mapped_column(Integer, default=now)
@@ -67,7 +78,15 @@ class Job(Base):
     project_id: Mapped[str] = mapped_column(
         ForeignKey("projects.id", ondelete="CASCADE"), index=True
     )
+    # as given: a catalogue model, or a fine-tuned model (or checkpoint) the job trains on from
     model: Mapped[str] = mapped_column(String(256))
+    # the catalogue model whose weights the adapter sits on (`model` itself unless it is an ft
+    # model); None only on rows written before the column existed, read through `base_model_name`
+    base_model: Mapped[str | None] = mapped_column(String(256), nullable=True)
+    # a job trained on from a fine-tuned model: that model's job, and the adapter it starts from
+    # (relative to the checkpoints dir)
+    parent_job_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    parent_adapter_path: Mapped[str | None] = mapped_column(String(512), nullable=True)
     status: Mapped[str] = mapped_column(String(32), index=True)
     training_file: Mapped[str] = mapped_column(String(64))
     validation_file: Mapped[str | None] = mapped_column(String(64), nullable=True)
@@ -103,6 +122,11 @@ class Job(Base):
     # has sent it again since a worker last took it (each time waiting twice as long)
     enqueued_at: Mapped[float | None] = mapped_column(Float, nullable=True)
     resend_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+
+    @property
+    def base_model_name(self) -> str:
+        """The catalogue model the job's weights build on."""
+        return self.base_model or self.model
 
 
 class JobEvent(Base):
@@ -194,3 +218,80 @@ class WebhookDeliveryAttempt(Base):
     status_code: Mapped[int | None] = mapped_column(Integer, nullable=True)
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
     duration_ms: Mapped[int] = mapped_column(Integer)
+
+
+class JobSample(Base):
+    """One graded completion the trainer kept for a step or a validation run (bounded per step
+    by OPENRFT_SAMPLES_PER_STEP); the prompt and reference repeat on each of a group's rows."""
+
+    __tablename__ = "job_samples"
+    __table_args__ = (Index("ix_job_samples_job_split_step", "job_id", "split", "step"),)
+
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"))
+    step: Mapped[int] = mapped_column(Integer)
+    split: Mapped[str] = mapped_column(String(16))  # "train" | "validation"
+    # the prompt's index within the step's batch (or the validation set): a group's key
+    group_index: Mapped[int] = mapped_column(Integer)
+    prompt: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
+    reference: Mapped[dict[str, Any]] = mapped_column(JSON)
+    completion: Mapped[str] = mapped_column(Text)
+    reward: Mapped[float] = mapped_column(Float)
+    sub_rewards: Mapped[dict[str, float] | None] = mapped_column(JSON, nullable=True)
+    created_at: Mapped[int] = mapped_column(Integer, default=now)
+
+
+class Upload(Base):
+    """A file arriving in parts (`/v1/uploads`); completing it makes a `File`."""
+
+    __tablename__ = "uploads"
+
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    id: Mapped[str] = mapped_column(String(64), unique=True)
+    project_id: Mapped[str] = mapped_column(
+        ForeignKey("projects.id", ondelete="CASCADE"), index=True
+    )
+    filename: Mapped[str] = mapped_column(String(512))
+    purpose: Mapped[str] = mapped_column(String(32))
+    mime_type: Mapped[str] = mapped_column(String(255))
+    # the size declared at creation; the parts named on completion must add up to it
+    bytes: Mapped[int] = mapped_column(BigInteger)
+    # pending, completing (a completion is concatenating the parts), completed, cancelled,
+    # expired; "completing" is shown as "pending"
+    status: Mapped[str] = mapped_column(String(16), index=True)
+    # `expires_after.seconds` for the file the upload becomes
+    file_expires_after: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    file_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    created_at: Mapped[int] = mapped_column(Integer, default=now)
+    expires_at: Mapped[int] = mapped_column(Integer)
+
+
+class UploadPart(Base):
+    __tablename__ = "upload_parts"
+
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    id: Mapped[str] = mapped_column(String(64), unique=True)
+    upload_id: Mapped[str] = mapped_column(ForeignKey("uploads.id", ondelete="CASCADE"), index=True)
+    bytes: Mapped[int] = mapped_column(BigInteger)
+    storage_key: Mapped[str] = mapped_column(String(256))
+    created_at: Mapped[int] = mapped_column(Integer, default=now)
+
+
+class CheckpointPermission(Base):
+    """A fine-tuned checkpoint of `owner_project_id` shared with `project_id`.
+
+    Keyed by the checkpoint's model name, which outlives its row: a checkpoint rewritten at the
+    same step (a resumed job) keeps its name and its permissions.
+    """
+
+    __tablename__ = "checkpoint_permissions"
+    __table_args__ = (UniqueConstraint("fine_tuned_model_checkpoint", "project_id"),)
+
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    id: Mapped[str] = mapped_column(String(64), unique=True)
+    fine_tuned_model_checkpoint: Mapped[str] = mapped_column(String(512), index=True)
+    owner_project_id: Mapped[str] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
+    project_id: Mapped[str] = mapped_column(
+        ForeignKey("projects.id", ondelete="CASCADE"), index=True
+    )
+    created_at: Mapped[int] = mapped_column(Integer, default=now)

@@ -72,7 +72,9 @@ def s3_server() -> Iterator[S3Server]:
         _wait_until_up(endpoint, None)
         yield S3Server(endpoint)
         return
-    moto = shutil.which("moto_server") or os.path.join(os.path.dirname(sys.executable), "moto_server")
+    moto = shutil.which("moto_server") or os.path.join(
+        os.path.dirname(sys.executable), "moto_server"
+    )
     port = free_port()
     process = subprocess.Popen(
         [moto, "-H", "127.0.0.1", "-p", str(port)],

@@ -148,7 +148,9 @@ def live_service(
     log_path = data_dir.parent / f"{data_dir.name}-server.log"
     with log_path.open("wb") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "app.cli", command, "--host", "127.0.0.1", "--port", str(port)],
+            [sys.executable, "-m", "app.cli", command, "--host", "127.0.0.1", "--port", str(port)]
+            # `openrft api` alone checks the schema rather than upgrading it; one replica may
+            + (["--migrate"] if command == "api" else []),
             env=env,
             cwd=REPO_ROOT,
             stdout=log,

@@ -6,6 +6,7 @@ over stops at its next step boundary without recording anything more.
 
 from __future__ import annotations
 
+import json
 import logging
 import shutil
 import time
@@ -16,17 +17,18 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy.orm import Session, sessionmaker
 
 from app import ids
-from app.artifact_store import artifact_store
+from app.artifact_store import MissingArtifact, artifact_store
 from app.db import session_factory
 from app.graders import GraderConfig
 from app.jobs import iter_examples, validate_dataset
 from app.jobs.hyperparameters import accepted_hyperparameters, resolve_hyperparameters
 from app.jobs.repository import WAITING_STATUSES, StaleAttempt
-from app.jobs.service import Enqueue
+from app.jobs.service import ADAPTER_CONFIG, Enqueue
 from app.jobs.states import TERMINAL_STATUSES, JobStatus
 from app.settings import Settings
 from app.storage import Storage, storage_from_settings
 from app.tables import File, Job
+from worker.integrations import TrackedReporter, tracked
 from worker.job_writer import JobWriter
 from worker.lease import Heartbeat, take_lease, worker_identity
 from worker.metrics import JOBS_RUN, record_step
@@ -76,6 +78,10 @@ class JobProgress:
                 f"the grader failed on {error_rate:.0%} of step {step}'s samples (the limit is "
                 f"{self.max_grader_error_rate:.0%}); see the step's metrics event for the errors"
             )
+
+    def on_samples(self, step: int, split: str, samples: list[dict[str, Any]]) -> None:
+        self.heartbeat.check()
+        self.writer.samples(step, split, samples)
 
     def should_stop(self) -> str | None:
         self.heartbeat.check()
@@ -155,8 +161,37 @@ def work_dir(settings: Settings, job_id: str, attempt: int) -> Path:
     return settings.resolved_data_dir / "work" / f"{job_id}.attempt-{attempt}"
 
 
-def build_spec(writer: JobWriter, settings: Settings, storage: Storage, job: Job) -> TrainSpec:
-    """Resolve the job's hyperparameters once, echo them, and freeze what the trainer needs."""
+def parent_adapter_dir(settings: Settings, job: Job, resuming: bool, attempt: int) -> Path | None:
+    """The adapter a job trained on from a fine-tuned model starts from; None for a fresh one,
+    and for a job resuming from a checkpoint of its own (which holds the weights, while the
+    echo of its first attempt holds the adapter's shape).
+
+    Raises FileNotFoundError when its files went away after the job was created."""
+    if job.parent_adapter_path is None or resuming:
+        return None
+    artifacts = artifact_store(settings, "checkpoints", "worker")
+    scratch = work_dir(settings, job.id, attempt) / "parent-adapter"
+    try:
+        adapter_dir = artifacts.local_copy(job.parent_adapter_path, scratch)
+    except MissingArtifact:
+        adapter_dir = None
+    if adapter_dir is None or not (adapter_dir / ADAPTER_CONFIG).is_file():
+        raise FileNotFoundError(f"the weights of {job.model} are no longer on this server")
+    return adapter_dir
+
+
+def parent_adapter_shape(adapter_dir: Path) -> dict[str, Any]:
+    """lora_rank and lora_alpha of a saved adapter, as hyperparameters."""
+    config = json.loads((adapter_dir / ADAPTER_CONFIG).read_text())
+    return {"lora_rank": int(config["r"]), "lora_alpha": float(config["lora_alpha"])}
+
+
+def build_spec(
+    writer: JobWriter, settings: Settings, storage: Storage, job: Job, resuming: bool = False
+) -> TrainSpec:
+    """Resolve the job's hyperparameters once, echo them, and freeze what the trainer needs.
+
+    `resuming`: the job has published checkpoints, which the trainer continues from."""
     from worker.trainer.models import resolve_model_dir
     from worker.trainer.spec import TrainSpec
 
@@ -168,11 +203,19 @@ def build_spec(writer: JobWriter, settings: Settings, storage: Storage, job: Job
     # resolving the accepted names again gives the same values for the same data
     accepted = accepted_hyperparameters(method)
     given = {k: v for k, v in (body.get("hyperparameters") or {}).items() if k in accepted}
+    init_adapter_dir = parent_adapter_dir(settings, job, resuming, writer.fence.attempt)
+    if init_adapter_dir is not None:
+        # the parent's adapter is trained on, so it keeps its shape (the API refused others)
+        given |= parent_adapter_shape(init_adapter_dir)
     hyperparameters = resolve_hyperparameters(method, given, len(train_rows), len(valid_rows))
     writer.echo_hyperparameters(method, hyperparameters.as_dict())
+    if init_adapter_dir is not None:
+        writer.event(f"Training on from the adapter of {job.model} (job {job.parent_job_id})")
+    base_model = job.base_model_name
     return TrainSpec(
-        model=job.model,
-        model_dir=resolve_model_dir(job.model, settings.model_dirs, settings.model_cache_dir),
+        model=base_model,
+        model_dir=resolve_model_dir(base_model, settings.model_dirs, settings.model_cache_dir),
+        init_adapter_dir=init_adapter_dir,
         train_rows=train_rows,
         valid_rows=valid_rows,
         method=method,
@@ -181,6 +224,7 @@ def build_spec(writer: JobWriter, settings: Settings, storage: Storage, job: Job
         seed=job.seed,
         work_dir=work_dir(settings, job.id, writer.fence.attempt),
         grader_config=GraderConfig.from_settings(settings),
+        samples_per_step=settings.samples_per_step,
     )
 
 
@@ -206,9 +250,14 @@ def train_job(
         logger.info("job %s: fetched %d checkpoints from storage", job.id, fetched)
     # steps an earlier attempt reported past its latest checkpoint are trained again
     writer.discard_metrics_after(checkpoints.latest_step())
+    writer.discard_samples_after(checkpoints.latest_step())
+    tracking: TrackedReporter | None = None
+    trained = False  # the run ended as the trainer decided: completed, paused or cancelled
     try:
-        spec = build_spec(writer, settings, storage, job)
-        result = train(spec, progress, checkpoints)
+        spec = build_spec(writer, settings, storage, job, resuming=bool(checkpoints.list()))
+        tracking = tracked(progress, settings, job, spec.hyperparameters.as_dict())
+        result = train(spec, tracking or progress, checkpoints)
+        trained = True
     except StaleAttempt:
         raise
     except Exception as error:
@@ -216,6 +265,8 @@ def train_job(
         writer.fail(JobStatus.RUNNING, _error_code(error), f"{type(error).__name__}: {error}")
         return
     finally:
+        if tracking is not None:
+            tracking.close(succeeded=trained)
         checkpoints.discard_staging()
     finish(writer, settings, storage, result)
     if settings.storage_url:

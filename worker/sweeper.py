@@ -7,6 +7,8 @@
   again: its message may have been lost (the embedded transport deletes a message when a
   worker receives it). Duplicates are harmless: a worker that finds the job taken or done
   does nothing.
+- An upload (`/v1/uploads`) left incomplete past its `expires_at` is expired and its parts
+  removed from storage.
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ from app.jobs import repository
 from app.jobs.repository import WAITING_STATUSES
 from app.jobs.service import Enqueue
 from app.settings import Settings
+from app.storage import storage_from_settings
+from app.uploads.service import expire_due
 
 logger = logging.getLogger("openrft.worker")
 
@@ -30,6 +34,7 @@ class SweepReport:
     requeued: list[str] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)
     resent: list[str] = field(default_factory=list)
+    expired_uploads: list[str] = field(default_factory=list)
 
 
 def sweep(sessions: sessionmaker[Session], settings: Settings, send: Enqueue) -> SweepReport:
@@ -55,6 +60,8 @@ def sweep(sessions: sessionmaker[Session], settings: Settings, send: Enqueue) ->
             logger.warning("job %s waited without a worker; sent again", waiting.job_id)
             report.resent.append(waiting.job_id)
             send(waiting.job_id)
+    with sessions() as session:
+        report.expired_uploads = expire_due(session, storage_from_settings(settings))
     return report
 
 

@@ -1,18 +1,19 @@
 """HTTP adapter for /v1/fine_tuning/alpha/graders: run a grader on one sample, or validate it.
 
-Routes are plain functions, so FastAPI runs them in its threadpool: a python grader waits on
-its sandbox and a model grader on the network without blocking the server.
+A run goes to the grader-run pool (`run_limits`), not FastAPI's shared thread pool, so slow
+python or model graders cannot hold the threads that every other request needs.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Request
 
 from app.auth import current_project, get_settings_dep
-from app.errors import bad_request
+from app.errors import bad_request, rate_limited
 from app.graders import GraderConfig, grade, make_sample, normalize_grader, validate_grader
+from app.graders.run_limits import Busy, GraderRunLimiter
 from app.graders.schemas import GraderRunRequest, GraderValidateRequest, GraderValidateResponse
 from app.settings import Settings
 from app.tables import Project
@@ -30,15 +31,28 @@ def _checked_grader(grader: Any, settings: Settings) -> dict[str, Any]:
     return normalize_grader(grader)
 
 
+# how long a refused client should wait: about one typical python grader run
+RUN_RETRY_AFTER_SECONDS = 5
+
+
 @router.post("/run")
-def run_grader(
+async def run_grader(
     body: GraderRunRequest,
+    request: Request,
     project: Project = Depends(current_project),
     settings: Settings = Depends(get_settings_dep),
 ) -> dict[str, Any]:
     grader = _checked_grader(body.grader, settings)
     config = GraderConfig.from_settings(settings)
-    result = grade(grader, make_sample(body.model_sample), body.item or {}, config)
+    sample, item = make_sample(body.model_sample), body.item or {}
+    limiter: GraderRunLimiter = request.app.state.grader_runs
+    try:
+        result = await limiter.run(project.id, lambda: grade(grader, sample, item, config))
+    except Busy as busy:
+        raise rate_limited(
+            f"Too many grader runs at once: {busy.reason}. Retry when one has finished.",
+            RUN_RETRY_AFTER_SECONDS,
+        ) from None
     return result.to_run_response()
 
 

@@ -23,6 +23,14 @@ MAX_METADATA_VALUE_CHARS = 512
 _SUFFIX_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 METHOD_TYPES = ("supervised", "dpo", "reinforcement")
+INTEGRATION_TYPES = ("wandb",)
+WANDB_KEYS = ("project", "entity", "name", "tags")
+# W&B's own limits: a tag is at most 64 characters; names of projects and entities 128
+MAX_WANDB_TAG_CHARS = 64
+MAX_WANDB_NAME_CHARS = 128
+MAX_WANDB_TAGS = 50
+# characters W&B refuses in project and entity names
+WANDB_FORBIDDEN_CHARS = ("/", "\\", "#", "?", "%", ":")
 RESPONSE_FORMAT_TYPES = ("text", "json_object", "json_schema")
 
 
@@ -229,3 +237,73 @@ def validate_seed(seed: Any) -> int | None:
     if type(seed) is not int or not 0 <= seed <= MAX_SEED:
         raise ParamError("seed", f"seed must be an integer from 0 to {MAX_SEED}; got {seed!r}.")
     return seed
+
+
+def validate_integrations(integrations: Any) -> list[dict[str, Any]] | None:
+    """OpenAI's `integrations`: at most one `{"type": "wandb", "wandb": {"project", "entity"?,
+    "name"?, "tags"?}}`, normalised for the job's echo; None passes."""
+    if integrations is None:
+        return None
+    if not isinstance(integrations, list):
+        raise ParamError("integrations", "integrations must be a list.")
+    normalized: list[dict[str, Any]] = []
+    for index, integration in enumerate(integrations):
+        path = f"integrations[{index}]"
+        if not isinstance(integration, dict):
+            raise ParamError(path, f"{path} must be an object.")
+        kind = integration.get("type")
+        if kind not in INTEGRATION_TYPES:
+            raise ParamError(
+                f"{path}.type",
+                f'{path}.type must be "wandb" (the one integration this server offers); '
+                f"got {kind!r}.",
+            )
+        for key in integration:
+            if key not in ("type", kind):
+                raise ParamError(f"{path}.{key}", f"Unknown parameter {path}.{key}.")
+        if any(seen["type"] == kind for seen in normalized):
+            raise ParamError(path, f"Only one {kind} integration may be given.")
+        normalized.append({"type": kind, kind: _wandb(integration.get(kind), f"{path}.{kind}")})
+    return normalized
+
+
+def _wandb(settings: Any, path: str) -> dict[str, Any]:
+    if not isinstance(settings, dict):
+        raise ParamError(path, f"{path} must be an object with at least a project.")
+    for key in settings:
+        if key not in WANDB_KEYS:
+            raise ParamError(f"{path}.{key}", f"Unknown parameter {path}.{key}.")
+    project = settings.get("project")
+    if not isinstance(project, str) or not project.strip():
+        raise ParamError(f"{path}.project", f"{path}.project must be a non-empty string.")
+    wandb: dict[str, Any] = {"project": project}
+    for key in ("entity", "name"):
+        value = settings.get(key)
+        if value is not None and (not isinstance(value, str) or not value.strip()):
+            raise ParamError(f"{path}.{key}", f"{path}.{key} must be null or a non-empty string.")
+        wandb[key] = value
+    for key in ("project", "entity"):
+        value = wandb[key]
+        if value is not None and (
+            len(value) > MAX_WANDB_NAME_CHARS or any(c in value for c in WANDB_FORBIDDEN_CHARS)
+        ):
+            raise ParamError(
+                f"{path}.{key}",
+                f"{path}.{key} must be at most {MAX_WANDB_NAME_CHARS} characters, none of "
+                f"{' '.join(WANDB_FORBIDDEN_CHARS)}.",
+            )
+    tags = settings.get("tags")
+    if tags is None:
+        tags = []
+    if (
+        not isinstance(tags, list)
+        or len(tags) > MAX_WANDB_TAGS
+        or not all(isinstance(tag, str) and 0 < len(tag) <= MAX_WANDB_TAG_CHARS for tag in tags)
+    ):
+        raise ParamError(
+            f"{path}.tags",
+            f"{path}.tags must be a list of at most {MAX_WANDB_TAGS} strings of 1 to "
+            f"{MAX_WANDB_TAG_CHARS} characters.",
+        )
+    wandb["tags"] = list(tags)
+    return wandb

@@ -1,4 +1,4 @@
-"""The only writer of jobs, job events and checkpoint rows.
+"""The only writer of jobs, job events, checkpoint and sample rows.
 
 Every status change is a compare-and-set through the state machine: `UPDATE jobs ... WHERE
 id = ? AND status = ? AND attempt = ?`. A caller that loses the race re-reads and decides again.
@@ -35,7 +35,7 @@ from app.jobs.states import (
     event_level,
     transition_message,
 )
-from app.tables import Checkpoint, File, Job, JobEvent, Project, now
+from app.tables import Checkpoint, File, Job, JobEvent, JobSample, Project, now
 from app.webhooks import repository as webhooks
 
 # a user action re-reads and retries when a worker changed the job meanwhile; more than a few
@@ -162,6 +162,57 @@ def act(session: Session, job_id: str, action: UserAction) -> tuple[Job, UserAct
             return job, outcome
         session.rollback()
     raise RuntimeError(f"job {job_id} kept changing while a user tried to {action} it")
+
+
+def forget_fine_tuned_model(session: Session, job_id: str) -> str | None:
+    """Take the job's fine-tuned model out of service, with an event; the adapter path it was
+    served from (its files are the caller's to remove), or None when it had none left.
+
+    The job keeps its `fine_tuned_model` name, as OpenAI's jobs do after a delete. The caller
+    commits.
+    """
+    job = _load(session, job_id)
+    path = job.result_adapter_path
+    if path is None:
+        return None
+    result = session.execute(
+        update(Job)
+        .where(Job.id == job_id, Job.result_adapter_path == path)
+        .values(result_adapter_path=None)
+    )
+    if result.rowcount != 1:
+        return None
+    _add_event(session, job_id, f"Fine-tuned model deleted: {job.fine_tuned_model}")
+    return path
+
+
+def delete_finished_checkpoint(session: Session, checkpoint_id: str) -> Checkpoint | None:
+    """Delete a checkpoint row of a succeeded, failed or cancelled job (a running or paused job
+    still resumes from its checkpoints), with an event; the row deleted, or None. The caller
+    commits."""
+    found = session.execute(
+        select(Checkpoint, Job.status)
+        .join(Job, Checkpoint.job_id == Job.id)
+        .where(Checkpoint.id == checkpoint_id)
+    ).first()
+    if found is None or JobStatus(found[1]) not in TERMINAL_STATUSES:
+        return None
+    checkpoint = found[0]
+    terminal = [status.value for status in TERMINAL_STATUSES]
+    result = session.execute(
+        delete(Checkpoint).where(
+            Checkpoint.id == checkpoint_id,
+            Checkpoint.job_id.in_(select(Job.id).where(Job.status.in_(terminal))),
+        )
+    )
+    if result.rowcount != 1:
+        return None
+    _add_event(
+        session,
+        checkpoint.job_id,
+        f"Checkpoint model deleted: {checkpoint.fine_tuned_model_checkpoint}",
+    )
+    return checkpoint
 
 
 def fail_unsent(session: Session, job_id: str, code: str, message: str) -> bool:
@@ -526,6 +577,52 @@ def discard_metrics_after(session: Session, fence: Fence, step: int) -> int:
     return len(stale)
 
 
+SAMPLE_SPLITS = ("train", "validation")
+# a sampled token may decode to a NUL character, which PostgreSQL's text cannot hold
+NUL, REPLACEMENT_CHARACTER = "\x00", "\ufffd"
+
+
+def replace_samples(
+    session: Session, fence: Fence, step: int, split: str, samples: list[dict[str, Any]]
+) -> None:
+    """Store the samples the trainer kept for `step` and `split` in place of any stored
+    before (a resumed attempt that runs the step, or the baseline validation, again)."""
+    if split not in SAMPLE_SPLITS:
+        raise ValueError(f"unknown sample split {split!r}")
+    hold(session, fence)
+    session.execute(
+        delete(JobSample).where(
+            JobSample.job_id == fence.job_id, JobSample.step == step, JobSample.split == split
+        )
+    )
+    created_at = now()
+    session.add_all(
+        JobSample(
+            job_id=fence.job_id,
+            step=step,
+            split=split,
+            group_index=int(sample["group"]),
+            prompt=sample["prompt"],
+            reference=sample["reference"],
+            completion=str(sample["completion"]).replace(NUL, REPLACEMENT_CHARACTER),
+            reward=float(sample["reward"]),
+            sub_rewards=sample.get("sub_rewards"),
+            created_at=created_at,
+        )
+        for sample in samples
+    )
+
+
+def discard_samples_after(session: Session, fence: Fence, step: int) -> int:
+    """Drop the samples of steps after `step`, as `discard_metrics_after` drops their metrics:
+    the new attempt trains those steps again from the checkpoint of `step`."""
+    hold(session, fence)
+    result = session.execute(
+        delete(JobSample).where(JobSample.job_id == fence.job_id, JobSample.step > step)
+    )
+    return int(result.rowcount or 0)
+
+
 def stop_request(session: Session, fence: Fence) -> str | None:
     """'cancel' or 'pause' when the user asked the running job to stop, else None."""
     row = session.execute(
@@ -584,7 +681,7 @@ def delete_checkpoint(session: Session, fence: Fence, step: int) -> None:
 
 def fine_tuned_model_name(session: Session, job: Job) -> str:
     project = session.get_one(Project, job.project_id)
-    return ids.fine_tuned_model_name(job.model, project.name, job.suffix, job.id)
+    return ids.fine_tuned_model_name(job.base_model_name, project.name, job.suffix, job.id)
 
 
 def succeed(

@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from app.tables import Checkpoint, Job, JobEvent
+from app.tables import Checkpoint, Job, JobEvent, JobSample
 
 
 class JobCreateRequest(BaseModel):
@@ -52,6 +52,9 @@ class FineTuningJob(BaseModel):
     metadata: dict[str, str] | None
     method: dict[str, Any]
     user_provided_suffix: str | None
+    # ours, beside OpenAI's fields (the SDK keeps unknown fields): the job whose fine-tuned
+    # model or checkpoint, named in `model`, this job trains on from
+    parent_job_id: str | None = None
 
     @classmethod
     def from_row(cls, job: Job) -> FineTuningJob:
@@ -75,6 +78,7 @@ class FineTuningJob(BaseModel):
             metadata=job.job_metadata,
             method=job.method,
             user_provided_suffix=job.suffix,
+            parent_job_id=job.parent_job_id,
         )
 
 
@@ -117,4 +121,33 @@ class CheckpointObject(BaseModel):
             fine_tuning_job_id=checkpoint.job_id,
             step_number=checkpoint.step_number,
             metrics=checkpoint.metrics or {},
+        )
+
+
+class SampleObject(BaseModel):
+    """One graded completion the trainer kept (an extension: OpenAI has no such resource)."""
+
+    object: Literal["fine_tuning.job.sample"] = "fine_tuning.job.sample"
+    step: int
+    split: str
+    group: int  # the prompt's index within the step's batch; a group's samples share it
+    prompt: list[dict[str, Any]]
+    reference: dict[str, Any]
+    completion: str
+    reward: float
+    sub_rewards: dict[str, float] | None
+    created_at: int
+
+    @classmethod
+    def from_row(cls, sample: JobSample) -> SampleObject:
+        return cls(
+            step=sample.step,
+            split=sample.split,
+            group=sample.group_index,
+            prompt=sample.prompt,
+            reference=sample.reference,
+            completion=sample.completion,
+            reward=sample.reward,
+            sub_rewards=sample.sub_rewards,
+            created_at=sample.created_at,
         )

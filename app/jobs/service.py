@@ -5,24 +5,29 @@ The one place that decides what the API does to a job; routes only translate HTT
 
 from __future__ import annotations
 
+import json
 import random
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from app import ids
+from app.artifact_store import artifact_store
 from app.base_models import find_base_model
 from app.errors import APIError, bad_request, not_found
 from app.graders import normalize_grader, validate_grader
 from app.jobs import (
     IllegalTransition,
     JobStatus,
+    NormalizedMethod,
     ParamError,
     normalize_method,
     repository,
+    validate_integrations,
     validate_metadata,
     validate_seed,
     validate_suffix,
@@ -30,13 +35,15 @@ from app.jobs import (
 from app.jobs.schemas import JobCreateRequest
 from app.jobs.states import CREATED_MESSAGE, UserAction, validating_file_message
 from app.settings import Settings
-from app.tables import Checkpoint, File, Job, JobEvent, Project, now
+from app.tables import Checkpoint, File, Job, JobEvent, JobSample, Project, now
 
 # sends a committed job to the workers (app.queue.job_sender in the API)
 Enqueue = Callable[[str], None]
 GRADER_PARAM = "method.reinforcement.grader"
 # OpenAI's SFT job echo: these three only
 SUPERVISED_ECHO_KEYS = ("batch_size", "learning_rate_multiplier", "n_epochs")
+# written beside every saved LoRA adapter (peft's save_pretrained): its rank, alpha, targets
+ADAPTER_CONFIG = "adapter_config.json"
 
 
 def _training_input(session: Session, project: Project, file_id: str | None, param: str) -> File:
@@ -70,16 +77,97 @@ def _param(error: ParamError) -> APIError:
     return bad_request(error.message, param=error.param)
 
 
+@dataclass(frozen=True)
+class StartingPoint:
+    """What a new job trains: a fresh adapter on a catalogue model, or a fine-tuned model's
+    adapter (a job's final one or a checkpoint's) trained on, on the same base weights."""
+
+    base_model: str
+    parent_job_id: str | None = None
+    parent_adapter_path: str | None = None  # relative to the checkpoints dir
+
+
+def _stored_files(settings: Settings, adapter_path: str) -> dict[str, int]:
+    """The files of a stored adapter, or none when it is gone."""
+    manifest = artifact_store(settings, "checkpoints", "api").manifest(adapter_path)
+    return manifest["files"] if manifest else {}
+
+
+def _model_not_available(
+    model: str, reason: str = "does not exist or is not available"
+) -> APIError:
+    return APIError(
+        400,
+        f"Model '{model}' {reason} for fine-tuning.",
+        param="model",
+        code="model_not_available",
+    )
+
+
+def _starting_point(
+    session: Session, settings: Settings, project: Project, model: str
+) -> StartingPoint:
+    """The catalogue model `model`, or the project's fine-tuned model or checkpoint of that
+    name whose adapter is on this server; else a 400 naming `model`."""
+    if find_base_model(settings, model) is not None:
+        return StartingPoint(model)
+    if not model.startswith("ft:"):
+        raise _model_not_available(model)
+    parent = session.scalar(
+        select(Job).where(Job.fine_tuned_model == model, Job.project_id == project.id)
+    )
+    adapter_path = parent.result_adapter_path if parent is not None else None
+    if adapter_path is None:
+        found = session.execute(
+            select(Checkpoint, Job)
+            .join(Job, Checkpoint.job_id == Job.id)
+            .where(Checkpoint.fine_tuned_model_checkpoint == model, Job.project_id == project.id)
+        ).first()
+        if found is not None:
+            checkpoint, parent = found
+            adapter_path = checkpoint.storage_path
+    if parent is None or adapter_path is None:
+        raise _model_not_available(model)
+    if ADAPTER_CONFIG not in _stored_files(settings, adapter_path):
+        raise _model_not_available(model, "has no weights left on this server to train on")
+    if find_base_model(settings, parent.base_model_name) is None:
+        raise _model_not_available(
+            model, f"was trained on '{parent.base_model_name}', which is no longer offered"
+        )
+    return StartingPoint(parent.base_model_name, parent.id, adapter_path)
+
+
+def _check_continued_hyperparameters(
+    settings: Settings, start: StartingPoint, method: NormalizedMethod, path: str
+) -> None:
+    """Training on an adapter keeps its shape: lora_rank and lora_alpha are the parent's.
+    `beta` would pull towards the catalogue model, not the parent, so it is refused."""
+    if start.parent_adapter_path is None:
+        return
+    adapters = artifact_store(settings, "checkpoints", "api")
+    config = json.loads(adapters.read_file(start.parent_adapter_path, ADAPTER_CONFIG))
+    parent_shape = {"lora_rank": config.get("r"), "lora_alpha": config.get("lora_alpha")}
+    for name, parent_value in parent_shape.items():
+        given = method.hyperparameters.get(name, "auto")
+        if given != "auto" and parent_value is not None and float(given) != float(parent_value):
+            raise bad_request(
+                f"{name} is {given}, but the fine-tuned model being trained on has an adapter "
+                f"with {name} {parent_value:g}; leave {name} out to keep it.",
+                param=f"{path}.{name}",
+            )
+    beta = method.hyperparameters.get("beta", "auto")
+    if beta not in ("auto", 0, 0.0):
+        raise bad_request(
+            "beta (the KL penalty) is not supported when training on from a fine-tuned model: "
+            "its reference would be the base model, not the model given; leave beta out.",
+            param=f"{path}.beta",
+        )
+
+
 def create_job(
     session: Session, settings: Settings, project: Project, body: JobCreateRequest, enqueue: Enqueue
 ) -> Job:
-    if find_base_model(settings, body.model) is None:
-        raise APIError(
-            400,
-            f"Model '{body.model}' does not exist or is not available for fine-tuning.",
-            param="model",
-            code="model_not_available",
-        )
+    start = _starting_point(session, settings, project, body.model)
     _training_input(session, project, body.training_file, "training_file")
     if body.validation_file is not None:
         _training_input(session, project, body.validation_file, "validation_file")
@@ -88,8 +176,15 @@ def create_job(
         suffix = validate_suffix(body.suffix)
         metadata = validate_metadata(body.metadata)
         seed = validate_seed(body.seed)
+        integrations = validate_integrations(body.integrations)
     except ParamError as error:
         raise _param(error) from None
+    _check_continued_hyperparameters(
+        settings,
+        start,
+        method,
+        "hyperparameters" if body.hyperparameters else f"method.{method.type}.hyperparameters",
+    )
     method_echo = method.as_dict()
     if method.type == "reinforcement":
         if body.validation_file is None:
@@ -101,6 +196,9 @@ def create_job(
         id=ids.new_job_id(),
         project_id=project.id,
         model=body.model,
+        base_model=start.base_model,
+        parent_job_id=start.parent_job_id,
+        parent_adapter_path=start.parent_adapter_path,
         status=JobStatus.VALIDATING_FILES.value,
         training_file=body.training_file,
         validation_file=body.validation_file,
@@ -111,7 +209,7 @@ def create_job(
         hyperparameters={
             key: method.hyperparameters.get(key, "auto") for key in SUPERVISED_ECHO_KEYS
         },
-        integrations=body.integrations,
+        integrations=integrations,
         result_files=[],
         created_at=now(),
     )
@@ -232,3 +330,49 @@ def list_checkpoints(
 ) -> tuple[list[Checkpoint], bool]:
     job = get_job(session, project, job_id)
     return _newest_first(session, Checkpoint, "checkpoint", job.id, after, limit)
+
+
+def _sample_split(split: str) -> str:
+    if split not in repository.SAMPLE_SPLITS:
+        raise bad_request(
+            f"Invalid value for 'split': {split!r}; expected 'train' or 'validation'.",
+            param="split",
+        )
+    return split
+
+
+def list_samples(
+    session: Session, project: Project, job_id: str, *, step: int | None, split: str
+) -> tuple[int | None, list[JobSample]]:
+    """The samples the trainer kept for one step and split (the latest step with any when
+    `step` is None): by group, best reward first. A step without samples has none."""
+    job = get_job(session, project, job_id)
+    split = _sample_split(split)
+    of_job = (JobSample.job_id == job.id, JobSample.split == split)
+    if step is None:
+        step = session.scalar(select(func.max(JobSample.step)).where(*of_job))
+        if step is None:
+            return None, []
+    query = (
+        select(JobSample)
+        .where(*of_job, JobSample.step == step)
+        .order_by(JobSample.group_index, JobSample.reward.desc(), JobSample.seq)
+    )
+    return step, list(session.scalars(query))
+
+
+def list_sample_steps(
+    session: Session, project: Project, job_id: str, *, split: str | None
+) -> list[tuple[int, str, int]]:
+    """(step, split, count) of every step with samples, ascending by step (train before
+    validation at one step); both splits unless `split` is given."""
+    job = get_job(session, project, job_id)
+    query = select(JobSample.step, JobSample.split, func.count()).where(JobSample.job_id == job.id)
+    if split is not None:
+        query = query.where(JobSample.split == _sample_split(split))
+    rows = session.execute(query.group_by(JobSample.step, JobSample.split)).all()
+    order = {name: index for index, name in enumerate(repository.SAMPLE_SPLITS)}
+    return sorted(
+        ((int(step), str(name), int(count)) for step, name, count in rows),
+        key=lambda row: (row[0], order[row[1]]),
+    )

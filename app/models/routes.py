@@ -9,8 +9,9 @@ from sqlalchemy.orm import Session
 
 from app.auth import current_project, get_session, get_settings_dep
 from app.errors import bad_request
+from app.models.deletion import delete_model
 from app.models.download_routes import DownloadFormat, download
-from app.models.schemas import ModelObject
+from app.models.schemas import ModelDeleted, ModelObject
 from app.models.service import ServedModel, list_models, resolve_model
 from app.pagination import page
 from app.settings import Settings
@@ -58,3 +59,14 @@ def retrieve_model(
     settings: Settings = Depends(get_settings_dep),
 ) -> ModelObject:
     return _model_object(resolve_model(session, settings, project, model_id))
+
+
+@router.delete("/models/{model_id:path}", response_model=ModelDeleted)
+def delete(
+    model_id: str,
+    project: Project = Depends(current_project),
+    session: Session = Depends(get_session),
+    settings: Settings = Depends(get_settings_dep),
+) -> ModelDeleted:
+    delete_model(session, settings, project, model_id)
+    return ModelDeleted(id=model_id)

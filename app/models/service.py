@@ -3,7 +3,9 @@
 A fine-tuned model is a job's `fine_tuned_model`, served from the adapter stored under the key
 `job.result_adapter_path`; a checkpoint model is a checkpoint's `fine_tuned_model_checkpoint`,
 served from the one under `checkpoint.storage_path` (keys of the "checkpoints" artefact store).
-Another project's models do not exist for the caller: they give the same 404 as unknown ones.
+Another project's models do not exist for the caller: they give the same 404 as unknown ones,
+except checkpoints its owner shared with the caller's project (`CheckpointPermission`), which
+the caller can list, retrieve, chat with and download (not delete).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from app.base_models import find_base_model, list_base_models
 from app.errors import APIError, not_found
 from app.jobs.service import get_job
 from app.settings import Settings
-from app.tables import Checkpoint, Job, JobEvent, Project
+from app.tables import Checkpoint, CheckpointPermission, Job, JobEvent, Project
 
 BASE_MODEL_OWNER = "openrft"
 
@@ -59,11 +61,34 @@ def resolve_model(
     ).first()
     if found is not None:
         return served_checkpoint(settings, *found, param=param)
+    shared = session.execute(
+        _shared_checkpoints(project).where(Checkpoint.fine_tuned_model_checkpoint == model_id)
+    ).first()
+    if shared is not None:
+        return served_checkpoint(settings, *shared, param=param)
     raise not_found("model", model_id, param=param)
 
 
+def _shared_checkpoints(project: Project):  # type: ignore[no-untyped-def]
+    """(checkpoint, job) rows of other projects' checkpoints shared with `project`."""
+    return (
+        select(Checkpoint, Job)
+        .join(Job, Checkpoint.job_id == Job.id)
+        .join(
+            CheckpointPermission,
+            (
+                CheckpointPermission.fine_tuned_model_checkpoint
+                == Checkpoint.fine_tuned_model_checkpoint
+            )
+            & (CheckpointPermission.owner_project_id == Job.project_id),
+        )
+        .where(CheckpointPermission.project_id == project.id)
+    )
+
+
 def list_models(session: Session, settings: Settings, project: Project) -> list[ServedModel]:
-    """Base models, then the project's fine-tuned models, oldest job first."""
+    """Base models, the project's fine-tuned models (oldest job first), then the checkpoints
+    other projects shared with it (oldest grant first)."""
     models = [
         ServedModel(base.name, base.name, None, base.created, BASE_MODEL_OWNER)
         for base in list_base_models(settings)
@@ -77,6 +102,9 @@ def list_models(session: Session, settings: Settings, project: Project) -> list[
     fine_tuned = (_fine_tuned(settings, job, metrics={}) for job in jobs)
     # as retrieve does, leave out models whose files are gone
     models.extend(model for model in fine_tuned if _has_files(settings, model))
+    shared = session.execute(_shared_checkpoints(project).order_by(CheckpointPermission.seq))
+    checkpoints = (served_checkpoint(settings, *row, check_files=False) for row in shared)
+    models.extend(model for model in checkpoints if _has_files(settings, model))
     return models
 
 
@@ -94,11 +122,16 @@ def job_checkpoint(
 
 
 def served_checkpoint(
-    settings: Settings, checkpoint: Checkpoint, job: Job, param: str = "model"
+    settings: Settings,
+    checkpoint: Checkpoint,
+    job: Job,
+    param: str = "model",
+    *,
+    check_files: bool = True,
 ) -> ServedModel:
     model = ServedModel(
         id=checkpoint.fine_tuned_model_checkpoint,
-        base_model=job.model,
+        base_model=job.base_model_name,
         adapter_key=checkpoint.storage_path,
         created=checkpoint.created_at,
         owned_by=job.project_id,
@@ -106,14 +139,14 @@ def served_checkpoint(
         step_number=checkpoint.step_number,
         metrics=dict(checkpoint.metrics or {}),
     )
-    return _with_files(settings, model, param)
+    return _with_files(settings, model, param) if check_files else model
 
 
 def _fine_tuned(settings: Settings, job: Job, metrics: dict[str, Any]) -> ServedModel:
     assert job.fine_tuned_model and job.result_adapter_path
     return ServedModel(
         id=job.fine_tuned_model,
-        base_model=job.model,
+        base_model=job.base_model_name,
         adapter_key=job.result_adapter_path,
         created=job.finished_at or job.created_at,
         owned_by=job.project_id,

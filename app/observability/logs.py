@@ -87,3 +87,28 @@ def configure_logging(log_format: str, level: int = logging.INFO, servers: bool 
         logger.addHandler(handler)
         logger.setLevel(level)
         logger.propagate = False
+
+
+def logging_config(log_format: str, level: str = "INFO") -> dict[str, object]:
+    """The same setup as a `logging.config.dictConfig` dict, for servers that apply it in each
+    worker process they start (uvicorn with several workers)."""
+    if log_format not in LOG_FORMATS:
+        raise ValueError(f"log format must be one of {', '.join(LOG_FORMATS)}, not {log_format!r}")
+    formatter = JsonFormatter if log_format == "json" else TextFormatter
+    handler = {
+        "class": "logging.StreamHandler",
+        "stream": "ext://sys.stderr",
+        "formatter": "openrft",
+        "filters": ["context"],
+    }
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "filters": {"context": {"()": f"{__name__}.ContextFilter"}},
+        "formatters": {"openrft": {"()": f"{__name__}.{formatter.__name__}"}},
+        "handlers": {"openrft": handler},
+        "loggers": {
+            name: {"handlers": ["openrft"], "level": level, "propagate": False}
+            for name in OWN_LOGGERS + SERVER_LOGGERS
+        },
+    }

@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
+import os
 import time
 
-from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 REQUESTS = Counter(
@@ -65,5 +73,10 @@ class MetricsMiddleware:
 
 
 def exposition() -> tuple[bytes, str]:
-    """The metrics of this process in Prometheus' text format, with its content type."""
+    """The metrics in Prometheus' text format, with its content type: this process's, or,
+    with several API processes (PROMETHEUS_MULTIPROC_DIR set), all of theirs summed."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+        return generate_latest(registry), CONTENT_TYPE_LATEST
     return generate_latest(), CONTENT_TYPE_LATEST

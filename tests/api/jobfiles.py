@@ -65,3 +65,21 @@ def cancel_unfinished(client: openai.OpenAI) -> None:
                 client.fine_tuning.jobs.cancel(job.id)
             except openai.BadRequestError:
                 pass  # it finished meanwhile
+
+
+def train_tiny_job(client: openai.OpenAI, tmp_path: Path, suffix: str) -> str:
+    """A reinforcement job on the tiny model, run to success (with a checkpoint); its id."""
+    from tests.conftest import wait_for_job
+
+    training = upload_rows(client, tmp_path, "train.jsonl", rft_rows(10))
+    validation = upload_rows(client, tmp_path, "valid.jsonl", rft_rows(4))
+    job = client.fine_tuning.jobs.create(
+        model=BASE_MODEL,
+        training_file=training,
+        validation_file=validation,
+        suffix=suffix,
+        method=rft_method(),
+    )
+    job = wait_for_job(client, job.id, {"succeeded", "failed", "cancelled"}, timeout=240)
+    assert job.status == "succeeded", job.error
+    return job.id

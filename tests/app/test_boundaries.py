@@ -1,4 +1,4 @@
-"""The API process never loads torch, the trainer, or anything from the worker package."""
+"""The API process never loads torch, wandb, the trainer, or anything from the worker package."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ def test_api_process_does_not_import_torch() -> None:
     code = (
         "import sys, app.main, app.cli\n"
         "app.main.create_app()\n"
-        "heavy = [m for m in sys.modules if m in ('torch', 'transformers', 'peft') or m.split('.')[0] == 'worker']\n"
+        "heavy = [m for m in sys.modules if m in ('torch', 'transformers', 'peft', 'wandb') or m.split('.')[0] == 'worker']\n"
         "print(heavy)\n"
     )
     output = subprocess.run(

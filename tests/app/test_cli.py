@@ -9,6 +9,7 @@ import sys
 import time
 from pathlib import Path
 
+import httpx
 import openai
 
 from tests.services import REPO_ROOT, free_port
@@ -84,6 +85,42 @@ def test_api_refuses_an_unmigrated_database_and_starts_after_migrate(tmp_path: P
             base_url=f"http://127.0.0.1:{port}/v1", api_key="sk-cli-test", max_retries=8
         )
         assert client.files.list().data == []
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def test_api_workers_serve_together_and_metrics_add_up(tmp_path: Path) -> None:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    env = _env(tmp_path / "data")
+    port = str(free_port())
+    log = tmp_path / "api.log"
+    with log.open("w") as out:
+        server = subprocess.Popen(
+            [sys.executable, "-m", "app.cli", "api", "--migrate", "--port", port],
+            env={**env, "OPENRFT_API_KEY": "sk-workers", "OPENRFT_API_WORKERS": "2"},
+            cwd=REPO_ROOT, stdout=out, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    try:
+        client = openai.OpenAI(
+            base_url=f"http://127.0.0.1:{port}/v1", api_key="sk-workers", max_retries=8
+        )
+        for _ in range(12):
+            assert client.files.list().data == []
+        deadline = time.monotonic() + 30
+        while log.read_text().count("Started server process") < 2:
+            assert time.monotonic() < deadline, log.read_text()
+            time.sleep(0.2)
+        text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
+        served = sum(
+            sample.value
+            for family in text_string_to_metric_families(text)
+            for sample in family.samples
+            if sample.name == "openrft_api_requests_total"
+            and sample.labels["route"] == "/v1/files"
+        )
+        assert served == 12
     finally:
         server.terminate()
         server.wait(timeout=30)

@@ -131,3 +131,45 @@ def test_a_tiny_top_p_keeps_only_the_most_likely_token(tiny: Tiny) -> None:
     greedy = generate(tiny, temperature=0)
     assert generate(tiny, top_p=1e-6, seed=1) == greedy
     assert generate(tiny, top_p=1e-6, seed=2) == greedy
+
+
+def test_a_deleted_adapter_is_unloaded_and_no_longer_served(tiny: Tiny) -> None:
+    import shutil
+
+    from app.inference_protocol import InferenceError
+
+    engine = InferenceEngine(
+        Settings(data_dir=tiny.root / "data", model_dirs=tiny.engine.settings.model_dirs),
+        ModelPool(max_bases=1, max_adapters_per_base=3),
+    )
+    pool = engine.pool
+    base_dir = engine._base_dir(tiny.base)
+    copies = [
+        shutil.copytree(adapter, engine.settings.checkpoints_dir / f"doomed-{adapter.name}")
+        for adapter in tiny.adapters
+    ]
+
+    def ask(adapter: Path | None) -> None:
+        request = {"base_model": tiny.base, "messages": MESSAGES, "max_tokens": 2}
+        engine.generate(
+            GenerateRequest.model_validate({**request, "adapter_key": adapter and adapter.name})
+        )
+
+    ask(copies[0])
+    ask(copies[1])
+    assert len(pool.loaded_adapters(base_dir)) == 2
+    shutil.rmtree(copies[0])
+    with pytest.raises(InferenceError) as raised:
+        ask(copies[0])
+    assert raised.value.status_code == 404
+    ask(None)
+    assert [key.rsplit("@", 1)[0] for key in pool.loaded_adapters(base_dir)] == [
+        str(copies[1].resolve())
+    ]
+    ask(copies[1])
+    # the last one gone too: the base is dropped and loads again, bare
+    shutil.rmtree(copies[1])
+    ask(None)
+    assert pool.loaded_adapters(base_dir) == []
+    ask(tiny.adapters[0])
+    assert len(pool.loaded_adapters(base_dir)) == 1

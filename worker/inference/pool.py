@@ -36,6 +36,10 @@ def adapter_key(adapter_dir: Path) -> str:
     return f"{adapter_dir.resolve()}@{stamp}"
 
 
+def _adapter_folder_exists(key: str) -> bool:
+    return (Path(key.rsplit("@", 1)[0]) / "adapter_config.json").is_file()
+
+
 class ModelPool:
     def __init__(self, max_bases: int = 2, max_adapters_per_base: int = 4) -> None:
         self.max_bases = max_bases
@@ -61,6 +65,7 @@ class ModelPool:
         """The base with `adapter_dir` active (or every adapter disabled) while the block runs."""
         from peft import PeftModel
 
+        self._forget_deleted_adapters(base_dir)
         loaded = self.base(base_dir)
         if adapter_dir is None:
             if isinstance(loaded.model, PeftModel):
@@ -72,6 +77,28 @@ class ModelPool:
         name = self._adapter_name(loaded, adapter_dir)  # may wrap the model in a PeftModel
         loaded.model.set_adapter(name)
         yield loaded
+
+    def _forget_deleted_adapters(self, base_dir: Path) -> None:
+        """Unload the adapters whose folder is gone (their model was deleted): nobody can ask
+        for them again, and they would hold memory until evicted."""
+        loaded = self._bases.get(base_dir)
+        if loaded is None:
+            return
+        gone = [key for key in loaded.adapters if not _adapter_folder_exists(key)]
+        if not gone:
+            return
+        if len(gone) == len(loaded.adapters):
+            # PEFT leaves a model without adapters in no state to load the next one: drop the
+            # base instead, it loads again on its next request
+            del self._bases[base_dir]
+            return
+        for key in gone:
+            loaded.model.delete_adapter(loaded.adapters.pop(key))
+
+    def loaded_adapters(self, base_dir: Path) -> list[str]:
+        """The adapter keys loaded on `base_dir`, least recently used first."""
+        loaded = self._bases.get(base_dir)
+        return list(loaded.adapters) if loaded else []
 
     def _adapter_name(self, loaded: LoadedBase, adapter_dir: Path) -> str:
         key = adapter_key(adapter_dir)

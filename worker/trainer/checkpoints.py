@@ -178,15 +178,29 @@ def unkept_checkpoints(
 def load_checkpoint(checkpoint: Checkpoint, model: Any, optimizer: torch.optim.Optimizer) -> None:
     """Restore adapter weights and optimizer state in place."""
     import torch
+
+    load_adapter_weights(checkpoint.path, model)
+    optimizer.load_state_dict(torch.load(checkpoint.path / OPTIMIZER_FILE, weights_only=True))
+
+
+def load_adapter_weights(adapter_dir: Path, model: Any) -> None:
+    """Copy the LoRA weights saved in `adapter_dir` into `model`'s adapter, in place.
+
+    Every LoRA weight of the model must be in the file and every one in the file must fit the
+    model: a part-loaded adapter would train on silently from a different starting point.
+    """
     from peft import set_peft_model_state_dict
     from safetensors.torch import load_file
 
-    weights = load_file(checkpoint.path / ADAPTER_FILE, device=str(next(model.parameters()).device))
+    weights = load_file(adapter_dir / ADAPTER_FILE, device=str(next(model.parameters()).device))
     result = set_peft_model_state_dict(model, weights)
     unexpected = [key for key in getattr(result, "unexpected_keys", []) if "lora_" in key]
-    if unexpected:
-        raise ValueError(f"checkpoint {checkpoint.path} does not match the model: {unexpected[:3]}")
-    optimizer.load_state_dict(torch.load(checkpoint.path / OPTIMIZER_FILE, weights_only=True))
+    missing = [key for key in getattr(result, "missing_keys", []) if "lora_" in key]
+    if unexpected or missing:
+        raise ValueError(
+            f"the adapter in {adapter_dir} does not match the model: "
+            f"unexpected {unexpected[:3]}, missing {missing[:3]}"
+        )
 
 
 def export_adapter(store: CheckpointStore, checkpoint: Checkpoint) -> Path:

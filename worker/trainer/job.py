@@ -1,6 +1,6 @@
 """train(spec, reporter, checkpoints): the whole run, top to bottom.
 
-load the base model with a fresh LoRA adapter -> resume from the latest published checkpoint if
+load the base model with a fresh LoRA adapter (or the given one's weights) -> resume from the latest published checkpoint if
 there is one -> evaluate -> for each step: stop if asked, train, evaluate every `eval_interval`
 steps (checkpoint, keep the best three and the latest), report -> publish the final adapter.
 
@@ -23,6 +23,7 @@ from worker.trainer.checkpoints import (
     CheckpointStore,
     best_checkpoint,
     export_adapter,
+    load_adapter_weights,
     load_checkpoint,
     save_checkpoint,
     unkept_checkpoints,
@@ -55,6 +56,9 @@ def train(spec: TrainSpec, reporter: Reporter, checkpoints: CheckpointStore) -> 
 
     torch.manual_seed(spec.seed)  # the LoRA initialisation draws from the global generator
     policy = load_policy(spec.model_dir, hp.lora_rank, hp.lora_alpha, spec.device, spec.precision)
+    if spec.init_adapter_dir is not None:
+        # the same adapter trained further; a resume below then loads its own checkpoint
+        load_adapter_weights(spec.init_adapter_dir, policy.model)
     optimizer = torch.optim.AdamW(
         policy.trainable_parameters(), lr=hp.learning_rate, weight_decay=0.0
     )
@@ -66,7 +70,9 @@ def train(spec: TrainSpec, reporter: Reporter, checkpoints: CheckpointStore) -> 
         method: Method
         if spec.method == "reinforcement":
             assert grader is not None
-            method = Reinforcement(policy, optimizer, grader, *data)
+            method = Reinforcement(
+                policy, optimizer, grader, *data, samples_per_step=spec.samples_per_step
+            )
         elif spec.method == "dpo":
             method = Preference(policy, optimizer, *data)
         else:
@@ -92,6 +98,7 @@ def _loop(
     if start == 0:
         started = time.perf_counter()
         baseline = method.evaluate()
+        _report_samples(reporter, 0, "validation", method.validation_samples())
         _report_baseline(reporter, csv, method, steps, baseline, time.perf_counter() - started)
 
     for step in range(start + 1, steps + 1):
@@ -121,6 +128,9 @@ def _loop(
         message, data = method.event(step, steps, report, valid)
         data["step_time"] = report.timing["full_iteration"]
         csv.append(data)
+        _report_samples(reporter, step, "train", report.samples)
+        if valid is not None:
+            _report_samples(reporter, step, "validation", method.validation_samples())
         reporter.on_step(step, steps, message, data)
         if valid is not None:
             _checkpoint(
@@ -189,6 +199,13 @@ def _report_baseline(
         f"{key}={value:.3f}" for key, value in shown.items() if key.startswith(("valid", "full"))
     ]
     reporter.on_event("info", "Validation before training: " + ", ".join(parts), row)
+
+
+def _report_samples(
+    reporter: Reporter, step: int, split: str, samples: list[dict[str, Any]]
+) -> None:
+    if samples:  # none when the bound is 0, and none from supervised runs
+        reporter.on_samples(step, split, samples)
 
 
 def _checkpoint_metrics(data: dict[str, Any]) -> dict[str, Any]:

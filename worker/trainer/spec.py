@@ -24,8 +24,14 @@ class TrainSpec:
     seed: int
     work_dir: Path  # private to this run: the metrics CSV
     grader_config: GraderConfig
+    # a LoRA adapter (saved by save_pretrained, of this base model) whose weights the run starts
+    # from instead of a fresh adapter: training on from a fine-tuned model. Its rank and alpha
+    # must be the hyperparameters' lora_rank and lora_alpha.
+    init_adapter_dir: Path | None = None
     device: str | None = None  # None: CUDA when present, else CPU
     precision: str = "auto"  # "auto" (bf16 where native), "bf16" or "fp32"
+    # graded completions reported per step and per validation run (whole groups; 0: none)
+    samples_per_step: int = 16
 
     def __post_init__(self) -> None:
         # rows given as lists are copied into tuples: nothing the caller keeps can change them
