@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from app.dashboard import mount_dashboard
 from app.errors import APIError, error_envelope
 from app.files import routes as files
 from app.graders import routes as graders
@@ -116,4 +117,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     def health() -> dict[str, str]:
         return {"status": "ok"}
 
+    mount_dashboard(app)
     return app

@@ -116,6 +116,7 @@ def _loop(
         report.timing["full_iteration"] = time.perf_counter() - step_started
         message, data = method.event(step, steps, report, valid)
         data["step_time"] = report.timing["full_iteration"]
+        data["train_tokens_per_second"] = report.trained_tokens / max(data["step_time"], 1e-9)
         csv.append(data)
         reporter.on_step(step, steps, message, data)
         if valid is not None:
