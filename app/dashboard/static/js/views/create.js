@@ -42,7 +42,9 @@ export async function createJobView(main) {
   function renderHyperparameters() {
     replace(hyperBox);
     for (const name of OPENAI_HYPERPARAMETERS[method.value]) {
-      inputs[name] = inputs[name] || h("input", { type: "text", name, value: "auto", inputmode: "decimal" });
+      inputs[name] = inputs[name] || (name === "reasoning_effort"
+        ? h("select", { name }, ["default", "low", "medium", "high"].map((v) => h("option", { value: v }, v)))
+        : h("input", { type: "text", name, value: "auto", inputmode: "decimal" }));
       hyperBox.append(field(name.replaceAll("_", " "), inputs[name]));
     }
   }

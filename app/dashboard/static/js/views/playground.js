@@ -18,7 +18,7 @@ async function modelNames() {
 function chatPane(index, names, initial) {
   const model = h("input", { type: "text", name: `model-${index}`, list: "model-names", value: initial || names[0] || "", required: true, spellcheck: "false" });
   const transcript = h("div", { class: "transcript", "aria-live": "polite", dataset: { pane: index } });
-  const pane = h("section", { class: "card pane", "aria-label": `Model ${index}` }, field(`Model ${index}`, model), transcript);
+  const pane = h("section", { class: "card pane", "aria-label": `Conversation with model ${index}` }, field(`Model ${index}`, model), transcript);
   const messages = [];
   return {
     element: pane,
