@@ -37,6 +37,9 @@ class Settings(BaseSettings):
     max_job_attempts: int = Field(default=3, ge=1)
     # a training step whose samples the grader failed on more often than this fails the job
     max_grader_error_rate: float = 0.5
+    # graded completions kept per training step and per validation run for the samples view
+    # (whole prompt groups; 0 keeps none)
+    samples_per_step: int = Field(default=16, ge=0)
 
     # python grader sandbox (reference defaults: 2 min, 2 GB, 256 kB of source)
     grader_timeout_seconds: float = 120.0

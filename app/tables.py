@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, Float, ForeignKey, Integer, String, Text
+from sqlalchemy import JSON, Boolean, Float, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -129,4 +129,25 @@ class Checkpoint(Base):
     metrics: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     # directory holding the adapter, relative to the checkpoints dir
     storage_path: Mapped[str] = mapped_column(String(512))
+    created_at: Mapped[int] = mapped_column(Integer, default=now)
+
+
+class JobSample(Base):
+    """One graded completion the trainer kept for a step or a validation run (bounded per step
+    by OPENRFT_SAMPLES_PER_STEP); the prompt and reference repeat on each of a group's rows."""
+
+    __tablename__ = "job_samples"
+    __table_args__ = (Index("ix_job_samples_job_split_step", "job_id", "split", "step"),)
+
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"))
+    step: Mapped[int] = mapped_column(Integer)
+    split: Mapped[str] = mapped_column(String(16))  # "train" | "validation"
+    # the prompt's index within the step's batch (or the validation set): a group's key
+    group_index: Mapped[int] = mapped_column(Integer)
+    prompt: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
+    reference: Mapped[dict[str, Any]] = mapped_column(JSON)
+    completion: Mapped[str] = mapped_column(Text)
+    reward: Mapped[float] = mapped_column(Float)
+    sub_rewards: Mapped[dict[str, float] | None] = mapped_column(JSON, nullable=True)
     created_at: Mapped[int] = mapped_column(Integer, default=now)

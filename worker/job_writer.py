@@ -65,6 +65,14 @@ class JobWriter:
         with self.sessions.begin() as session:
             return repository.discard_metrics_after(session, self.fence, step)
 
+    def samples(self, step: int, split: str, samples: list[dict[str, Any]]) -> None:
+        with self.sessions.begin() as session:
+            repository.replace_samples(session, self.fence, step, split, samples)
+
+    def discard_samples_after(self, step: int) -> int:
+        with self.sessions.begin() as session:
+            return repository.discard_samples_after(session, self.fence, step)
+
     def stop_request(self) -> str | None:
         with self.sessions() as session:
             return repository.stop_request(session, self.fence)

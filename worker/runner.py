@@ -73,6 +73,10 @@ class JobProgress:
                 f"{self.max_grader_error_rate:.0%}); see the step's metrics event for the errors"
             )
 
+    def on_samples(self, step: int, split: str, samples: list[dict[str, Any]]) -> None:
+        self.heartbeat.check()
+        self.writer.samples(step, split, samples)
+
     def should_stop(self) -> str | None:
         self.heartbeat.check()
         return self.writer.stop_request()
@@ -177,6 +181,7 @@ def build_spec(writer: JobWriter, settings: Settings, storage: Storage, job: Job
         seed=job.seed,
         work_dir=work_dir(settings, job.id, writer.fence.attempt),
         grader_config=GraderConfig.from_settings(settings),
+        samples_per_step=settings.samples_per_step,
     )
 
 
@@ -198,6 +203,7 @@ def train_job(
         shutil.rmtree(work_dir(settings, job.id, attempt), ignore_errors=True)
     # steps an earlier attempt reported past its latest checkpoint are trained again
     writer.discard_metrics_after(checkpoints.latest_step())
+    writer.discard_samples_after(checkpoints.latest_step())
     try:
         spec = build_spec(writer, settings, storage, job)
         result = train(spec, progress, checkpoints)

@@ -1,4 +1,4 @@
-"""The only writer of jobs, job events and checkpoint rows.
+"""The only writer of jobs, job events, checkpoint and sample rows.
 
 Every status change is a compare-and-set through the state machine: `UPDATE jobs ... WHERE
 id = ? AND status = ? AND attempt = ?`. A caller that loses the race re-reads and decides again.
@@ -35,7 +35,7 @@ from app.jobs.states import (
     event_level,
     transition_message,
 )
-from app.tables import Checkpoint, File, Job, JobEvent, Project, now
+from app.tables import Checkpoint, File, Job, JobEvent, JobSample, Project, now
 
 # a user action re-reads and retries when a worker changed the job meanwhile; more than a few
 # rounds means something is spinning
@@ -530,6 +530,50 @@ def discard_metrics_after(session: Session, fence: Fence, step: int) -> int:
     if stale:
         session.execute(delete(JobEvent).where(JobEvent.seq.in_(stale)))
     return len(stale)
+
+
+SAMPLE_SPLITS = ("train", "validation")
+
+
+def replace_samples(
+    session: Session, fence: Fence, step: int, split: str, samples: list[dict[str, Any]]
+) -> None:
+    """Store the samples the trainer kept for `step` and `split` in place of any stored
+    before (a resumed attempt that runs the step, or the baseline validation, again)."""
+    if split not in SAMPLE_SPLITS:
+        raise ValueError(f"unknown sample split {split!r}")
+    hold(session, fence)
+    session.execute(
+        delete(JobSample).where(
+            JobSample.job_id == fence.job_id, JobSample.step == step, JobSample.split == split
+        )
+    )
+    created_at = now()
+    session.add_all(
+        JobSample(
+            job_id=fence.job_id,
+            step=step,
+            split=split,
+            group_index=int(sample["group"]),
+            prompt=sample["prompt"],
+            reference=sample["reference"],
+            completion=sample["completion"],
+            reward=float(sample["reward"]),
+            sub_rewards=sample.get("sub_rewards"),
+            created_at=created_at,
+        )
+        for sample in samples
+    )
+
+
+def discard_samples_after(session: Session, fence: Fence, step: int) -> int:
+    """Drop the samples of steps after `step`, as `discard_metrics_after` drops their metrics:
+    the new attempt trains those steps again from the checkpoint of `step`."""
+    hold(session, fence)
+    result = session.execute(
+        delete(JobSample).where(JobSample.job_id == fence.job_id, JobSample.step > step)
+    )
+    return int(result.rowcount or 0)
 
 
 def stop_request(session: Session, fence: Fence) -> str | None:

@@ -1,4 +1,5 @@
-"""HTTP adapter for /v1/fine_tuning/jobs and their events and checkpoints."""
+"""HTTP adapter for /v1/fine_tuning/jobs and their events, checkpoints and (an extension)
+samples."""
 
 from __future__ import annotations
 
@@ -10,7 +11,13 @@ from sqlalchemy.orm import Session
 
 from app.auth import current_project, get_session, get_settings_dep
 from app.jobs import service as job_service
-from app.jobs.schemas import CheckpointObject, FineTuningJob, JobCreateRequest, JobEventObject
+from app.jobs.schemas import (
+    CheckpointObject,
+    FineTuningJob,
+    JobCreateRequest,
+    JobEventObject,
+    SampleObject,
+)
 from app.pagination import page
 from app.settings import Settings
 from app.tables import Project
@@ -120,3 +127,39 @@ def list_checkpoints(
         session, project, job_id, after=after, limit=limit
     )
     return page([CheckpointObject.from_row(row) for row in rows], has_more)
+
+
+# the largest step a query may name (the column is a 32-bit integer)
+MAX_STEP = 2**31 - 1
+
+
+@router.get("/{job_id}/samples")
+def list_samples(
+    job_id: str,
+    step: int | None = Query(None, ge=0, le=MAX_STEP),
+    split: str = "train",
+    project: Project = Depends(current_project),
+    session: Session = Depends(get_session),
+) -> dict:
+    """Extension: the graded completions the trainer kept for a step (latest when omitted)."""
+    found_step, rows = job_service.list_samples(session, project, job_id, step=step, split=split)
+    return {
+        "object": "list",
+        "data": [SampleObject.from_row(row).model_dump() for row in rows],
+        "has_more": False,
+        "step": found_step,
+        "split": split,
+    }
+
+
+@router.get("/{job_id}/sample_steps")
+def list_sample_steps(
+    job_id: str,
+    split: str | None = None,
+    project: Project = Depends(current_project),
+    session: Session = Depends(get_session),
+) -> dict:
+    """Extension: the steps that have samples, ascending, with how many each."""
+    rows = job_service.list_sample_steps(session, project, job_id, split=split)
+    data = [{"step": step, "split": name, "count": count} for step, name, count in rows]
+    return {"object": "list", "data": data}

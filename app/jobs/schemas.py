@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from app.tables import Checkpoint, Job, JobEvent
+from app.tables import Checkpoint, Job, JobEvent, JobSample
 
 
 class JobCreateRequest(BaseModel):
@@ -117,4 +117,33 @@ class CheckpointObject(BaseModel):
             fine_tuning_job_id=checkpoint.job_id,
             step_number=checkpoint.step_number,
             metrics=checkpoint.metrics or {},
+        )
+
+
+class SampleObject(BaseModel):
+    """One graded completion the trainer kept (an extension: OpenAI has no such resource)."""
+
+    object: Literal["fine_tuning.job.sample"] = "fine_tuning.job.sample"
+    step: int
+    split: str
+    group: int  # the prompt's index within the step's batch; a group's samples share it
+    prompt: list[dict[str, Any]]
+    reference: dict[str, Any]
+    completion: str
+    reward: float
+    sub_rewards: dict[str, float] | None
+    created_at: int
+
+    @classmethod
+    def from_row(cls, sample: JobSample) -> SampleObject:
+        return cls(
+            step=sample.step,
+            split=sample.split,
+            group=sample.group_index,
+            prompt=sample.prompt,
+            reference=sample.reference,
+            completion=sample.completion,
+            reward=sample.reward,
+            sub_rewards=sample.sub_rewards,
+            created_at=sample.created_at,
         )

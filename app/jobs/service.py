@@ -9,7 +9,7 @@ import random
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
@@ -30,7 +30,7 @@ from app.jobs import (
 from app.jobs.schemas import JobCreateRequest
 from app.jobs.states import CREATED_MESSAGE, UserAction, validating_file_message
 from app.settings import Settings
-from app.tables import Checkpoint, File, Job, JobEvent, Project, now
+from app.tables import Checkpoint, File, Job, JobEvent, JobSample, Project, now
 
 # sends a committed job to the workers (app.queue.job_sender in the API)
 Enqueue = Callable[[str], None]
@@ -232,3 +232,49 @@ def list_checkpoints(
 ) -> tuple[list[Checkpoint], bool]:
     job = get_job(session, project, job_id)
     return _newest_first(session, Checkpoint, "checkpoint", job.id, after, limit)
+
+
+def _sample_split(split: str) -> str:
+    if split not in repository.SAMPLE_SPLITS:
+        raise bad_request(
+            f"Invalid value for 'split': {split!r}; expected 'train' or 'validation'.",
+            param="split",
+        )
+    return split
+
+
+def list_samples(
+    session: Session, project: Project, job_id: str, *, step: int | None, split: str
+) -> tuple[int | None, list[JobSample]]:
+    """The samples the trainer kept for one step and split (the latest step with any when
+    `step` is None): by group, best reward first. A step without samples has none."""
+    job = get_job(session, project, job_id)
+    split = _sample_split(split)
+    of_job = (JobSample.job_id == job.id, JobSample.split == split)
+    if step is None:
+        step = session.scalar(select(func.max(JobSample.step)).where(*of_job))
+        if step is None:
+            return None, []
+    query = (
+        select(JobSample)
+        .where(*of_job, JobSample.step == step)
+        .order_by(JobSample.group_index, JobSample.reward.desc(), JobSample.seq)
+    )
+    return step, list(session.scalars(query))
+
+
+def list_sample_steps(
+    session: Session, project: Project, job_id: str, *, split: str | None
+) -> list[tuple[int, str, int]]:
+    """(step, split, count) of every step with samples, ascending by step (train before
+    validation at one step); both splits unless `split` is given."""
+    job = get_job(session, project, job_id)
+    query = select(JobSample.step, JobSample.split, func.count()).where(JobSample.job_id == job.id)
+    if split is not None:
+        query = query.where(JobSample.split == _sample_split(split))
+    rows = session.execute(query.group_by(JobSample.step, JobSample.split)).all()
+    order = {name: index for index, name in enumerate(repository.SAMPLE_SPLITS)}
+    return sorted(
+        ((int(step), str(name), int(count)) for step, name, count in rows),
+        key=lambda row: (row[0], order[row[1]]),
+    )

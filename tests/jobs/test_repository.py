@@ -12,7 +12,7 @@ from sqlalchemy import select, update
 from app.jobs import repository
 from app.jobs.repository import StaleAttempt
 from app.jobs.states import REQUEUED_MESSAGE, IllegalTransition, JobStatus
-from app.tables import Job, JobEvent
+from app.tables import Job, JobEvent, JobSample
 from tests.jobs.database import JobDatabase
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -203,7 +203,7 @@ def test_discarded_metrics_are_those_after_the_resumed_step(job_database: JobDat
     assert [data["step"] for data in steps] == [1]
 
 
-JOB_TABLES = {"Job", "JobEvent", "Checkpoint"}
+JOB_TABLES = {"Job", "JobEvent", "Checkpoint", "JobSample"}
 STATUS_COLUMNS = {"status", "cancel_requested", "pause_requested", "lease_owner", "attempt"}
 
 
@@ -216,7 +216,7 @@ def _writes_to_job_tables(tree: ast.AST) -> list[str]:
             if name in ("update", "delete", "insert") and isinstance(first, ast.Name):
                 if first.id in JOB_TABLES:
                     found.append(f"{name}({first.id})")
-            if name in ("Job", "JobEvent"):
+            if name in ("Job", "JobEvent", "JobSample"):
                 found.append(f"{name}(...)")
         if isinstance(node, ast.Assign | ast.AugAssign):
             targets = node.targets if isinstance(node, ast.Assign) else [node.target]
@@ -226,7 +226,7 @@ def _writes_to_job_tables(tree: ast.AST) -> list[str]:
     return found
 
 
-def test_only_the_repository_writes_jobs_events_and_checkpoints() -> None:
+def test_only_the_repository_writes_jobs_events_checkpoints_and_samples() -> None:
     offenders = {}
     for path in sorted((REPO_ROOT / "app").rglob("*.py")) + sorted(
         (REPO_ROOT / "worker").rglob("*.py")
@@ -279,3 +279,72 @@ def test_a_resume_the_queue_cannot_take_stays_queued_for_the_sweep(
     assert "broker down" in _messages(job_database, job_id)[-1]
     with job_database.sessions() as session:
         assert [w.job_id for w in repository.stranded(session, resend_seconds=-1)] == [job_id]
+
+
+def _sample(group: int, reward: float, **extra: object) -> dict:
+    return {
+        "group": group,
+        "prompt": [{"role": "user", "content": f"What is {group} + 1?"}],
+        "reference": {"answer": str(group + 1)},
+        "completion": f"answer {reward}",
+        "reward": reward,
+        "sub_rewards": {"exact": reward, "close": 0.5},
+    } | extra
+
+
+def _stored_samples(db: JobDatabase, job_id: str) -> list[tuple[int, str, int, float]]:
+    with db.sessions() as session:
+        rows = session.scalars(
+            select(JobSample).where(JobSample.job_id == job_id).order_by(JobSample.seq)
+        ).all()
+        return [(row.step, row.split, row.group_index, row.reward) for row in rows]
+
+
+def test_samples_replace_their_step_and_are_discarded_after_the_resumed_step(
+    job_database: JobDatabase,
+) -> None:
+    job_id = job_database.create_job()
+    fence = _claim(job_database, job_id)
+    assert fence is not None
+    with job_database.sessions.begin() as session:
+        repository.replace_samples(session, fence, 0, "validation", [_sample(0, 0.25)])
+        for step in (1, 2, 3):
+            repository.replace_samples(session, fence, step, "train", [_sample(1, step / 10)])
+        repository.replace_samples(session, fence, 2, "validation", [_sample(0, 0.5)])
+    # the same step sent again (a resumed run) replaces, never adds
+    with job_database.sessions.begin() as session:
+        repository.replace_samples(
+            session, fence, 1, "train", [_sample(0, 1.0), _sample(0, 0.0, sub_rewards=None)]
+        )
+    with job_database.sessions.begin() as session:
+        assert repository.discard_samples_after(session, fence, 1) == 3
+    assert _stored_samples(job_database, job_id) == [
+        (0, "validation", 0, 0.25),
+        (1, "train", 0, 1.0),
+        (1, "train", 0, 0.0),
+    ]
+    with job_database.sessions() as session:
+        stored = session.scalars(
+            select(JobSample).where(JobSample.job_id == job_id, JobSample.step == 1)
+        ).all()
+        assert [row.sub_rewards for row in stored] == [{"exact": 1.0, "close": 0.5}, None]
+        assert stored[0].prompt == [{"role": "user", "content": "What is 0 + 1?"}]
+        assert stored[0].reference == {"answer": "1"}
+
+
+def test_a_stale_attempt_cannot_write_or_discard_samples(job_database: JobDatabase) -> None:
+    job_id = job_database.create_job()
+    stale = _claim(job_database, job_id, "worker-1")
+    assert stale is not None
+    with job_database.sessions.begin() as session:
+        repository.replace_samples(session, stale, 1, "train", [_sample(0, 1.0)])
+        repository.release(session, stale)
+    assert _claim(job_database, job_id, "worker-2") is not None
+    writes = [
+        lambda s: repository.replace_samples(s, stale, 2, "train", [_sample(0, 0.5)]),
+        lambda s: repository.discard_samples_after(s, stale, 0),
+    ]
+    for write in writes:
+        with job_database.sessions.begin() as session, pytest.raises(StaleAttempt):
+            write(session)
+    assert _stored_samples(job_database, job_id) == [(1, "train", 0, 1.0)]

@@ -14,6 +14,9 @@ class RecordingReporter:
         self.events: list[tuple[str, str, dict[str, Any] | None]] = []
         self.steps: list[dict[str, Any]] = []
         self.messages: list[str] = []
+        # (step, split, samples) in the order reported; ("step", n) marks each on_step
+        self.samples: list[tuple[int, str, list[dict[str, Any]]]] = []
+        self.calls: list[tuple[str, int]] = []
         self.polls = 0
         self.stop_at_poll = stop_at_poll
         self.stop = stop
@@ -24,6 +27,11 @@ class RecordingReporter:
     def on_step(self, step: int, total_steps: int, message: str, data: dict[str, Any]) -> None:
         self.steps.append(data)
         self.messages.append(message)
+        self.calls.append(("step", step))
+
+    def on_samples(self, step: int, split: str, samples: list[dict[str, Any]]) -> None:
+        self.samples.append((step, split, samples))
+        self.calls.append((split, step))
 
     def should_stop(self) -> str | None:
         self.polls += 1

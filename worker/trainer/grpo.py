@@ -385,9 +385,9 @@ def evaluate_rewards(
     samples_per_prompt: int,
     config: RFTConfig,
     generator: torch.Generator,
-) -> tuple[BatchGrades, float]:
+) -> tuple[BatchGrades, float, list[str]]:
     """Sample `samples_per_prompt` completions for every validation prompt and grade them all.
-    Returns the grades and the mean completion length in tokens."""
+    Returns the grades, the mean completion length in tokens and the completions' texts."""
     policy.model.eval()
     with decoding(policy) as fast:
         rollouts = [
@@ -395,7 +395,10 @@ def evaluate_rewards(
             for prompts, _ in prompt_batches
         ]
     results = []
+    texts = []
     for rollout, (_, items) in zip(rollouts, prompt_batches, strict=True):
-        results.extend(grade(policy, grader, rollout, items, samples_per_prompt).grades.results)
+        graded = grade(policy, grader, rollout, items, samples_per_prompt)
+        results.extend(graded.grades.results)
+        texts.extend(graded.texts)
     lengths = torch.cat([rollout.lengths for rollout in rollouts])
-    return BatchGrades(results), float(lengths.mean())
+    return BatchGrades(results), float(lengths.mean()), texts

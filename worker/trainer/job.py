@@ -64,7 +64,9 @@ def train(spec: TrainSpec, reporter: Reporter, checkpoints: CheckpointStore) -> 
         method: Reinforcement | Supervised
         if spec.method == "reinforcement":
             assert grader is not None
-            method = Reinforcement(policy, optimizer, grader, *data)
+            method = Reinforcement(
+                policy, optimizer, grader, *data, samples_per_step=spec.samples_per_step
+            )
         else:
             method = Supervised(policy, optimizer, grader, *data)
         return _loop(spec, reporter, checkpoints, steps, policy, optimizer, method)
@@ -88,6 +90,7 @@ def _loop(
     if start == 0:
         started = time.perf_counter()
         baseline = method.evaluate()
+        _report_samples(reporter, 0, "validation", method.validation_samples())
         _report_baseline(reporter, csv, method, steps, baseline, time.perf_counter() - started)
 
     for step in range(start + 1, steps + 1):
@@ -118,6 +121,9 @@ def _loop(
         data["step_time"] = report.timing["full_iteration"]
         data["train_tokens_per_second"] = report.trained_tokens / max(data["step_time"], 1e-9)
         csv.append(data)
+        _report_samples(reporter, step, "train", report.samples)
+        if valid is not None:
+            _report_samples(reporter, step, "validation", method.validation_samples())
         reporter.on_step(step, steps, message, data)
         if valid is not None:
             _checkpoint(
@@ -186,6 +192,13 @@ def _report_baseline(
         f"{key}={value:.3f}" for key, value in shown.items() if key.startswith(("valid", "full"))
     ]
     reporter.on_event("info", "Validation before training: " + ", ".join(parts), row)
+
+
+def _report_samples(
+    reporter: Reporter, step: int, split: str, samples: list[dict[str, Any]]
+) -> None:
+    if samples:  # none when the bound is 0, and none from supervised runs
+        reporter.on_samples(step, split, samples)
 
 
 def _checkpoint_metrics(data: dict[str, Any]) -> dict[str, Any]:

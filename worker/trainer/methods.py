@@ -18,6 +18,7 @@ from worker.trainer.data import DataOrder, encode_answer, encode_prompt, grader_
 from worker.trainer.grpo import Draw, RFTConfig, StepOutcome, evaluate_rewards, rft_step
 from worker.trainer.metrics import rft_event_data, rft_message, sft_event_data, sft_message
 from worker.trainer.models import Policy
+from worker.trainer.samples import kept_samples, shown_prompt
 from worker.trainer.sampling import PromptBatch
 from worker.trainer.sft import AnswerBatch, evaluate_loss, sft_step
 
@@ -36,6 +37,7 @@ class StepReport:
     timing: dict[str, float]
     trained_tokens: int
     warnings: list[str] = field(default_factory=list)
+    samples: list[dict[str, Any]] = field(default_factory=list)  # kept graded completions
 
 
 def step_generator(seed: int, step: int, device: torch.device) -> torch.Generator:
@@ -77,6 +79,7 @@ class RewardEvaluator:
         samples_per_prompt: int,
         config: RFTConfig,
         seed: int,
+        samples_per_run: int = 0,
     ) -> None:
         self.policy = policy
         self.grader = grader
@@ -84,11 +87,23 @@ class RewardEvaluator:
         self.samples_per_prompt = samples_per_prompt
         self.config = config
         self.seed = seed
+        self.samples_per_run = samples_per_run
+        self.prompts = [shown_prompt(row) for row in rows] if samples_per_run else []
+        self.references = [grader_item(row) for row in rows] if samples_per_run else []
+        self.samples: list[dict[str, Any]] = []  # kept from the latest evaluate()
 
     def evaluate(self) -> dict[str, Any]:
         generator = eval_generator(self.seed, self.policy.device)
-        grades, mean_length = evaluate_rewards(
+        grades, mean_length, texts = evaluate_rewards(
             self.policy, self.grader, self.batches, self.samples_per_prompt, self.config, generator
+        )
+        self.samples = kept_samples(
+            texts,
+            grades.results,
+            self.samples_per_prompt,
+            self.prompts,
+            self.references,
+            self.samples_per_run,
         )
         return grades.metrics("valid") | {"completion_tokens_mean": mean_length}
 
@@ -103,17 +118,20 @@ class Reinforcement:
         valid_rows: Sequence[dict[str, Any]],
         hp: Hyperparameters,
         seed: int,
+        samples_per_step: int = 0,
     ) -> None:
         self.policy = policy
         self.optimizer = optimizer
         self.grader = grader
         self.config = RFTConfig.from_hyperparameters(hp)
         self.seed = seed
+        self.samples_per_step = samples_per_step
         self.order = DataOrder(len(train_rows), hp.batch_size, seed)
         self.prompt_ids = [encode_prompt(policy.tokenizer, row) for row in train_rows]
         self.items = [grader_item(row) for row in train_rows]
+        self.prompts = [shown_prompt(row) for row in train_rows] if samples_per_step else []
         self.evaluator = RewardEvaluator(
-            policy, grader, valid_rows, hp.eval_samples, self.config, seed
+            policy, grader, valid_rows, hp.eval_samples, self.config, seed, samples_per_step
         )
 
     def draws(self, step: int) -> Iterator[Draw]:
@@ -149,7 +167,27 @@ class Reinforcement:
         warnings = []
         if outcome.trl["sampling/signal_groups"] == 0:
             warnings.append(self.no_signal_warning(step, outcome))
-        return StepReport(data, outcome.timing, outcome.trained_tokens, warnings)
+        return StepReport(
+            data, outcome.timing, outcome.trained_tokens, warnings, self.kept(step, outcome)
+        )
+
+    def kept(self, step: int, outcome: StepOutcome) -> list[dict[str, Any]]:
+        """Samples of the step's own batch (the groups its figures describe), bounded."""
+        if not self.samples_per_step:
+            return []
+        own = self.order.indices(step - 1)  # the rows of the step's own batch, as drawn
+        return kept_samples(
+            outcome.graded.texts,
+            outcome.graded.grades.results,
+            self.config.group_size,
+            [self.prompts[i] for i in own],
+            [self.items[i] for i in own],
+            self.samples_per_step,
+        )
+
+    def validation_samples(self) -> list[dict[str, Any]]:
+        """Samples kept from the latest evaluate(), bounded."""
+        return self.evaluator.samples
 
     @staticmethod
     def no_signal_warning(step: int, outcome: StepOutcome) -> str:
@@ -242,6 +280,10 @@ class Supervised:
             len(self.train[i][0]) + len(self.train[i][1]) for i in self.order.indices(step - 1)
         )
         return StepReport(data, timing, tokens)
+
+    @staticmethod
+    def validation_samples() -> list[dict[str, Any]]:
+        return []  # supervised runs keep no samples: their steps sample nothing
 
     def evaluate(self) -> dict[str, Any]:
         if not self.valid_batches:  # no validation file: checkpoints carry no score

@@ -15,6 +15,12 @@ class Reporter(Protocol):
     def on_step(self, step: int, total_steps: int, message: str, data: dict[str, Any]) -> None:
         """A metrics event after each step; `data` is in OpenAI's metrics-event shape."""
 
+    def on_samples(self, step: int, split: str, samples: list[dict[str, Any]]) -> None:
+        """The graded completions kept from `step`'s batch (`split` "train") or from the
+        validation run at `step` ("validation"; step 0 is the run before training): each
+        {group, prompt, reference, completion, reward, sub_rewards}. Sent before the step's
+        on_step; sent again for a step replaces what was sent before."""
+
     def should_stop(self) -> str | None:
         """Polled at step boundaries: "pause" or "cancel" to stop, None to go on."""
 
@@ -35,6 +41,9 @@ class ConsoleReporter:
         timing = data.get("timing", {}).get("step", {})
         split = " ".join(f"{name}={seconds:.2f}s" for name, seconds in timing.items())
         self._print(f"{message} | {split}" if split else message)
+
+    def on_samples(self, step: int, split: str, samples: list[dict[str, Any]]) -> None:
+        pass  # a console has no room for them; the job service stores them
 
     def should_stop(self) -> str | None:
         return None

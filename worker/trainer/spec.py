@@ -26,6 +26,8 @@ class TrainSpec:
     grader_config: GraderConfig
     device: str | None = None  # None: CUDA when present, else CPU
     precision: str = "auto"  # "auto" (bf16 where native), "bf16" or "fp32"
+    # graded completions reported per step and per validation run (whole groups; 0: none)
+    samples_per_step: int = 16
 
     def __post_init__(self) -> None:
         # rows given as lists are copied into tuples: nothing the caller keeps can change them
