@@ -16,16 +16,28 @@ from pathlib import Path
 import httpx
 import openai
 import pytest
+from playwright.sync_api import expect
 
 from tests.api.jobfiles import BASE_MODEL, cancel_unfinished, rft_rows, upload_rows
 from tests.conftest import wait_for_job
-from tests.dashboard.conftest import dashboard_url, sign_in
-from tests.e2e.test_end_to_end import MULTI_GRADER
+from tests.dashboard.conftest import dashboard_url
 from tests.services import LiveService
 
 pytestmark = [pytest.mark.slow, pytest.mark.parametrize("service", ["embedded"], indirect=True)]
 
 FINISHED = {"succeeded", "failed", "cancelled"}
+# partial credit even for the tiny random model's words, so rewards differ within a step
+GRADER = {
+    "type": "multi",
+    "name": "answer",
+    "graders": {
+        "contains": {"type": "string_check", "name": "contains", "operation": "ilike",
+                     "input": "{{ sample.output_text }}", "reference": "{{ item.answer }}"},
+        "close": {"type": "text_similarity", "name": "close", "evaluation_metric": "fuzzy_match",
+                  "input": "{{ sample.output_text }}", "reference": "The answer is {{ item.answer }}"},
+    },
+    "calculate_output": "0.5 * contains + 0.5 * close",
+}  # fmt: skip
 TRAIN_POINTS = "[data-chart=reward] g.points[data-series=train] circle.point"
 
 
@@ -47,7 +59,7 @@ def trained_job(service: LiveService, tmp_path_factory: pytest.TempPathFactory):
     job = client.fine_tuning.jobs.create(
         model=BASE_MODEL, training_file=training, validation_file=validation, suffix="dash",
         method={"type": "reinforcement",
-                "reinforcement": {"grader": MULTI_GRADER, "hyperparameters": hyperparameters}},
+                "reinforcement": {"grader": GRADER, "hyperparameters": hyperparameters}},
     )  # fmt: skip
     job = wait_for_job(client, job.id, FINISHED, timeout=240)
     assert job.status == "succeeded", job.error
@@ -74,8 +86,11 @@ def test_a_wrong_key_shows_the_apis_message_and_is_not_kept(page, service: LiveS
     assert page.get_by_role("navigation", name="Main").is_hidden()
     assert page.evaluate("sessionStorage.length") == 0
 
-    sign_in(page, service.api_key)
-    assert page.get_by_role("heading", name="Fine-tuning jobs").is_visible()
+    # by keyboard: the key field has the focus, Enter submits
+    page.get_by_label("API key").fill("")
+    page.keyboard.type(service.api_key)
+    page.keyboard.press("Enter")
+    page.get_by_role("heading", name="Fine-tuning jobs").wait_for()
     # the key lives in this tab's sessionStorage only: no cookie, not in the address
     assert page.evaluate("sessionStorage.getItem('openrft.apiKey')") == service.api_key
     assert page.context.cookies() == []
@@ -132,9 +147,9 @@ def test_a_job_started_from_the_page_draws_its_curve_live(  # type: ignore[no-un
     page.get_by_label("Base model").select_option(BASE_MODEL)
     page.get_by_label("Training file").select_option(training)
     page.get_by_label("Validation file").select_option(validation)
-    page.get_by_label("Start from a template").select_option(
-        label="Partial credit (multi: contains + fuzzy)"
-    )
+    page.get_by_label("Start from a template").select_option(label="Exact match (string_check eq)")
+    assert '"operation": "eq"' in page.get_by_label("Grader JSON").input_value()
+    page.get_by_label("Grader JSON").fill(json.dumps(GRADER, indent=2))
     assert page.get_by_label("n epochs").input_value() == "auto"
     page.get_by_label("n epochs").fill("2")
     page.get_by_label("batch size").fill("4")
@@ -143,6 +158,7 @@ def test_a_job_started_from_the_page_draws_its_curve_live(  # type: ignore[no-un
         '{"group_size": 2, "max_completion_tokens": 8}'
     )
     page.get_by_label("Suffix").fill("live")
+    page.get_by_label("Metadata").fill("team=dash")
     page.get_by_role("button", name="Create job").click()
     page.locator("h1", has_text="Job ftjob-").or_(page.get_by_role("alert")).first.wait_for()
     assert "#/jobs/ftjob-" in page.url, page.locator("main").inner_text()
@@ -171,6 +187,7 @@ def test_a_job_started_from_the_page_draws_its_curve_live(  # type: ignore[no-un
     for name in ("Pause", "Resume", "Cancel"):
         assert page.get_by_role("button", name=name, exact=True).is_disabled()
 
+    assert page.locator("[data-chart=reward] polygon.band").count() == 2  # training, validation
     # validation every 2 steps: 3 validation points, and 3 checkpoints marked on the curve
     assert page.locator("[data-chart=reward] g.points[data-series=valid] circle.point").count() == 3
     assert sorted(int(step) for step in page.locator("[data-chart=reward] g.marker").evaluate_all(
@@ -186,6 +203,16 @@ def test_a_job_started_from_the_page_draws_its_curve_live(  # type: ignore[no-un
     assert page.locator(".event-log").get_by_text("The job has successfully completed").is_visible()
     page.screenshot(path=str(screenshot_dir / "job-page.png"), full_page=True)
 
+    # usable on a phone-sized window: nothing wider than the screen
+    page.set_viewport_size({"width": 390, "height": 844})
+    # charts are drawn again for the narrower window
+    expect(page.locator("[data-chart=reward] svg")).to_have_attribute(
+        "viewBox", re.compile(r"^0 0 3\d\d ")
+    )
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
+    page.screenshot(path=str(screenshot_dir / "job-page-phone.png"), full_page=True)
+    page.set_viewport_size({"width": 1280, "height": 900})
+
     # download the newest checkpoint's adapter: a .tar.gz with the adapter in it
     with page.expect_download() as download_info:
         page.get_by_role("button", name="Download adapter of step 6").click()
@@ -193,6 +220,26 @@ def test_a_job_started_from_the_page_draws_its_curve_live(  # type: ignore[no-un
     with tarfile.open(fileobj=io.BytesIO(archive), mode="r:gz") as tar:
         assert any(name.endswith("adapter_config.json") for name in tar.getnames())
     page.get_by_text(re.compile(r"Downloaded .+\.tar\.gz")).wait_for()
+
+    # the jobs list: progress, best validation reward, filters by status and metadata
+    best = max(
+        c.metrics.valid_reward_mean for c in client.fine_tuning.jobs.checkpoints.list(job_id)
+    )
+    open_view(page, "Jobs")
+    row = page.locator(f"tr[data-job-id='{job_id}']")
+    assert row.locator("td").nth(1).inner_text() == "succeeded"
+    assert row.locator(".progress-text").inner_text() == "6 / 6"
+    assert float(row.locator("td").nth(6).inner_text()) == pytest.approx(best, abs=1e-3)
+    page.get_by_label("Status").select_option("failed")
+    assert row.is_hidden()
+    page.get_by_label("Status").select_option("succeeded")
+    page.get_by_label("Metadata").fill("team=other")
+    page.get_by_role("button", name="Filter").click()
+    row.wait_for(state="detached")
+    page.get_by_label("Metadata").fill("team=dash")
+    page.get_by_role("button", name="Filter").click()
+    row.wait_for()
+    assert page.locator("table.jobs tbody tr").count() == 1
 
 
 def test_samples_of_a_step_show_their_grades(  # type: ignore[no-untyped-def]
@@ -212,8 +259,15 @@ def test_samples_of_a_step_show_their_grades(  # type: ignore[no-untyped-def]
     first = rows.first
     assert "user: What is" in first.locator("td").nth(1).inner_text()
     assert re.fullmatch(r"answer\s+\"\d+\"", first.locator("dl.reference").inner_text().strip())
+    # each row's reward is the multi grader's formula over the sub-scores shown beside it
+    for row in rows.all():
+        reward = float(row.locator("td.reward").inner_text())
+        contains, close = (float(row.locator(f"td[data-grader={name}]").inner_text())
+                           for name in ("contains", "close"))  # fmt: skip
+        assert reward == pytest.approx(0.5 * contains + 0.5 * close, abs=2e-3)
     page.get_by_role("button", name="Sort by Reward").click()
     rewards = [float(text) for text in page.locator("table.samples td.reward").all_inner_texts()]
+    assert len(set(rewards)) > 1, "the grader gives partial credit, so rewards differ"
     assert rewards == sorted(rewards, reverse=True)
     page.get_by_role("button", name="Sort by Reward").click()
     rewards = [float(text) for text in page.locator("table.samples td.reward").all_inner_texts()]
@@ -248,13 +302,14 @@ def test_chat_side_by_side_with_base_and_fine_tuned(
 def test_a_grader_runs_on_a_pasted_sample(signed_in, client: openai.OpenAI) -> None:  # type: ignore[no-untyped-def]
     page = signed_in
     open_view(page, "Playground")
+    page.get_by_label("Grader JSON").fill(json.dumps(GRADER))
     page.get_by_label("Sample (model output)").fill("Paris, France")
     page.get_by_label("Item (dataset row, JSON)").fill('{"answer": "paris"}')
     page.get_by_role("button", name="Run grader").click()
     score = page.locator(".grader-result .reward")
     score.wait_for()
     expected = client.fine_tuning.alpha.graders.run(
-        grader=MULTI_GRADER, model_sample="Paris, France", item={"answer": "paris"}
+        grader=GRADER, model_sample="Paris, France", item={"answer": "paris"}
     )
     assert float(score.inner_text()) == pytest.approx(expected.reward, abs=1e-4)
     sub_scores = {

@@ -3,7 +3,8 @@
 // <title> a screen reader and a mouse can read; a table of the same numbers sits below.
 import { h, svg, formatNumber } from "./dom.js";
 
-const WIDTH = 800;
+// drawn at about the size shown, so the 12 px labels stay readable on a phone
+const chartWidth = () => Math.round(Math.min(800, Math.max(320, window.innerWidth - 60)));
 const HEIGHT = 280;
 const PAD = { left: 56, right: 16, top: 16, bottom: 40 };
 
@@ -22,6 +23,7 @@ function niceTicks(low, high, count = 5) {
  * markers: [{x, label}]
  */
 export function lineChart({ id, title, series, markers = [], xLabel = "step", yLabel = "", fixedY = null }) {
+  const WIDTH = chartWidth();
   const values = [];
   const xs = [];
   for (const s of series) {
@@ -50,7 +52,7 @@ export function lineChart({ id, title, series, markers = [], xLabel = "step", yL
     axes.append(svg("line", { x1: PAD.left, x2: WIDTH - PAD.right, y1: y(t), y2: y(t), class: "grid" }));
     axes.append(svg("text", { x: PAD.left - 6, y: y(t) + 4, "text-anchor": "end" }, formatNumber(t, 2)));
   }
-  const xTicks = niceTicks(xLow, xHigh, 8).filter((t) => Number.isInteger(t));
+  const xTicks = niceTicks(xLow, xHigh, WIDTH < 500 ? 4 : 8).filter((t) => Number.isInteger(t));
   for (const t of xTicks) axes.append(svg("text", { x: x(t), y: HEIGHT - PAD.bottom + 16, "text-anchor": "middle" }, String(t)));
   axes.append(svg("text", { x: (WIDTH + PAD.left) / 2, y: HEIGHT - 6, "text-anchor": "middle", class: "axis-label" }, xLabel));
   if (yLabel) axes.append(svg("text", { x: 12, y: PAD.top + 4, class: "axis-label" }, yLabel));

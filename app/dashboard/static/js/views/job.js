@@ -77,10 +77,9 @@ export async function jobView(main, [jobId], query) {
 
   async function loadSampleSteps() {
     try {
-      const [train, valid] = await Promise.all(["train", "validation"].map((split) => request(`${path}/sample_steps?split=${split}`)));
-      return [...train.data, ...valid.data];
+      return (await request(`${path}/sample_steps`)).data;
     } catch {
-      return null;  // no samples endpoint on this server
+      return null;  // a server without the samples extension
     }
   }
 
@@ -221,14 +220,18 @@ export async function jobView(main, [jobId], query) {
     actionStatus, errorBox,
     h("section", { class: "card", "aria-labelledby": "curves-h" }, h("h2", { id: "curves-h" }, "Reward curves"), rewardBox,
       field("Other metric", metricSelect), metricBox),
+    h("section", { class: "card", "aria-labelledby": "ckpt-h" }, h("h2", { id: "ckpt-h" }, "Checkpoints"), checkpointsBox),
     h("div", { class: "two-columns" },
-      h("section", { class: "card", "aria-labelledby": "ckpt-h" }, h("h2", { id: "ckpt-h" }, "Checkpoints"), checkpointsBox),
-      h("section", { class: "card", "aria-labelledby": "samples-h" }, h("h2", { id: "samples-h" }, "Samples"), samplesBox)),
-    h("div", { class: "two-columns" },
-      h("section", { class: "card", "aria-labelledby": "facts-h" }, h("h2", { id: "facts-h" }, "Details"), facts),
+      h("div", {},
+        h("section", { class: "card", "aria-labelledby": "samples-h" }, h("h2", { id: "samples-h" }, "Samples"), samplesBox),
+        h("section", { class: "card", "aria-labelledby": "facts-h" }, h("h2", { id: "facts-h" }, "Details"), facts)),
       h("section", { class: "card", "aria-labelledby": "hp-h" }, h("h2", { id: "hp-h" }, "Hyperparameters (resolved)"), hyperBox)),
     h("section", { class: "card", "aria-labelledby": "events-h" }, h("h2", { id: "events-h" }, "Events"), eventsBox));
   await refresh();
   poll();
-  return () => { stopped = true; clearTimeout(timer); };
+  // charts are drawn for the window's width: draw them again when it changes
+  let resizeTimer = null;
+  const onResize = () => { clearTimeout(resizeTimer); resizeTimer = setTimeout(() => { lastDrawn = ""; if (job) render(); }, 150); };
+  window.addEventListener("resize", onResize);
+  return () => { stopped = true; clearTimeout(timer); clearTimeout(resizeTimer); window.removeEventListener("resize", onResize); };
 }
