@@ -20,7 +20,7 @@ from playwright.sync_api import expect
 
 from tests.api.jobfiles import BASE_MODEL, cancel_unfinished, rft_rows, upload_rows
 from tests.conftest import wait_for_job
-from tests.dashboard.conftest import dashboard_url
+from tests.dashboard.conftest import dashboard_url, sign_in
 from tests.services import LiveService
 
 pytestmark = [pytest.mark.slow, pytest.mark.parametrize("service", ["embedded"], indirect=True)]
@@ -324,3 +324,14 @@ def test_a_grader_runs_on_a_pasted_sample(signed_in, client: openai.OpenAI) -> N
     page.get_by_label("Grader JSON").fill('{"type": "string_check"}')
     page.get_by_role("button", name="Run grader").click()
     assert page.locator(".grader-result [role=alert]").inner_text().startswith("Invalid grader")
+
+
+def test_another_projects_key_sees_none_of_these_jobs(  # type: ignore[no-untyped-def]
+    page, service: LiveService, trained_job
+) -> None:
+    sign_in(page, service.key_for("other-project"))
+    page.get_by_text("No jobs yet.").wait_for()
+    assert page.locator("table.jobs").count() == 0
+    page.goto(f"{dashboard_url(service)}#/jobs/{trained_job.id}")
+    alert = page.get_by_role("alert")
+    assert alert.inner_text() == f"No such job: '{trained_job.id}'"
