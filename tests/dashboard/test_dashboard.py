@@ -165,33 +165,57 @@ def test_a_job_started_from_the_page_draws_its_curve_live(  # type: ignore[no-un
     job_id = page.url.rsplit("/", 1)[1]
     assert client.fine_tuning.jobs.retrieve(job_id).user_provided_suffix == "live"
 
-    # watch: the number of plotted training points grows while the job runs
-    seen: list[int] = []
-    running_buttons = None
-    deadline = time.monotonic() + 240
-    while time.monotonic() < deadline:
-        status = page.locator(".job-status .badge").inner_text()
-        count = page.locator(TRAIN_POINTS).count()
-        if count and (not seen or seen[-1] != count):
-            seen.append(count)
-        if status == "running" and count and running_buttons is None:
-            running_buttons = {name: page.get_by_role("button", name=name, exact=True).is_enabled()
-                               for name in ("Pause", "Resume", "Cancel")}  # fmt: skip
-        if status in FINISHED:
-            break
-        time.sleep(0.2)
+    # watch: the number of plotted training points grows while the job runs; a pause holds it
+    # (so a fast machine cannot finish between two polls) and a resume lets it grow again
+    def buttons() -> dict[str, bool]:
+        return {name: page.get_by_role("button", name=name, exact=True).is_enabled()
+                for name in ("Pause", "Resume", "Cancel")}  # fmt: skip
+
+    def watch(until: set[str], points: int = 0) -> tuple[str, list[int]]:
+        seen: list[int] = []
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline:
+            status = page.locator(".job-status .badge").inner_text()
+            count = page.locator(TRAIN_POINTS).count()
+            if count and (not seen or seen[-1] != count):
+                seen.append(count)
+            if status in until and count >= points or status in FINISHED:
+                return status, seen
+            time.sleep(0.2)
+        pytest.fail(f"the job is still {status}: {page.locator('.event-log').inner_text()}")
+
+    status, _ = watch({"running"}, points=1)
+    assert status == "running", page.locator("main").inner_text()
+    assert buttons() == {"Pause": True, "Resume": False, "Cancel": True}
+    page.get_by_role("button", name="Pause", exact=True).click()
+    page.get_by_text("Pause requested.").wait_for()
+    status, before_pause = watch({"paused", *FINISHED})
+    assert status == "paused", page.locator("main").inner_text()
+    assert buttons() == {"Pause": False, "Resume": True, "Cancel": True}
+    paused_count = page.locator(TRAIN_POINTS).count()
+    assert 1 <= paused_count < 6
+    page.get_by_role("button", name="Resume", exact=True).click()
+    status, after_resume = watch(FINISHED)
     assert status == "succeeded", page.locator("main").inner_text()
-    assert len(seen) >= 2 and seen == sorted(seen), f"plotted point counts seen: {seen}"
-    assert seen[-1] == 6
-    assert running_buttons == {"Pause": True, "Resume": False, "Cancel": True}
-    for name in ("Pause", "Resume", "Cancel"):
-        assert page.get_by_role("button", name=name, exact=True).is_disabled()
+    seen = before_pause + after_resume
+    assert seen == sorted(seen) and seen[-1] == 6, f"plotted point counts seen: {seen}"
+    assert buttons() == {"Pause": False, "Resume": False, "Cancel": False}
 
     assert page.locator("[data-chart=reward] polygon.band").count() == 2  # training, validation
-    # validation every 2 steps: 3 validation points, and 3 checkpoints marked on the curve
-    assert page.locator("[data-chart=reward] g.points[data-series=valid] circle.point").count() == 3
-    assert sorted(int(step) for step in page.locator("[data-chart=reward] g.marker").evaluate_all(
-        "markers => markers.map(m => m.dataset.step)")) == [2, 4, 6]  # fmt: skip
+    # validation before training and every 2 steps: 4 validation points, and the checkpoints
+    # marked on the curve
+    valid_points = page.locator("[data-chart=reward] g.points[data-series=valid] circle.point")
+    assert [title.split(":")[0] for title in valid_points.locator("title").all_text_contents()] == [
+        f"validation reward (mean) at step {step}" for step in (0, 2, 4, 6)
+    ]
+    checkpoint_steps = sorted(
+        c.step_number for c in client.fine_tuning.jobs.checkpoints.list(job_id)
+    )
+    assert checkpoint_steps[-3:] == [2, 4, 6]
+    markers = page.locator("[data-chart=reward] g.marker").evaluate_all(
+        "markers => markers.map(m => Number(m.dataset.step))"
+    )
+    assert sorted(markers) == checkpoint_steps
     assert page.locator(".step-progress").inner_text().strip().endswith("6 / 6")
     # another logged metric, picked from the selector
     page.get_by_label("Other metric").select_option("frac_reward_zero_std")

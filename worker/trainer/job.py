@@ -184,8 +184,9 @@ def _report_baseline(
 ) -> None:
     """The validation figures before any training: step 0 of the metrics file."""
     shown = {k: v for k, v in valid.items() if isinstance(v, (int, float))}
-    if "reward_mean" in shown:
-        shown["valid_reward_mean"] = shown.pop("reward_mean")
+    for figure in ("reward_mean", "reward_min", "reward_max"):
+        if figure in shown:
+            shown[f"valid_{figure}"] = shown.pop(figure)
     row = {"step": 0, "total_steps": steps} | shown | {"timing": {"step": {"eval": seconds}}}
     csv.append(row)
     parts = [

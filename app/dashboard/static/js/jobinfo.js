@@ -31,6 +31,12 @@ export function metricsOf(events) {
   return events.filter((event) => event.type === "metrics" && event.data && typeof event.data.step === "number").map((event) => event.data);
 }
 
+/** The validation figures before training (the trainer's step 0), or null. */
+export function baselineOf(events) {
+  const event = events.find((e) => e.type !== "metrics" && e.data && e.data.step === 0 && typeof e.data.valid_reward_mean === "number");
+  return event ? event.data : null;
+}
+
 /** {step, total} from the newest metrics event among `events` (newest first), or null. */
 export function progressFrom(eventsNewestFirst) {
   const metrics = eventsNewestFirst.find((event) => event.type === "metrics" && event.data);

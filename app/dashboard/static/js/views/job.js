@@ -4,7 +4,7 @@
 import { request, download } from "../api.js";
 import { h, replace, field, alertBox, formatTime, formatNumber, statusBadge, progressBar } from "../dom.js";
 import { lineChart } from "../chart.js";
-import { LEGAL_ACTIONS, TERMINAL, jobEvents, metricsOf, methodOf, resolvedHyperparameters, flatMetrics } from "../jobinfo.js";
+import { LEGAL_ACTIONS, TERMINAL, baselineOf, jobEvents, metricsOf, methodOf, resolvedHyperparameters, flatMetrics } from "../jobinfo.js";
 
 const POLL_MS = 1500;
 const COLORS = { train: "#1f5fbf", valid: "#c2410c", metric: "#15803d" };
@@ -110,10 +110,11 @@ export async function jobView(main, [jobId], query) {
       ["Metadata", job.metadata && Object.keys(job.metadata).length ? Object.entries(job.metadata).map(([k, v]) => `${k}=${v}`).join(", ") : "—"],
     ].map(([term, value]) => [h("dt", {}, term), h("dd", {}, String(value))]).flat());
 
-    const drawnKey = JSON.stringify([metrics.length, checkpoints.map((c) => c.id)]);
+    const drawnKey = JSON.stringify([events.length, checkpoints.map((c) => c.id)]);
     if (drawnKey !== lastDrawn) {
       lastDrawn = drawnKey;
-      drawRewards(metrics);
+      const baseline = baselineOf(events);
+      drawRewards(baseline ? [baseline, ...metrics] : metrics);
       updateMetricOptions(metrics);
       drawMetric();
       drawCheckpoints();
