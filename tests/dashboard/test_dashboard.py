@@ -121,6 +121,11 @@ def test_upload_shows_progress_the_check_and_a_preview(
         "1",
     ]
 
+    # the stored file, read back from the API
+    page.get_by_role("button", name="Preview capitals.jsonl").click()
+    page.get_by_role("heading", name=f"capitals.jsonl ({uploaded_id})").wait_for()
+    assert page.get_by_text("Valid JSONL: 7 examples.").count() == 2
+
     # dropped on the drop zone: a file whose second line is not JSON
     bad_rows = json.dumps(rft_rows(1)[0]) + "\n{not json\n"
     page.locator(".drop-zone").evaluate(
@@ -359,3 +364,24 @@ def test_another_projects_key_sees_none_of_these_jobs(  # type: ignore[no-untype
     page.goto(f"{dashboard_url(service)}#/jobs/{trained_job.id}")
     alert = page.get_by_role("alert")
     assert alert.inner_text() == f"No such job: '{trained_job.id}'"
+
+
+def test_a_failed_job_says_why_in_plain_words(  # type: ignore[no-untyped-def]
+    signed_in, service: LiveService, client: openai.OpenAI, tmp_path: Path
+) -> None:
+    rows = [*rft_rows(3), {"messages": "not a list", "answer": "1"}]
+    training = upload_rows(client, tmp_path, "broken.jsonl", rows)
+    validation = upload_rows(client, tmp_path, "valid.jsonl", rft_rows(2))
+    job = client.fine_tuning.jobs.create(
+        model=BASE_MODEL, training_file=training, validation_file=validation, method={"type": "reinforcement",
+        "reinforcement": {"grader": GRADER}},
+    )  # fmt: skip
+    page = signed_in
+    page.goto(f"{dashboard_url(service)}#/jobs/{job.id}")
+    alert = page.get_by_role("alert").filter(has_text="training file")
+    alert.wait_for()
+    assert alert.inner_text() == (
+        'The training file is not usable: Line 4: "messages" must be a non-empty list of messages.'
+    )
+    assert page.locator(".job-status .badge").inner_text() == "failed"
+    assert page.get_by_role("button", name="Cancel", exact=True).is_disabled()

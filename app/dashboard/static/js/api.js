@@ -105,7 +105,7 @@ export async function fileText(fileId, maxBytes = 256 * 1024) {
     size += value.length;
   }
   reader.cancel().catch(() => {});
-  return new TextDecoder().decode(new Blob(chunks).size ? await new Blob(chunks).arrayBuffer() : new ArrayBuffer(0));
+  return new TextDecoder().decode(await new Blob(chunks).arrayBuffer());
 }
 
 /** Download with the bearer header: fetch as a blob, then save it under the server's name. */

@@ -21,6 +21,8 @@ function plainError(job) {
   const file = { training_file: "training file", validation_file: "validation file" }[error.param] || "data file";
   const words = {
     invalid_file: `The ${file} is not usable`,
+    invalid_training_file: "The training file is not usable",
+    invalid_validation_file: "The validation file is not usable",
     file_not_found: `The ${file} no longer exists`,
     grader_error_rate_exceeded: "The grader failed on too many samples",
     out_of_memory: "Training ran out of memory",
