@@ -193,7 +193,7 @@ def test_a_job_started_from_the_page_draws_its_curve_live(  # type: ignore[no-un
     assert status == "running", page.locator("main").inner_text()
     assert buttons() == {"Pause": True, "Resume": False, "Cancel": True}
     page.get_by_role("button", name="Pause", exact=True).click()
-    page.get_by_text("Pause requested.").wait_for()
+    page.locator(".event-log").get_by_text("Pause requested").wait_for()
     status, before_pause = watch({"paused", *FINISHED})
     assert status == "paused", page.locator("main").inner_text()
     assert buttons() == {"Pause": False, "Resume": True, "Cancel": True}

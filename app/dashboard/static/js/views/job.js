@@ -96,7 +96,10 @@ export async function jobView(main, [jobId], query) {
     render();
   }
 
+  let shownStatus = null;
   function render() {
+    if (shownStatus !== null && shownStatus !== job.status) replace(actionStatus);  // the request was answered
+    shownStatus = job.status;
     const metrics = metricsOf(events);
     const last = metrics[metrics.length - 1];
     replace(statusLine, statusBadge(job.status),
