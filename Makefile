@@ -23,6 +23,8 @@ run: $(STAMP)
 	$(BIN)/openrft serve
 
 test: $(STAMP)
+	@./scripts/install-system-packages.sh --with-browser || \
+		echo "warning: chromium is missing; the dashboard's browser tests will be skipped"
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
 lint: $(STAMP)

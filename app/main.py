@@ -13,6 +13,7 @@ from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from app.dashboard import mount_dashboard
 from app.db import POOL_SIZE
 from app.errors import APIError, error_envelope
 from app.files import routes as files
@@ -142,6 +143,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(MetricsMiddleware)
     app.add_middleware(RequestIdMiddleware)
     _install_operator_routes(app, settings)
+    mount_dashboard(app)
     return app
 
 

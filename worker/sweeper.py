@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 
 from sqlalchemy.orm import Session, sessionmaker
 
+from app.files.service import purge_expired
 from app.jobs import repository
 from app.jobs.repository import WAITING_STATUSES
 from app.jobs.service import Enqueue
@@ -60,8 +61,12 @@ def sweep(sessions: sessionmaker[Session], settings: Settings, send: Enqueue) ->
             logger.warning("job %s waited without a worker; sent again", waiting.job_id)
             report.resent.append(waiting.job_id)
             send(waiting.job_id)
+    storage = storage_from_settings(settings)
     with sessions() as session:
-        report.expired_uploads = expire_due(session, storage_from_settings(settings))
+        report.expired_uploads = expire_due(session, storage)
+    with sessions() as session:
+        for file_id in purge_expired(session, storage):
+            logger.info("file %s expired; purged", file_id)
     return report
 
 

@@ -5,14 +5,15 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Literal
 
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, or_, select
 from sqlalchemy.orm import Session
 
 from app import ids
 from app.errors import APIError, bad_request, not_found
 from app.files.schemas import UPLOAD_PURPOSES
+from app.jobs.states import TERMINAL_STATUSES
 from app.storage import Storage, TooLarge
-from app.tables import File, Project, now
+from app.tables import File, Job, Project, now
 
 
 def create_file(
@@ -61,8 +62,15 @@ def create_file(
     return row
 
 
+def not_expired() -> ColumnElement[bool]:
+    """A file past its `expires_at` is gone for its project, whether or not it is purged yet."""
+    return or_(File.expires_at.is_(None), File.expires_at > now())
+
+
 def get_file(session: Session, project: Project, file_id: str, *, param: str | None = None) -> File:
-    row = session.scalar(select(File).where(File.id == file_id, File.project_id == project.id))
+    row = session.scalar(
+        select(File).where(File.id == file_id, File.project_id == project.id, not_expired())
+    )
     if row is None:
         raise not_found("file", file_id, param=param)
     return row
@@ -77,7 +85,7 @@ def list_files(
     order: Literal["asc", "desc"],
     after: str | None,
 ) -> tuple[list[File], bool]:
-    query = select(File).where(File.project_id == project.id)
+    query = select(File).where(File.project_id == project.id, not_expired())
     if purpose:
         query = query.where(File.purpose == purpose)
     if after:
@@ -127,3 +135,33 @@ def check_upload_purpose(purpose: str, filename: str) -> None:
             param="file",
             code="invalid_file_format",
         )
+
+
+def purge_expired(session: Session, storage: Storage) -> list[str]:
+    """Deletes expired files and their bytes, except those an unfinished job still reads.
+
+    Returns the ids purged. A job's input stays until the job ends, so an expiry never pulls
+    a file from under a running (or paused, or queued) job; it goes at the next sweep after.
+    """
+    in_use = select(Job.training_file).where(
+        Job.status.not_in([s.value for s in TERMINAL_STATUSES])
+    )
+    in_use_valid = select(Job.validation_file).where(
+        Job.status.not_in([s.value for s in TERMINAL_STATUSES]), Job.validation_file.is_not(None)
+    )
+    expired = list(
+        session.scalars(
+            select(File).where(
+                File.expires_at.is_not(None),
+                File.expires_at <= now(),
+                File.id.not_in(in_use),
+                File.id.not_in(in_use_valid),
+            )
+        )
+    )
+    for row in expired:
+        session.delete(row)
+    session.commit()
+    for row in expired:
+        storage.delete(row.storage_key)
+    return [row.id for row in expired]

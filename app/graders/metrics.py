@@ -76,6 +76,9 @@ def batch_metrics(results: list[GradeResult], split: str) -> dict:
         errors.append(_error_entry(results[0].name, results[0].type, results, split))
     return {
         "reward_mean": fmean(result.reward for result in results),
+        # the spread the dashboard draws as a band around the mean
+        "reward_min": min(result.reward for result in results),
+        "reward_max": max(result.reward for result in results),
         "error_rate": sum(1 for result in results if result.has_error) / len(results),
         "sample_parse_error_mean": fmean(r.errors["sample_parse_error"] for r in results),
         "unresponsive_reward_mean": fmean(r.errors["unresponsive_reward_error"] for r in results),

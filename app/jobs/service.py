@@ -19,6 +19,7 @@ from app import ids
 from app.artifact_store import artifact_store
 from app.base_models import find_base_model
 from app.errors import APIError, bad_request, not_found
+from app.files.service import not_expired
 from app.graders import normalize_grader, validate_grader
 from app.jobs import (
     IllegalTransition,
@@ -49,7 +50,9 @@ ADAPTER_CONFIG = "adapter_config.json"
 def _training_input(session: Session, project: Project, file_id: str | None, param: str) -> File:
     row = None
     if file_id:
-        row = session.scalar(select(File).where(File.id == file_id, File.project_id == project.id))
+        row = session.scalar(
+            select(File).where(File.id == file_id, File.project_id == project.id, not_expired())
+        )
     if row is None:
         raise APIError(400, f"File '{file_id}' does not exist.", param=param, code="file_not_found")
     if row.purpose != "fine-tune":

@@ -117,8 +117,7 @@ def test_api_workers_serve_together_and_metrics_add_up(tmp_path: Path) -> None:
             sample.value
             for family in text_string_to_metric_families(text)
             for sample in family.samples
-            if sample.name == "openrft_api_requests_total"
-            and sample.labels["route"] == "/v1/files"
+            if sample.name == "openrft_api_requests_total" and sample.labels["route"] == "/v1/files"
         )
         assert served == 12
     finally:

@@ -121,6 +121,7 @@ def test_metrics_shape_for_a_multi_grader(config: GraderConfig) -> None:
         empty = grader.grade([], [])
     metrics = grades.metrics("valid")
     assert metrics["reward_mean"] == 0.5
+    assert (metrics["reward_min"], metrics["reward_max"]) == (0.0, 1.0)
     scores = metrics["scores"]["graders"]
     assert [(s["name"], s["type"]) for s in scores] == [
         ("exact", "string_check"),

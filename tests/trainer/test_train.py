@@ -126,8 +126,13 @@ def test_metrics_follow_openai_and_trl_names(tiny_model_dir: Path, tmp_path: Pat
         "entropy",
         "clip_ratio/region_mean",
         "step_time",
+        "train_tokens_per_second",
     ):
         assert key in last, key
+    # the spread of the step's rewards, which the dashboard draws around the mean
+    for split in ("train", "valid"):
+        low, mean, high = (last[f"{split}_reward_{part}"] for part in ("min", "mean", "max"))
+        assert 0.0 <= low <= mean <= high <= 1.0
     assert set(last["timing"]["step"]) >= {
         "sampling",
         "grading",

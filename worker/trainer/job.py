@@ -127,6 +127,7 @@ def _loop(
         report.timing["full_iteration"] = time.perf_counter() - step_started
         message, data = method.event(step, steps, report, valid)
         data["step_time"] = report.timing["full_iteration"]
+        data["train_tokens_per_second"] = report.trained_tokens / max(data["step_time"], 1e-9)
         csv.append(data)
         _report_samples(reporter, step, "train", report.samples)
         if valid is not None:
@@ -191,8 +192,9 @@ def _report_baseline(
 ) -> None:
     """The validation figures before any training: step 0 of the metrics file."""
     shown = {k: v for k, v in valid.items() if isinstance(v, (int, float))}
-    if "reward_mean" in shown:
-        shown["valid_reward_mean"] = shown.pop("reward_mean")
+    for figure in ("reward_mean", "reward_min", "reward_max"):
+        if figure in shown:
+            shown[f"valid_{figure}"] = shown.pop(figure)
     row = {"step": 0, "total_steps": steps} | shown | {"timing": {"step": {"eval": seconds}}}
     csv.append(row)
     parts = [

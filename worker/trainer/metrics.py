@@ -38,6 +38,8 @@ def rft_event_data(
         "total_steps": total_steps,
         "train_reward_mean": train["reward_mean"],
         "train_mean_reward": train["reward_mean"],
+        "train_reward_min": train.get("reward_min", train["reward_mean"]),
+        "train_reward_max": train.get("reward_max", train["reward_mean"]),
         "completion_tokens_mean": samples["train_completion_tokens_mean"],
         # these models produce no separate reasoning tokens
         "reasoning_tokens_mean": 0.0,
@@ -47,6 +49,8 @@ def rft_event_data(
     if valid:
         data |= {
             "valid_reward_mean": valid["reward_mean"],
+            "valid_reward_min": valid.get("reward_min", valid["reward_mean"]),
+            "valid_reward_max": valid.get("reward_max", valid["reward_mean"]),
             "full_valid_mean_reward": valid["reward_mean"],
             "full_valid_mean_parse_error": valid.get("sample_parse_error_mean", 0.0),
             "valid_reasoning_tokens_mean": 0.0,
