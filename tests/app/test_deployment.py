@@ -62,3 +62,16 @@ def test_api_requirements_leave_out_torch_and_worker_extra_adds_it() -> None:
     assert "torch" not in api and "transformers" not in api
     worker = " ".join(requirements(pyproject, ["worker"]))
     assert "torch" in worker and "transformers" in worker and "peft" in worker
+
+
+def test_services_share_object_storage_not_a_disk() -> None:
+    env = COMPOSE["x-openrft-env"]
+    assert env["OPENRFT_STORAGE_URL"].startswith("s3://")
+    assert env["AWS_ENDPOINT_URL"] == "http://minio:9000"
+    services = COMPOSE["services"]
+    for name in ("api", "worker", "inference"):
+        assert "volumes" not in services[name], name
+        assert services[name]["depends_on"]["minio-init"] == {
+            "condition": "service_completed_successfully"
+        }
+    assert "mc mb" in " ".join(services["minio-init"]["command"])
