@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 
 import openai
 import pytest
@@ -12,7 +13,6 @@ from app.errors import APIError
 from app.inference_protocol import GenerateRequest, Message
 from tests.conftest import make_client
 from tests.inference.models import ServedModels, shared_served_models
-from tests.services import free_port
 
 HELLO = [{"role": "user", "content": "Say hello."}]
 
@@ -168,8 +168,12 @@ def test_an_unreachable_inference_process_is_a_503() -> None:
     from app.models.inference import InferenceClient
 
     request = GenerateRequest(base_model="any", messages=[Message(role="user", content="hi")])
-    client = InferenceClient(f"http://127.0.0.1:{free_port()}")
-    with pytest.raises(APIError) as raised:
-        asyncio.run(client.generate(request))
+    # a port held bound but not listening refuses at once; a port merely found free may be
+    # picked by the kernel as this very connection's source port and connect to itself
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        client = InferenceClient(f"http://127.0.0.1:{closed.getsockname()[1]}")
+        with pytest.raises(APIError) as raised:
+            asyncio.run(client.generate(request))
     assert raised.value.status_code == 503
     assert raised.value.type == "server_error"

@@ -38,6 +38,18 @@ GRADER = {
     },
     "calculate_output": "0.5 * contains + 0.5 * close",
 }  # fmt: skip
+# the same scores, plus a sub-grader that takes 0.4 s per sample and counts for nothing: each
+# step then outlasts the page's 1.5 s poll however fast the machine, so the page sees the job
+# running before it is done
+PACED_GRADER = {
+    **GRADER,
+    "graders": {
+        **GRADER["graders"],
+        "pace": {"type": "python", "name": "pace",
+                 "source": "import time\n\ndef grade(sample, item):\n    time.sleep(0.4)\n    return 0.0\n"},
+    },
+    "calculate_output": "0.5 * contains + 0.5 * close + 0 * pace",
+}  # fmt: skip
 TRAIN_POINTS = "[data-chart=reward] g.points[data-series=train] circle.point"
 
 
@@ -154,7 +166,7 @@ def test_a_job_started_from_the_page_draws_its_curve_live(  # type: ignore[no-un
     page.get_by_label("Validation file").select_option(validation)
     page.get_by_label("Start from a template").select_option(label="Exact match (string_check eq)")
     assert '"operation": "eq"' in page.get_by_label("Grader JSON").input_value()
-    page.get_by_label("Grader JSON").fill(json.dumps(GRADER, indent=2))
+    page.get_by_label("Grader JSON").fill(json.dumps(PACED_GRADER, indent=2))
     assert page.get_by_label("n epochs").input_value() == "auto"
     page.get_by_label("n epochs").fill("2")
     page.get_by_label("batch size").fill("4")
