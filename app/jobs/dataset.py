@@ -176,6 +176,11 @@ def _check_example(example: dict[str, Any], method: Method) -> None:
         )
     if "tools" in example:
         _check_tools(example["tools"], "tools")
+        if example["tools"]:
+            raise _LineProblem(
+                '"tools" must be empty: tool definitions are not supported yet, and the model '
+                "would be trained without seeing them."
+            )
 
 
 def _check_preference(example: dict[str, Any]) -> None:
@@ -194,7 +199,6 @@ def _check_preference(example: dict[str, Any]) -> None:
         raise _LineProblem('"input.messages" must be a non-empty list of messages.')
     for index, message in enumerate(messages):
         _check_message(message, f"input.messages[{index}]", "dpo")
-        _refuse_images(message, f"input.messages[{index}]")
     if messages[-1]["role"] == "assistant":
         raise _LineProblem(
             "the last message of input.messages must not be an assistant message: the answers "
@@ -212,14 +216,6 @@ def _check_preference(example: dict[str, Any]) -> None:
         raise _LineProblem('"input.parallel_tool_calls" must be true or false.')
     for key in PREFERENCE_OUTPUTS:
         _check_preference_output(example, key)
-
-
-def _refuse_images(message: dict[str, Any], where: str) -> None:
-    """The DPO trainer renders text only: images are refused rather than dropped."""
-    content = message.get("content")
-    for index, part in enumerate(content if isinstance(content, list) else []):
-        if part["type"] == "image_url":
-            raise _LineProblem(f"{where}.content[{index}]: images are not supported for DPO.")
 
 
 def _check_preference_output(example: dict[str, Any], key: str) -> None:
@@ -296,6 +292,8 @@ def _check_content_part(part: Any, where: str, role: str) -> None:
         image = part.get("image_url")
         if not isinstance(image, dict) or not isinstance(image.get("url"), str):
             raise _LineProblem(f'{where} of type "image_url" needs an "image_url" with a "url".')
+        # refused, not dropped: training on the text alone would answer a different question
+        raise _LineProblem(f"{where}: images are not supported; the models here read text only.")
     elif part_type in _UNSUPPORTED_PART_TYPES:
         raise _LineProblem(f"{where}: {_UNSUPPORTED_PART_TYPES[part_type]}.")
     else:

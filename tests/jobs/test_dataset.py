@@ -140,20 +140,18 @@ def test_last_message_must_be_from_user_for_reinforcement():
     assert 'got "assistant"' in report.error.message
 
 
-def test_content_may_be_text_and_image_parts():
-    example = {
+def test_content_may_be_text_parts_and_images_are_refused_not_dropped():
+    text_only = {
         "messages": [
             {"role": "developer", "content": [{"type": "text", "text": "Look."}]},
-            {
-                "role": "user",
-                "content": [
-                    {"type": "text", "text": "What is this?"},
-                    {"type": "image_url", "image_url": {"url": "https://example.com/a.png"}},
-                ],
-            },
+            {"role": "user", "content": [{"type": "text", "text": "What is this?"}]},
         ]
     }
-    assert check_rft(jsonl(*[example] * 10)).ok
+    assert check_rft(jsonl(*[text_only] * 10)).ok
+    image = {"type": "image_url", "image_url": {"url": "https://example.com/a.png"}}
+    with_image = {"messages": [{"role": "user", "content": [{"type": "text", "text": "?"}, image]}]}
+    report = check_rft(rft_file_with(with_image))
+    assert_line_error(report, 3, "messages[0].content[1]: images are not supported")
 
 
 @pytest.mark.parametrize(
@@ -224,7 +222,10 @@ def test_weight_only_on_assistant():
 
 def test_tools_must_be_a_list_of_function_definitions():
     tool = {"type": "function", "function": {"name": "lookup", "parameters": {}}}
-    assert check_rft(jsonl(*[{**RFT_EXAMPLE, "tools": [tool]}] * 10)).ok
+    assert check_rft(jsonl(*[{**RFT_EXAMPLE, "tools": []}] * 10)).ok
+    # well formed, but refused rather than silently left out of the prompt
+    report = check_rft(rft_file_with({**RFT_EXAMPLE, "tools": [tool]}))
+    assert_line_error(report, 3, '"tools" must be empty: tool definitions are not supported yet')
     report = check_rft(rft_file_with({**RFT_EXAMPLE, "tools": {"name": "lookup"}}))
     assert_line_error(report, 3, '"tools" must be a list, got an object')
     report = check_rft(rft_file_with({**RFT_EXAMPLE, "tools": [tool, {"type": "function"}]}))
@@ -365,7 +366,7 @@ def with_change(path: tuple[str, ...], value: object) -> dict:
         (
             ("input", "messages", 1, "content"),
             [{"type": "image_url", "image_url": {"url": "https://example.com/a.png"}}],
-            "input.messages[1].content[0]: images are not supported for DPO",
+            "input.messages[1].content[0]: images are not supported",
         ),
         (("input", "tools"), {"name": "add"}, '"input.tools" must be a list'),
         (("input", "tools"), [{"type": "web"}], "input.tools[0] must be"),
