@@ -66,6 +66,9 @@ class Settings(BaseSettings):
     grader_allow_unisolated: bool = False
     grader_file_size_bytes: int = 1024**3  # the reference's 1 GB of disk
     grader_max_processes: int = 32
+    # per-project quotas (unset: none): jobs validating/queued/running at once, bytes of files
+    max_active_jobs_per_project: int | None = Field(default=None, ge=1)
+    max_stored_bytes_per_project: int | None = Field(default=None, ge=1)
     # requests per minute per API key (token bucket, per API process); unset: no limit
     rate_limit_requests_per_minute: int | None = Field(default=None, ge=1)
     # /graders/run: slots of its own thread pool, and how many one project may hold at once

@@ -78,14 +78,14 @@ async def upload_file(
     expires = _expiry_seconds(form)
     chunks = iter(lambda: upload.file.read(CHUNK_BYTES), b"")
     row = await run_in_threadpool(
-        file_service.create_file,
+        file_service.upload_file,
         session,
+        settings,
         _storage(request),
         project,
         filename=filename,
         purpose=purpose,
         chunks=chunks,
-        max_bytes=settings.max_upload_bytes,
         expires_after_seconds=expires,
     )
     return FileObject.from_row(row)

@@ -12,6 +12,8 @@ from app import ids
 from app.errors import APIError, bad_request, not_found
 from app.files.schemas import UPLOAD_PURPOSES
 from app.jobs.states import TERMINAL_STATUSES
+from app.quotas import quota_exceeded, storage_left
+from app.settings import Settings
 from app.storage import Storage, TooLarge
 from app.tables import File, Job, Project, now
 
@@ -26,12 +28,17 @@ def create_file(
     chunks: Iterable[bytes],
     max_bytes: int,
     expires_after_seconds: int | None = None,
+    quota_limit: int | None = None,
 ) -> File:
+    """Stores the streamed file; `quota_limit` names the storage quota when it, not the upload
+    limit, is what `max_bytes` holds to."""
     file_id = ids.new_file_id()
     storage_key = f"{project.id}/{file_id}"
     try:
         size = storage.write(storage_key, chunks, max_bytes)
     except TooLarge:
+        if quota_limit is not None:
+            raise quota_exceeded(quota_limit) from None
         raise bad_request(
             f"File is too large: the limit is {max_bytes // (1024 * 1024)} MB.",
             param="file",
@@ -65,6 +72,28 @@ def create_file(
 def not_expired() -> ColumnElement[bool]:
     """A file past its `expires_at` is gone for its project, whether or not it is purged yet."""
     return or_(File.expires_at.is_(None), File.expires_at > now())
+
+
+def upload_file(
+    session: Session,
+    settings: Settings,
+    storage: Storage,
+    project: Project,
+    *,
+    filename: str,
+    purpose: str,
+    chunks: Iterable[bytes],
+    expires_after_seconds: int | None = None,
+) -> File:
+    """A direct upload: held to the upload limit and to what is left of the project's quota."""
+    left = storage_left(session, settings, project)
+    max_bytes, quota_limit = settings.max_upload_bytes, None
+    if left is not None and left < max_bytes:
+        max_bytes, quota_limit = left, settings.max_stored_bytes_per_project
+    return create_file(
+        session, storage, project, filename=filename, purpose=purpose, chunks=chunks,
+        max_bytes=max_bytes, expires_after_seconds=expires_after_seconds, quota_limit=quota_limit,
+    )  # fmt: skip
 
 
 def get_file(session: Session, project: Project, file_id: str, *, param: str | None = None) -> File:

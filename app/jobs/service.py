@@ -35,6 +35,7 @@ from app.jobs import (
 )
 from app.jobs.schemas import JobCreateRequest
 from app.jobs.states import CREATED_MESSAGE, UserAction, validating_file_message
+from app.quotas import check_active_jobs
 from app.settings import Settings
 from app.tables import Checkpoint, File, Job, JobEvent, JobSample, Project, now
 
@@ -170,6 +171,7 @@ def _check_continued_hyperparameters(
 def create_job(
     session: Session, settings: Settings, project: Project, body: JobCreateRequest, enqueue: Enqueue
 ) -> Job:
+    check_active_jobs(session, settings, project)
     start = _starting_point(session, settings, project, body.model)
     _training_input(session, project, body.training_file, "training_file")
     if body.validation_file is not None:

@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session
 from app import ids
 from app.errors import APIError, bad_request, not_found
 from app.files.service import check_upload_purpose, create_file
+from app.quotas import quota_exceeded, storage_left
 from app.settings import Settings
 from app.storage import Storage, TooLarge
 from app.tables import File, Project, Upload, UploadPart, now
@@ -46,6 +47,9 @@ def create_upload(
             param="bytes",
             code="file_too_large",
         )
+    left = storage_left(session, settings, project)
+    if left is not None and body.bytes > left:
+        raise quota_exceeded(settings.max_stored_bytes_per_project or 0)
     if not MIME_TYPE.match(body.mime_type) or len(body.mime_type) > 255:
         raise bad_request(
             f"Invalid mime_type {body.mime_type!r}: expected a MIME type such as "
