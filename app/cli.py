@@ -22,15 +22,26 @@ from app.keys.service import (
 )
 from app.migrate import SchemaOutOfDate, check_schema, upgrade
 from app.observability.logs import configure_logging, logging_config
+from app.queue import light_queue
 from app.settings import Settings, get_settings
 from app.tables import Project
 
 
 def _worker_command(settings: Settings, name: str) -> list[str]:
+    """A training worker: one job at a time; between jobs it also takes light tasks."""
     return [
         sys.executable, "-m", "celery", "-A", "worker.celery_app:app", "worker",
         "--pool=solo", "--concurrency=1", "--loglevel=INFO",
-        "-Q", settings.queue_name, "-n", f"{name}@%h",
+        "-Q", f"{settings.queue_name},{light_queue(settings)}", "-n", f"{name}@%h",
+    ]  # fmt: skip
+
+
+def _light_worker_command(settings: Settings, name: str) -> list[str]:
+    """A light worker: file checks (and other short tasks) only, a few at a time."""
+    return [
+        sys.executable, "-m", "celery", "-A", "worker.celery_app:app", "worker",
+        "--pool=threads", "--concurrency=4", "--loglevel=INFO",
+        "-Q", light_queue(settings), "-n", f"{name}@%h",
     ]  # fmt: skip
 
 
@@ -128,7 +139,10 @@ def serve(settings: Settings, host: str, port: int) -> None:
     upgrade(settings)
     new_key = _bootstrap_key(settings)
     worker_env = _worker_environment(settings)
-    children = [start_child(_worker_command(settings, "openrft-embedded"), worker_env)]
+    children = [
+        start_child(_worker_command(settings, "openrft-embedded"), worker_env),
+        start_child(_light_worker_command(settings, "openrft-embedded-light"), worker_env),
+    ]
     # an OPENRFT_INFERENCE_URL names an inference process run elsewhere
     if settings.inference_url is None:
         children.append(start_child(_inference_command(settings)))
@@ -163,7 +177,12 @@ def main(argv: list[str] | None = None) -> None:
                 action="store_true",
                 help="upgrade the schema first (one replica only; else run `openrft migrate`)",
             )
-    commands.add_parser("worker", help="a worker alone")
+    worker = commands.add_parser("worker", help="a worker alone")
+    worker.add_argument(
+        "--light",
+        action="store_true",
+        help="take only light tasks (a new job's file checks), never training",
+    )
     inference = commands.add_parser("inference", help="the inference process alone")
     inference.add_argument("--host", default="127.0.0.1")
     inference.add_argument("--port", type=int, default=settings.inference_port)
@@ -198,7 +217,11 @@ def main(argv: list[str] | None = None) -> None:
         _bootstrap_key(settings)
         _run_api(settings, args.host, args.port)
     elif args.command == "worker":
-        command = _worker_command(settings, "openrft-worker")
+        command = (
+            _light_worker_command(settings, "openrft-light")
+            if args.light
+            else _worker_command(settings, "openrft-worker")
+        )
         os.execv(command[0], command)
     elif args.command == "inference":
         _run_inference(settings, args.host, args.port)

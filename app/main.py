@@ -25,7 +25,7 @@ from app.models import routes as models
 from app.observability import health as readiness_checks
 from app.observability.logs import request_id_var
 from app.observability.metrics import MetricsMiddleware, exposition
-from app.queue import job_sender, make_celery
+from app.queue import job_sender, make_celery, validation_sender
 from app.rate_limits import RequestRateLimiter
 from app.settings import Settings, get_settings
 from app.storage import storage_from_settings
@@ -127,6 +127,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.storage = storage_from_settings(settings)
     app.state.enqueue_job = job_sender(settings)
+    app.state.enqueue_validation = validation_sender(settings)
     app.state.session_slots = asyncio.Semaphore(POOL_SIZE)
     app.state.request_limits = (
         RequestRateLimiter(settings.rate_limit_requests_per_minute)

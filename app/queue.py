@@ -13,6 +13,14 @@ from celery import Celery
 from app.settings import Settings
 
 RUN_JOB_TASK = "openrft.run_job"
+# the light lane: checks a new job's files, so that a bad line is reported at once even while
+# every training worker is busy with a long job
+VALIDATE_JOB_TASK = "openrft.validate_job"
+
+
+def light_queue(settings: Settings) -> str:
+    """The queue of short tasks; workers and the light worker take from it."""
+    return f"{settings.queue_name}.light"
 
 
 def _filesystem_transport_options(settings: Settings) -> dict[str, object]:
@@ -59,7 +67,18 @@ def send_job(celery: Celery, settings: Settings, job_id: str) -> None:
     celery.send_task(RUN_JOB_TASK, args=[job_id], queue=settings.queue_name)
 
 
+def send_validation(celery: Celery, settings: Settings, job_id: str) -> None:
+    """Hand a new job to the light lane, which checks its files and then sends it to training."""
+    celery.send_task(VALIDATE_JOB_TASK, args=[job_id], queue=light_queue(settings))
+
+
 def job_sender(settings: Settings) -> Callable[[str], None]:
-    """Sends a job id with `settings`, reusing one Celery app for every send."""
+    """Sends a job id to training with `settings`, reusing one Celery app for every send."""
     celery = make_celery(settings)
     return lambda job_id: send_job(celery, settings, job_id)
+
+
+def validation_sender(settings: Settings) -> Callable[[str], None]:
+    """Sends a new job's id to the light lane, reusing one Celery app for every send."""
+    celery = make_celery(settings)
+    return lambda job_id: send_validation(celery, settings, job_id)

@@ -108,7 +108,13 @@ def serve_metrics(settings: Settings, sessions: sessionmaker[Session], celery: C
         REGISTRY.unregister(_cluster)
     _cluster = ClusterCollector(sessions, celery, settings.queue_name)
     REGISTRY.register(_cluster)
-    start_http_server(settings.worker_metrics_port, addr=settings.worker_metrics_host)
+    try:
+        start_http_server(settings.worker_metrics_port, addr=settings.worker_metrics_host)
+    except OSError as error:  # e.g. a second worker on this host with the same port
+        logger.warning(
+            "worker metrics not served on port %d: %s", settings.worker_metrics_port, error
+        )
+        return
     logger.info(
         "worker metrics on http://%s:%d/metrics",
         settings.worker_metrics_host,

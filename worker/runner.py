@@ -117,22 +117,34 @@ def _file_error(
     return None if report.error is None else report.error.as_dict()
 
 
+def files_error(
+    sessions: sessionmaker[Session], storage: Storage, job: Job
+) -> dict[str, str | None] | None:
+    """The job's `error` for the first bad line of its training or validation file, or None."""
+    inputs = [("training_file", job.training_file)]
+    if job.validation_file:
+        inputs.append(("validation_file", job.validation_file))
+    for role, file_id in inputs:
+        error = _file_error(sessions, storage, job, role, file_id)
+        if error is not None:
+            return {
+                "code": error["code"] or "invalid_file",
+                "message": error["message"] or "",
+                "param": error["param"],
+            }
+    return None
+
+
 def validate_files(writer: JobWriter, storage: Storage, job: Job) -> bool:
     """Check both files line by line; fail the job on the first bad line, else queue it.
 
     A queued job is checked again too: it may have been paused before validation finished.
     """
     expected = JobStatus(job.status)
-    inputs = [("training_file", job.training_file)]
-    if job.validation_file:
-        inputs.append(("validation_file", job.validation_file))
-    for role, file_id in inputs:
-        error = _file_error(writer.sessions, storage, job, role, file_id)
-        if error is not None:
-            writer.fail(
-                expected, error["code"] or "invalid_file", error["message"] or "", error["param"]
-            )
-            return False
+    error = files_error(writer.sessions, storage, job)
+    if error is not None:
+        writer.fail(expected, error["code"] or "", error["message"] or "", error["param"])
+        return False
     return expected is JobStatus.QUEUED or writer.move(expected, JobStatus.QUEUED)
 
 

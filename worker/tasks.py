@@ -10,10 +10,10 @@ from celery.signals import worker_ready, worker_shutdown
 
 from app.db import session_factory
 from app.observability.logs import job_id_var
-from app.queue import RUN_JOB_TASK, send_job
+from app.queue import RUN_JOB_TASK, VALIDATE_JOB_TASK, send_job
 from app.settings import get_settings
 from app.webhooks.delivery import deliver_forever
-from worker import runner
+from worker import light, runner
 from worker.celery_app import app
 from worker.metrics import serve_metrics
 from worker.sweeper import sweep_forever
@@ -31,6 +31,15 @@ def run_job(job_id: str) -> None:
     token = job_id_var.set(job_id)
     try:
         runner.run_job(job_id, get_settings(), _send)
+    finally:
+        job_id_var.reset(token)
+
+
+@app.task(name=VALIDATE_JOB_TASK, acks_late=True)
+def validate_job(job_id: str) -> None:
+    token = job_id_var.set(job_id)
+    try:
+        light.validate_job(job_id, get_settings(), _send)
     finally:
         job_id_var.reset(token)
 

@@ -515,6 +515,19 @@ def hold(session: Session, fence: Fence) -> Job:
     return _load(session, fence.job_id)
 
 
+def settle_validation(
+    session: Session, job_id: str, attempt: int, error: dict[str, Any] | None
+) -> bool:
+    """The light lane's verdict on the files of a job no worker holds: queued, or failed with
+    the first bad line. False when a user or a worker moved the job first (a worker that takes
+    it checks the files again itself)."""
+    unheld = (Job.lease_owner.is_(None),)
+    to = JobStatus.QUEUED if error is None else JobStatus.FAILED
+    return _move(
+        session, job_id, JobStatus.VALIDATING_FILES, attempt, to, error=error, still=unheld
+    )
+
+
 def move(
     session: Session,
     fence: Fence,

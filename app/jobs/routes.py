@@ -52,7 +52,12 @@ async def create_job(
     settings: Settings = Depends(get_settings_dep),
 ) -> FineTuningJob:
     job = await run_in_threadpool(
-        job_service.create_job, session, settings, project, body, _enqueue(request)
+        job_service.create_job,
+        session,
+        settings,
+        project,
+        body,
+        request.app.state.enqueue_validation,
     )
     return FineTuningJob.from_row(job)
 
