@@ -195,7 +195,7 @@ def test_a_stalled_worker_is_fenced_off_when_it_wakes(
 
 
 def _drop_queued_messages(service: LiveService) -> int:
-    """Lose every message waiting in the job queue, as a crashed broker or worker would."""
+    """Lose every message waiting in the job queues, as a crashed broker or worker would."""
     broker_url = service.env.get("OPENRFT_BROKER_URL")
     if broker_url is None:
         queue_dir = service.data_dir / "broker" / "queue"
@@ -205,7 +205,9 @@ def _drop_queued_messages(service: LiveService) -> int:
         return len(dropped)
     import redis
 
-    return int(redis.Redis.from_url(broker_url).delete(service.env["OPENRFT_QUEUE_NAME"]))
+    queue = service.env["OPENRFT_QUEUE_NAME"]
+    # a new job waits in the light queue first; a resumed or resent one in the training queue
+    return int(redis.Redis.from_url(broker_url).delete(queue, f"{queue}.light"))
 
 
 def test_a_job_whose_message_was_lost_is_sent_again(
