@@ -41,7 +41,7 @@ CHUNK_BYTES = 1 << 20
 # a directory's file is never larger than this (the largest merged model weights fit)
 MAX_FILE_BYTES = 1 << 40
 
-Area = Literal["checkpoints", "merged"]
+Area = Literal["checkpoints", "merged", "models"]
 
 
 class MissingArtifact(Exception):
@@ -232,7 +232,7 @@ class ArtifactStore:
 
 def artifact_store(settings: Settings, area: Area, role: str) -> ArtifactStore:
     """The store of `area` ("checkpoints": checkpoints and final adapters, "merged": merged
-    models) as process `role` ("api", "worker", "inference") sees it, with its own cache.
+    models, "models": base models pushed with `openrft models push`) as process `role` ("api", "worker", "inference") sees it, with its own cache.
 
     One store per place and role in a process: its S3 client and its cache's record of the
     directories in use are shared by every request."""
@@ -241,6 +241,8 @@ def artifact_store(settings: Settings, area: Area, role: str) -> ArtifactStore:
         return _remote_store(settings.storage_url, area, cache_root, settings.cache_max_bytes)
     if area == "checkpoints":
         return ArtifactStore(LocalStorage(settings.checkpoints_dir))
+    if area == "models":
+        return ArtifactStore(LocalStorage(settings.resolved_data_dir / "models"))
     return ArtifactStore(LocalStorage(settings.model_cache_dir / "merged"))
 
 

@@ -8,9 +8,11 @@ import os
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 from sqlalchemy import select
 
+from app.base_models import push_base_model
 from app.db import session_scope
 from app.keys.service import (
     DEFAULT_PROJECT,
@@ -187,6 +189,12 @@ def main(argv: list[str] | None = None) -> None:
     inference.add_argument("--host", default="127.0.0.1")
     inference.add_argument("--port", type=int, default=settings.inference_port)
     commands.add_parser("migrate", help="upgrade the database schema")
+    models = commands.add_parser("models", help="base models").add_subparsers(
+        dest="models_command", required=True
+    )
+    push = models.add_parser("push", help="store a Hugging Face model directory as a base model")
+    push.add_argument("name")
+    push.add_argument("directory", type=Path)
     keys = commands.add_parser("keys", help="API keys").add_subparsers(
         dest="keys_command", required=True
     )
@@ -225,6 +233,12 @@ def main(argv: list[str] | None = None) -> None:
         os.execv(command[0], command)
     elif args.command == "inference":
         _run_inference(settings, args.host, args.port)
+    elif args.command == "models":
+        try:
+            count = push_base_model(settings, args.name, args.directory)
+        except ValueError as error:
+            parser.exit(2, f"openrft models push: {error}\n")
+        print(f"stored {args.name} ({count} files); offered as a base model")
     elif args.command == "migrate":
         upgrade(settings)
         print("database is at the newest schema")

@@ -77,7 +77,7 @@ class LocalStorage:
         return self._path(key).is_file()
 
     def list(self, prefix: str) -> list[tuple[str, int]]:
-        folder = self._path(prefix.rstrip("/"))
+        folder = self._path(prefix.rstrip("/")) if prefix.strip("/") else self.root
         if not folder.is_dir():
             return []
         found = [

@@ -132,7 +132,10 @@ class S3Storage:
         return True
 
     def list(self, prefix: str) -> list[tuple[str, int]]:
-        start = self._key(prefix.rstrip("/")) + "/"
+        if prefix.strip("/"):
+            start = self._key(prefix.rstrip("/")) + "/"
+        else:  # everything under this store's prefix
+            start = f"{self.prefix}/" if self.prefix else ""
         cut = len(self.prefix) + 1 if self.prefix else 0
         found = []
         for page in self.client.get_paginator("list_objects_v2").paginate(

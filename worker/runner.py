@@ -204,7 +204,7 @@ def build_spec(
     """Resolve the job's hyperparameters once, echo them, and freeze what the trainer needs.
 
     `resuming`: the job has published checkpoints, which the trainer continues from."""
-    from worker.trainer.models import resolve_model_dir
+    from worker.base_model_dirs import base_model_dir
     from worker.trainer.spec import TrainSpec
 
     method = _method_type(job)
@@ -226,7 +226,7 @@ def build_spec(
     base_model = job.base_model_name
     return TrainSpec(
         model=base_model,
-        model_dir=resolve_model_dir(base_model, settings.model_dirs, settings.model_cache_dir),
+        model_dir=base_model_dir(settings, base_model, "worker"),
         init_adapter_dir=init_adapter_dir,
         train_rows=train_rows,
         valid_rows=valid_rows,

@@ -69,15 +69,21 @@ def cluster(
         pytest.skip("OPENRFT_TEST_DATABASE_URL and OPENRFT_TEST_BROKER_URL are not both set")
     with ExitStack() as stack:
         database_url = stack.enter_context(fresh_postgres_database())
+        # no process has the model on its disk: it is pushed to the bucket once, and every
+        # host fetches it from there
         shared = service_env(
             tmp_path / "api", "postgres", database_url,
-            OPENRFT_MODEL_DIRS=str(tiny_models_root),
             OPENRFT_STORAGE_URL=f"s3://{s3.new_bucket()}/cluster-{secrets.token_hex(3)}",
             OPENRFT_JOB_LEASE_SECONDS="3",
             **s3.env,
         )  # fmt: skip
         subprocess.run([sys.executable, "-m", "app.cli", "migrate"], env=shared, cwd=REPO_ROOT,
                        check=True, capture_output=True)  # fmt: skip
+        subprocess.run(
+            [sys.executable, "-m", "app.cli", "models", "push", BASE_MODEL,
+             str(tiny_models_root / BASE_MODEL)],
+            env=shared, cwd=REPO_ROOT, check=True, capture_output=True,
+        )  # fmt: skip
         host_dirs = [tmp_path / name for name in ("inference", "worker-a", "worker-b")]
         processes = [
             _process(

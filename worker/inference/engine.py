@@ -25,10 +25,10 @@ from app.inference_protocol import (
     MergeResponse,
 )
 from app.settings import Settings
+from worker.base_model_dirs import base_model_dir
 from worker.inference.merge import merge_adapter
 from worker.inference.pool import ModelPool
 from worker.inference.sampling import SamplingParams, sample
-from worker.trainer.models import resolve_model_dir
 
 # the completion budget when a request sets none (OpenAI's is the rest of the context; on a CPU
 # that can mean minutes)
@@ -98,9 +98,7 @@ class InferenceEngine:
 
     def _base_dir(self, base_model: str) -> Path:
         try:
-            return resolve_model_dir(
-                base_model, self.settings.model_dirs, self.settings.model_cache_dir
-            )
+            return base_model_dir(self.settings, base_model, "inference")
         except ValueError as error:
             raise InferenceError(400, str(error), param="base_model") from error
 
