@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import socket
 
@@ -13,6 +12,7 @@ from app.errors import APIError
 from app.inference_protocol import GenerateRequest, Message
 from tests.conftest import make_client
 from tests.inference.models import ServedModels, shared_served_models
+from tests.loops import run_in_fresh_loop
 
 HELLO = [{"role": "user", "content": "Say hello."}]
 
@@ -174,6 +174,6 @@ def test_an_unreachable_inference_process_is_a_503() -> None:
         closed.bind(("127.0.0.1", 0))
         client = InferenceClient(f"http://127.0.0.1:{closed.getsockname()[1]}")
         with pytest.raises(APIError) as raised:
-            asyncio.run(client.generate(request))
+            run_in_fresh_loop(client.generate(request))
     assert raised.value.status_code == 503
     assert raised.value.type == "server_error"

@@ -14,7 +14,9 @@ from tests.services import LiveService
 CHROMIUM = os.environ.get("OPENRFT_CHROMIUM", "/usr/bin/chromium")
 
 
-@pytest.fixture(scope="session")
+# module scope: Playwright's sync API keeps an event loop running on the main thread while it
+# is open, which would make every later test's asyncio.run() fail
+@pytest.fixture(scope="module")
 def browser() -> Iterator[object]:
     if not Path(CHROMIUM).exists():
         pytest.skip(

@@ -13,6 +13,7 @@ import pytest
 
 from app.graders.run_limits import Busy, GraderRunLimiter
 from tests.conftest import make_client
+from tests.loops import run_in_fresh_loop
 from tests.services import LiveService
 
 SLOW_PYTHON = {
@@ -84,6 +85,6 @@ def test_limiter_bounds_total_and_per_project_and_frees_slots_of_abandoned_runs(
         assert await limiter.run("c", lambda: 42) == 42
 
     try:
-        asyncio.run(scenario())
+        run_in_fresh_loop(scenario())
     finally:
         limiter.shutdown()
