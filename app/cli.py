@@ -21,6 +21,8 @@ from app.keys.service import (
     create_key,
     get_or_create_project,
     has_any_key,
+    list_keys,
+    revoke_key,
 )
 from app.migrate import SchemaOutOfDate, check_schema, upgrade
 from app.observability.logs import configure_logging, logging_config
@@ -163,6 +165,22 @@ def serve(settings: Settings, host: str, port: int) -> None:
             _stop(child)
 
 
+def _keys_command(
+    settings: Settings, args: argparse.Namespace, parser: argparse.ArgumentParser
+) -> None:
+    with session_scope(settings) as session:
+        if args.keys_command == "create":
+            print(create_key(session, args.project))
+        elif args.keys_command == "list":
+            for key in list_keys(session):
+                if args.project is None or key.project_name == args.project:
+                    print(f"{key.id}\t{key.project_name}\t{key.prefix}...\t{key.created_at}")
+        elif not revoke_key(session, args.key_id):
+            parser.exit(2, f"openrft keys revoke: no key {args.key_id!r} (see openrft keys list)\n")
+        else:
+            print(f"revoked {args.key_id}")
+
+
 def main(argv: list[str] | None = None) -> None:
     settings = get_settings()
     parser = argparse.ArgumentParser(
@@ -201,6 +219,12 @@ def main(argv: list[str] | None = None) -> None:
     keys.add_parser("create", help="print a new API key").add_argument(
         "--project", default=DEFAULT_PROJECT
     )
+    keys.add_parser("list", help="each key's id, project and first characters").add_argument(
+        "--project", default=None, help="only this project's keys (its name)"
+    )
+    keys.add_parser(
+        "revoke", help="delete a key; it is refused from the next request on"
+    ).add_argument("key_id")
     projects = commands.add_parser("projects", help="projects").add_subparsers(
         dest="projects_command", required=True
     )
@@ -244,8 +268,7 @@ def main(argv: list[str] | None = None) -> None:
         print("database is at the newest schema")
     elif args.command == "keys":
         upgrade(settings)
-        with session_scope(settings) as session:
-            print(create_key(session, args.project))
+        _keys_command(settings, args, parser)
     elif args.command == "projects":
         upgrade(settings)
         with session_scope(settings) as session:

@@ -20,6 +20,7 @@ from app.files import routes as files
 from app.graders import routes as graders
 from app.graders.run_limits import GraderRunLimiter
 from app.jobs import routes as jobs
+from app.keys import routes as admin
 from app.models import chat_routes, download_routes, permission_routes
 from app.models import routes as models
 from app.observability import health as readiness_checks
@@ -139,7 +140,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     _install_error_handlers(app)
     modules = (files, uploads, jobs, download_routes, permission_routes, models, chat_routes)
-    for module in (*modules, graders, webhooks):
+    for module in (*modules, graders, webhooks, admin):
         app.include_router(module.router, prefix="/v1")
     app.add_middleware(MetricsMiddleware)
     app.add_middleware(RequestIdMiddleware)

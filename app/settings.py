@@ -19,6 +19,8 @@ class Settings(BaseSettings):
     database_url: str | None = None
     broker_url: str | None = None
     api_key: str | None = None
+    # the admin API (/v1/organization/projects): off unless set; never a project's key
+    admin_key: str | None = None
     model_dirs: Annotated[list[Path], NoDecode] = Field(default_factory=list)
     host: str = "127.0.0.1"
     # API processes (uvicorn workers); more where the machine has the cores

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+from dataclasses import dataclass
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from app import ids
@@ -51,3 +52,45 @@ def project_for_key(session: Session, api_key: str) -> Project | None:
 
 def has_any_key(session: Session) -> bool:
     return session.scalar(select(ApiKey.seq).limit(1)) is not None
+
+
+@dataclass(frozen=True)
+class KeyInfo:
+    """What may be shown of a key: never the key, only an id and its first characters."""
+
+    id: str
+    project_id: str
+    project_name: str
+    prefix: str
+    created_at: int
+
+
+def key_id(key_hash: str) -> str:
+    """A key's public id: derived from its hash, so it names the key without revealing it."""
+    return f"key_{key_hash[:20]}"
+
+
+def list_keys(session: Session, project_id: str | None = None) -> list[KeyInfo]:
+    query = select(ApiKey, Project).join(Project, Project.id == ApiKey.project_id)
+    if project_id is not None:
+        query = query.where(ApiKey.project_id == project_id)
+    return [
+        KeyInfo(key_id(key.key_hash), project.id, project.name, key.key_prefix, key.created_at)
+        for key, project in session.execute(query.order_by(ApiKey.seq))
+    ]
+
+
+def revoke_key(session: Session, public_id: str, project_id: str | None = None) -> bool:
+    """Delete the key with that id (of that project, when given); False when there is none.
+
+    Every request looks its key up again, so the key is refused from the next request on."""
+    if not public_id.startswith("key_") or len(public_id) != len("key_") + 20:
+        return False
+    query = delete(ApiKey).where(ApiKey.key_hash.startswith(public_id.removeprefix("key_")))
+    if project_id is not None:
+        query = query.where(ApiKey.project_id == project_id)
+    return session.execute(query).rowcount > 0
+
+
+def list_projects(session: Session) -> list[Project]:
+    return list(session.scalars(select(Project).order_by(Project.created_at, Project.name)))
