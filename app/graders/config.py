@@ -53,7 +53,11 @@ class GraderConfig:
             sandbox_pool_size=settings.grader_sandbox_pool_size or max(1, os.cpu_count() or 1),
             hidden_paths=(settings.resolved_data_dir,),
             model_base_url=settings.grader_model_base_url or own_endpoint,
-            model_api_key=settings.grader_model_api_key or settings.api_key,
+            # an endpoint the operator named gets only the key named for it: this service's own
+            # key never leaves for someone else's server
+            model_api_key=settings.grader_model_api_key
+            if external
+            else settings.grader_model_api_key or settings.api_key,
             model_response_format="json_schema" if external else "json_object",
             embeddings_base_url=settings.embeddings_base_url,
             embeddings_api_key=settings.embeddings_api_key,

@@ -44,3 +44,17 @@ def test_an_external_grader_model_endpoint_gets_structured_outputs(tmp_path: Pat
     assert config.model_response_format == "json_schema"
     assert config.embeddings_base_url == "http://127.0.0.1:2/v1"
     assert config.sandbox_pool_size >= 1
+
+
+def test_an_external_model_endpoint_gets_only_its_own_key(tmp_path: Path) -> None:
+    own = GraderConfig.from_settings(Settings(data_dir=tmp_path, api_key="sk-service"))
+    assert own.model_api_key == "sk-service"  # this service calling itself
+    external = Settings(
+        data_dir=tmp_path, api_key="sk-service", grader_model_base_url="https://models.example/v1"
+    )
+    assert GraderConfig.from_settings(external).model_api_key is None
+    named = Settings(
+        data_dir=tmp_path, api_key="sk-service",
+        grader_model_base_url="https://models.example/v1", grader_model_api_key="sk-theirs",
+    )  # fmt: skip
+    assert GraderConfig.from_settings(named).model_api_key == "sk-theirs"
