@@ -117,7 +117,7 @@ def find_base_model(settings: Settings, name: str) -> BaseModel | None:
     local = find_base_model_in(settings.model_dirs, name)
     if local is not None or not STORED_NAME.match(name):
         return local
-    return next((model for model in list_base_models(settings) if model.name == name), None)
+    return BaseModel(name=name, stored_key=name) if name in stored_model_names(settings) else None
 
 
 def find_base_model_in(model_dirs: Sequence[Path], name: str) -> BaseModel | None:

@@ -19,6 +19,7 @@ from app import ids
 from app.auth import get_session, get_settings_dep
 from app.errors import APIError, bad_request, not_found
 from app.keys.service import KeyInfo, create_key, list_keys, list_projects, revoke_key
+from app.pagination import page
 from app.settings import Settings
 from app.tables import Project
 
@@ -63,16 +64,6 @@ def _key(key: KeyInfo) -> dict[str, Any]:
     }
 
 
-def _listing(data: list[dict[str, Any]]) -> dict[str, Any]:
-    return {
-        "object": "list",
-        "data": data,
-        "first_id": data[0]["id"] if data else None,
-        "last_id": data[-1]["id"] if data else None,
-        "has_more": False,
-    }
-
-
 def _get_project(session: Session, project_id: str) -> Project:
     row = session.scalar(select(Project).where(Project.id == project_id))
     if row is None:
@@ -82,7 +73,7 @@ def _get_project(session: Session, project_id: str) -> Project:
 
 @router.get("", dependencies=[Depends(require_admin)])
 def projects(session: Session = Depends(get_session)) -> dict[str, Any]:
-    return _listing([_project(row) for row in list_projects(session)])
+    return page([_project(row) for row in list_projects(session)], has_more=False)
 
 
 @router.post("", dependencies=[Depends(require_admin)])
@@ -98,7 +89,7 @@ def create_project(body: ProjectCreate, session: Session = Depends(get_session))
 @router.get("/{project_id}/api_keys", dependencies=[Depends(require_admin)])
 def project_keys(project_id: str, session: Session = Depends(get_session)) -> dict[str, Any]:
     _get_project(session, project_id)
-    return _listing([_key(key) for key in list_keys(session, project_id)])
+    return page([_key(key) for key in list_keys(session, project_id)], has_more=False)
 
 
 @router.post("/{project_id}/api_keys", dependencies=[Depends(require_admin)])
