@@ -15,7 +15,7 @@ host, and fetches what it needs into its own cache.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
@@ -38,8 +38,16 @@ class GenerateRequest(BaseModel):
     n: int = Field(default=1, ge=1)
     seed: int | None = None
     stop: list[str] = Field(default_factory=list)
-    # "json_object": every choice is constrained to be one JSON object
-    response_format: Literal["text", "json_object"] = "text"
+    # "json_object": every choice is one JSON object; "json_schema": every choice matches
+    # `json_schema` ({"name", "schema", "strict"}, as in OpenAI's response_format)
+    response_format: Literal["text", "json_object", "json_schema"] = "text"
+    json_schema: dict[str, Any] | None = None
+
+    def response_format_object(self) -> dict[str, Any]:
+        """The response format in OpenAI's shape."""
+        if self.response_format == "json_schema":
+            return {"type": "json_schema", "json_schema": self.json_schema or {}}
+        return {"type": self.response_format}
 
 
 class Choice(BaseModel):

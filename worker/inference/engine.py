@@ -26,6 +26,7 @@ from app.inference_protocol import (
 )
 from app.settings import Settings
 from worker.base_model_dirs import base_model_dir
+from worker.constrained import Constraint, ConstraintError
 from worker.inference.merge import merge_adapter
 from worker.inference.pool import ModelPool
 from worker.inference.sampling import SamplingParams, sample
@@ -44,6 +45,7 @@ class InferenceEngine:
         self._lock = threading.Lock()
 
     def generate(self, request: GenerateRequest) -> GenerateResponse:
+        constraint = _constraint(request)
         with (
             self._lock,
             _adapter(self.adapters, request.adapter_key) as adapter_dir,
@@ -66,7 +68,7 @@ class InferenceEngine:
                 n=request.n,
                 seed=request.seed,
                 stop=tuple(request.stop),
-                json_object=request.response_format == "json_object",
+                constraint=constraint,
             )
             completions = sample(loaded.model, loaded.vocab, prompt_ids, params)
         choices = [
@@ -101,6 +103,17 @@ class InferenceEngine:
             return base_model_dir(self.settings, base_model, "inference")
         except ValueError as error:
             raise InferenceError(400, str(error), param="base_model") from error
+
+
+def _constraint(request: GenerateRequest) -> Constraint | None:
+    """The request's response_format as a compiled grammar; one it cannot enforce is a 400."""
+    try:
+        return Constraint.from_response_format(request.response_format_object())
+    except ConstraintError as error:
+        param = "response_format"
+        if request.response_format == "json_schema":
+            param = "response_format.json_schema.schema"
+        raise InferenceError(400, str(error), param=param) from None
 
 
 @contextmanager
