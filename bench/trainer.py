@@ -25,13 +25,19 @@ processes hits all alike. Each block starts from the base model with a fresh ada
 (completions shorten as a run learns, so later steps would flatter whichever ran longer); the
 first step of each block is a warm-up and is not counted.
 
+`--schema` also times our step with a json_schema response_format (ANSWER_FORMAT: every
+completion is constrained token by token, worker/constrained) on the same prompts, in the same
+blocks, and reports the overhead: step time, sampling time and sampling time per decoding
+position (the decode loop runs as many positions as the step's longest completion), since
+constrained completions differ in length from free ones.
+
 On a 2-core CPU without native bf16 a TRL shipped step takes about 8 minutes (emulated bf16
 matmuls run ~8x slower than fp32), against well under a minute for the others: `--quick` (one
 round of one timed step) then takes about 20 minutes, and `--sides ours,tuned` about 3.
 
     .venv/bin/pip install -e ".[bench]"   # TRL, benchmark-only
     .venv/bin/python bench/trainer.py [--quick] [--rounds 2] [--steps 3] [--sides ours,tuned]
-                                        [--threads N]
+                                        [--threads N] [--schema]
 """
 
 from __future__ import annotations
@@ -54,6 +60,7 @@ from app.graders import BatchGrader, GraderConfig, make_sample  # noqa: E402
 from app.jobs.hyperparameters import Hyperparameters, resolve_hyperparameters  # noqa: E402
 from app.settings import get_settings  # noqa: E402
 from bench.tasks import ROUGE_GRADER, capital_rows  # noqa: E402
+from worker.constrained import Constraint  # noqa: E402
 from worker.trainer.data import DataOrder, prompt_messages  # noqa: E402
 from worker.trainer.methods import Reinforcement  # noqa: E402
 from worker.trainer.models import (  # noqa: E402
@@ -68,6 +75,21 @@ MODEL = "SmolLM2-135M-Instruct"
 PROMPTS, GROUP, TOKENS, RANK = 4, 8, 24, 16
 SEED = 0
 SIDES = {"ours": "ours", "tuned": "TRL tuned", "shipped": "TRL shipped"}
+SCHEMA_SIDE = "ours+schema"
+# the task's answer as one JSON field (--schema)
+ANSWER_FORMAT = {
+    "type": "json_schema",
+    "json_schema": {
+        "name": "capital",
+        "strict": True,
+        "schema": {
+            "type": "object",
+            "properties": {"answer": {"type": "string"}},
+            "required": ["answer"],
+            "additionalProperties": False,
+        },
+    },
+}
 
 
 def reference_hyperparameters() -> Hyperparameters:
@@ -99,6 +121,7 @@ class Side:
     gradient_checkpointing: bool
     step_seconds: list[float] = field(default_factory=list)
     completion_lengths: list[float] = field(default_factory=list)  # mean per step, EOS counted
+    longest_completions: list[float] = field(default_factory=list)  # max per step
     prompt_tokens: list[int] = field(default_factory=list)  # per prompt sampled
 
     def median_step(self) -> float:
@@ -108,14 +131,23 @@ class Side:
 class Ours:
     """Our trainer's step, exactly as `train()` runs it (the Reinforcement method object)."""
 
-    def __init__(self, model_dir: Path, rows: list[dict], grader: BatchGrader, device: str) -> None:
+    def __init__(
+        self,
+        model_dir: Path,
+        rows: list[dict],
+        grader: BatchGrader,
+        device: str,
+        constraint: Constraint | None = None,
+    ) -> None:
         hp = reference_hyperparameters()
         torch.manual_seed(SEED)
         self.policy = load_policy(model_dir, hp.lora_rank, hp.lora_alpha, device, "auto")
         optimizer = torch.optim.AdamW(
             self.policy.trainable_parameters(), lr=hp.learning_rate, weight_decay=0.0
         )
-        self.method = Reinforcement(self.policy, optimizer, grader, rows, rows[:1], hp, SEED)
+        self.method = Reinforcement(
+            self.policy, optimizer, grader, rows, rows[:1], hp, SEED, constraint=constraint
+        )
         self.step = 0
 
     def run(self, steps: int, side: Side) -> list[dict[str, float]]:
@@ -131,6 +163,7 @@ class Ours:
             timings.append(report.timing | {"total": seconds})
             side.step_seconds.append(seconds)
             side.completion_lengths.append(report.data["trl"]["completions/mean_length"])
+            side.longest_completions.append(report.data["trl"]["completions/max_length"])
             indices = self.method.order.indices(self.step - 1)
             side.prompt_tokens += [len(self.method.prompt_ids[i]) for i in indices]
         return timings
@@ -319,6 +352,11 @@ def main() -> int:
         "--sides", default=",".join(SIDES), help=f"comma-separated, of {', '.join(SIDES)}"
     )
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument(
+        "--schema",
+        action="store_true",
+        help="also time our step with a json_schema response_format and report the overhead",
+    )
     args = parser.parse_args()
     if args.quick:
         args.rounds, args.steps = 1, 1
@@ -361,8 +399,11 @@ def main() -> int:
             # the device is TRL's own choice, read when it starts
             sides[key] = Side(SIDES[key], "", precision, config.get("gradient_checkpointing", True))
     print(f"our trainer picks {device}, {sides['ours'].precision}")
+    constraint = Constraint.from_response_format(ANSWER_FORMAT) if args.schema else None
+    schema_side = Side(SCHEMA_SIDE, device, sides["ours"].precision, False)
 
     ours_timings: list[dict[str, float]] = []
+    schema_timings: list[dict[str, float]] = []
     with BatchGrader(ROUGE_GRADER, GraderConfig.from_settings(settings)) as grader:
         trls = {
             key: TRL(model_dir, rows, prompt_texts, grader, trl_configs[key])
@@ -378,10 +419,17 @@ def main() -> int:
             before = len(sides["ours"].step_seconds)
             ours_timings += ours.run(args.steps, sides["ours"])
             print_block(round_number, sides["ours"], before)
+            if constraint is not None:
+                before = len(schema_side.step_seconds)
+                constrained = Ours(model_dir, rows, grader, device, constraint)
+                schema_timings += constrained.run(args.steps, schema_side)
+                print_block(round_number, schema_side, before)
     rates["decode after"] = matmul_rate(32, device, matmul_dtype)
     rates["batched after"] = matmul_rate(768, device, matmul_dtype)
     report(list(sides.values()))
     report_phases(ours, sides["ours"], ours_timings, rates, precision_name(autocast_dtype))
+    if constraint is not None:
+        report_schema_overhead(sides["ours"], ours_timings, schema_side, schema_timings)
     return 0
 
 
@@ -450,6 +498,35 @@ def report_phases(
         floor = gflop / peak
         ratio = f"{seconds / floor:>9.1f}" if floor else f"{'-':>9}"
         print(f"{phase:<12}{seconds:>9.2f}{gflop:>8.0f}{floor:>9.2f}{ratio}")
+
+
+def report_schema_overhead(
+    free: Side,
+    free_timings: list[dict[str, float]],
+    constrained: Side,
+    constrained_timings: list[dict[str, float]],
+) -> None:
+    """Step and sampling time of our step with the schema against without (medians)."""
+    print(f"\nresponse_format json_schema ({len(constrained_timings)} steps each, medians)")
+    print(
+        f"{'':<14}{'s/step':>9}{'sampling s':>12}{'longest':>9}{'ms/position':>13}"
+        f"{'completion tok':>16}"
+    )
+    per_position = {}
+    for side, timings in ((free, free_timings), (constrained, constrained_timings)):
+        sampling = statistics.median(step["sampling"] for step in timings)
+        longest = statistics.median(side.longest_completions)
+        per_position[side.name] = sampling / longest * 1000
+        print(
+            f"{side.name:<14}{side.median_step():>9.2f}{sampling:>12.2f}{longest:>9.0f}"
+            f"{per_position[side.name]:>13.1f}{statistics.mean(side.completion_lengths):>16.1f}"
+        )
+    step_ratio = constrained.median_step() / free.median_step()
+    position_ratio = per_position[constrained.name] / per_position[free.name]
+    print(
+        f"overhead: step time x{step_ratio:.2f}, sampling time per decoding position "
+        f"x{position_ratio:.2f} (the mask's own cost; lengths differ with the format)"
+    )
 
 
 if __name__ == "__main__":
