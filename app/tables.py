@@ -38,6 +38,9 @@ class Project(Base):
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
     name: Mapped[str] = mapped_column(String(64), unique=True)
     created_at: Mapped[int] = mapped_column(Integer, default=now)
+    # when a worker last took one of the project's jobs (database clock): the fair dispatch
+    # serves the project that waited longest first
+    last_dispatched_at: Mapped[float | None] = mapped_column(Float, nullable=True)
 
 
 class ApiKey(Base):

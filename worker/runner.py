@@ -25,12 +25,13 @@ from app.jobs.hyperparameters import accepted_hyperparameters, resolve_hyperpara
 from app.jobs.repository import WAITING_STATUSES, StaleAttempt
 from app.jobs.service import ADAPTER_CONFIG, Enqueue
 from app.jobs.states import TERMINAL_STATUSES, JobStatus
+from app.observability.logs import job_id_var
 from app.settings import Settings
 from app.storage import Storage, storage_from_settings
 from app.tables import File, Job
 from worker.integrations import TrackedReporter, tracked
 from worker.job_writer import JobWriter
-from worker.lease import Heartbeat, take_lease, worker_identity
+from worker.lease import Heartbeat, take_fair_lease, worker_identity
 from worker.metrics import JOBS_RUN, record_step
 
 if TYPE_CHECKING:
@@ -328,19 +329,24 @@ def _default_train() -> Train:
 
 
 def run_job(job_id: str, settings: Settings, send: Enqueue, train: Train | None = None) -> None:
-    """Run one attempt at the job, if it is ours to run.
+    """Run one attempt at the fairest waiting job: the message's `job_id` names a turn, and
+    another project's job may take it (`app.jobs.dispatch`).
 
     An unexpected error fails the job with a clear message rather than stranding it; a stale
     attempt stops without writing. A job left waiting (a resume came in while we held the lease)
     is sent again so that a worker picks it up.
     """
     sessions = session_factory(settings)
-    fence = take_lease(
+    fence = take_fair_lease(
         sessions, job_id, worker_identity(), settings.job_lease_seconds, settings.max_job_attempts
     )
     if fence is None:
-        logger.info("job %s is not waiting for a worker, or another holds it", job_id)
+        logger.info("job %s: no job waits for a worker (all taken, or done)", job_id)
         return
+    if fence.job_id != job_id:
+        logger.info("job %s's turn went to job %s (fair dispatch)", job_id, fence.job_id)
+        job_id = fence.job_id
+        job_id_var.set(job_id)  # the task resets it when it ends
     writer = JobWriter(sessions, fence)
     heartbeat = Heartbeat(sessions, fence, settings.job_lease_seconds)
     try:

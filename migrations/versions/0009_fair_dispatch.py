@@ -1,0 +1,24 @@
+"""fair dispatch: when a worker last took a job of each project
+
+Revision ID: 0009_fair_dispatch
+Revises: 0007
+Create Date: 2026-12-01
+"""
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0009_fair_dispatch"
+down_revision = "0007"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    with op.batch_alter_table("projects", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("last_dispatched_at", sa.Float(), nullable=True))
+
+
+def downgrade() -> None:
+    with op.batch_alter_table("projects", schema=None) as batch_op:
+        batch_op.drop_column("last_dispatched_at")
