@@ -19,6 +19,10 @@ class GraderConfig:
     max_processes: int = 32
     allow_unisolated: bool = False
     sandbox_pool_size: int = field(default_factory=lambda: max(1, os.cpu_count() or 1))
+    # python sandboxes running at once in this process, and for one grader (a graders/run
+    # request or a job's grader, its sub-graders included)
+    max_sandboxes: int = field(default_factory=lambda: 2 * max(1, os.cpu_count() or 1))
+    max_sandboxes_per_grader: int = field(default_factory=lambda: max(1, os.cpu_count() or 1))
     # Paths the sandbox must never expose, even by accident (data dir, database file).
     hidden_paths: tuple[Path, ...] = ()
     # score_model / label_model: an OpenAI-compatible chat completions endpoint
@@ -51,6 +55,9 @@ class GraderConfig:
             file_size_bytes=settings.grader_file_size_bytes,
             max_processes=settings.grader_max_processes,
             sandbox_pool_size=settings.grader_sandbox_pool_size or max(1, os.cpu_count() or 1),
+            max_sandboxes=settings.grader_max_sandboxes or 2 * max(1, os.cpu_count() or 1),
+            max_sandboxes_per_grader=settings.grader_max_sandboxes_per_grader
+            or max(1, os.cpu_count() or 1),
             hidden_paths=(settings.resolved_data_dir,),
             model_base_url=settings.grader_model_base_url or own_endpoint,
             # an endpoint the operator named gets only the key named for it: this service's own
