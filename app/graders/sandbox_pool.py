@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import select
 import shutil
@@ -90,10 +91,13 @@ class SandboxWorker:
             except WorkerGone as gone:
                 gone.done = outcomes
                 raise
-            if "reward" in reply:
-                outcomes.append(Outcome(reward=float(reply["reward"]), seconds=reply["time"]))
-            else:
-                outcomes.append(Outcome(runtime_error=str(reply["error"]), seconds=reply["time"]))
+            outcome = _outcome(reply)
+            if outcome is None:
+                # the grader's code can reach the protocol's pipe: what it wrote there is junk
+                gone = self._fail("the sandbox broke its protocol")
+                gone.done = outcomes
+                raise gone
+            outcomes.append(outcome)
         return outcomes
 
     def kill(self) -> None:
@@ -163,6 +167,22 @@ class SandboxWorker:
         self._stderr.seek(0)
         detail = self._stderr.read(2000).decode(errors="replace").strip()
         return f"the sandbox exited with status {code}" + (f": {detail}" if detail else "")
+
+
+def _finite_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _outcome(reply: dict) -> Outcome | None:
+    """A grade's outcome from the runner's reply; None for anything the runner never sends."""
+    seconds = reply.get("time")
+    if not _finite_number(seconds) or set(reply) not in ({"reward", "time"}, {"error", "time"}):
+        return None
+    if "error" in reply:
+        error = reply["error"]
+        return Outcome(runtime_error=error, seconds=seconds) if isinstance(error, str) else None
+    reward = reply["reward"]
+    return Outcome(reward=float(reward), seconds=seconds) if _finite_number(reward) else None
 
 
 def _wait(fd: int, event: int, deadline: float) -> bool:
