@@ -54,6 +54,10 @@ class ApiKey(Base):
     key_hash: Mapped[str] = mapped_column(String(64), unique=True)
     key_prefix: Mapped[str] = mapped_column(String(24))
     created_at: Mapped[int] = mapped_column(Integer, default=now)
+    # a job's internal key (its model graders call this service as the job's project): valid
+    # only while that attempt of the job runs and holds its lease; None for a user's key
+    job_id: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
+    job_attempt: Mapped[int | None] = mapped_column(Integer, nullable=True)
 
 
 class File(Base):

@@ -10,7 +10,8 @@ import json
 import logging
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -25,6 +26,7 @@ from app.jobs.hyperparameters import accepted_hyperparameters, resolve_hyperpara
 from app.jobs.repository import WAITING_STATUSES, StaleAttempt
 from app.jobs.service import ADAPTER_CONFIG, Enqueue
 from app.jobs.states import TERMINAL_STATUSES, JobStatus
+from app.keys.service import issue_job_key, revoke_job_keys
 from app.observability.logs import job_id_var
 from app.settings import Settings
 from app.storage import Storage, storage_from_settings
@@ -199,12 +201,32 @@ def parent_adapter_shape(adapter_dir: Path) -> dict[str, Any]:
     return {"lora_rank": int(config["r"]), "lora_alpha": float(config["lora_alpha"])}
 
 
+@contextmanager
+def job_key(writer: JobWriter) -> Iterator[str]:
+    """The attempt's internal key: model graders calling this service act as the job's
+    project with it, and it is revoked when the block ends (it dies with the lease anyway)."""
+    fence = writer.fence
+    with writer.sessions.begin() as session:
+        api_key = issue_job_key(session, fence.job_id, fence.attempt)
+    try:
+        yield api_key
+    finally:
+        with writer.sessions.begin() as session:
+            revoke_job_keys(session, fence.job_id, fence.attempt)
+
+
 def build_spec(
-    writer: JobWriter, settings: Settings, storage: Storage, job: Job, resuming: bool = False
+    writer: JobWriter,
+    settings: Settings,
+    storage: Storage,
+    job: Job,
+    resuming: bool = False,
+    own_key: str | None = None,
 ) -> TrainSpec:
     """Resolve the job's hyperparameters once, echo them, and freeze what the trainer needs.
 
-    `resuming`: the job has published checkpoints, which the trainer continues from."""
+    `resuming`: the job has published checkpoints, which the trainer continues from.
+    `own_key`: the job's internal key, for model graders that call this service."""
     from worker.base_model_dirs import base_model_dir
     from worker.trainer.spec import TrainSpec
 
@@ -236,7 +258,7 @@ def build_spec(
         hyperparameters=hyperparameters,
         seed=job.seed,
         work_dir=work_dir(settings, job.id, writer.fence.attempt),
-        grader_config=GraderConfig.from_settings(settings),
+        grader_config=GraderConfig.from_settings(settings, own_key=own_key),
         samples_per_step=settings.samples_per_step,
     )
 
@@ -267,9 +289,11 @@ def train_job(
     tracking: TrackedReporter | None = None
     trained = False  # the run ended as the trainer decided: completed, paused or cancelled
     try:
-        spec = build_spec(writer, settings, storage, job, resuming=bool(checkpoints.list()))
-        tracking = tracked(progress, settings, job, spec.hyperparameters.as_dict())
-        result = train(spec, tracking or progress, checkpoints)
+        with job_key(writer) as own_key:
+            resuming = bool(checkpoints.list())
+            spec = build_spec(writer, settings, storage, job, resuming=resuming, own_key=own_key)
+            tracking = tracked(progress, settings, job, spec.hyperparameters.as_dict())
+            result = train(spec, tracking or progress, checkpoints)
         trained = True
     except StaleAttempt:
         raise

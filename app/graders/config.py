@@ -40,10 +40,12 @@ class GraderConfig:
     embeddings_model: str = "text-embedding-3-large"
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> GraderConfig:
+    def from_settings(cls, settings: Settings, own_key: str | None = None) -> GraderConfig:
         """Build the grader configuration from the service settings.
 
-        Model graders default to this service's own OpenAI-compatible endpoint.
+        Model graders default to this service's own OpenAI-compatible endpoint, where they
+        act as `own_key`'s project: a job's internal key, or the key of the request that runs
+        the grader. An endpoint the operator named gets only the key named for it.
         """
         own_endpoint = f"http://{settings.host}:{settings.port}/v1"
         external = settings.grader_model_base_url is not None
@@ -64,7 +66,7 @@ class GraderConfig:
             # key never leaves for someone else's server
             model_api_key=settings.grader_model_api_key
             if external
-            else settings.grader_model_api_key or settings.api_key,
+            else own_key or settings.grader_model_api_key or settings.api_key,
             model_response_format="json_schema" if external else "json_object",
             embeddings_base_url=settings.embeddings_base_url,
             embeddings_api_key=settings.embeddings_api_key,

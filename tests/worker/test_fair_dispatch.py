@@ -9,43 +9,13 @@ from __future__ import annotations
 from sqlalchemy.orm import Session
 
 from app.jobs.dispatch import fair_order
-from app.jobs.schemas import JobCreateRequest
-from app.jobs.service import create_job
 from app.jobs.states import JobStatus
-from app.keys.service import get_or_create_project
 from app.tables import Project
-from tests.api.jobfiles import BASE_MODEL, rft_method, rft_rows
-from tests.jobs.database import JobDatabase, _upload
+from tests.jobs.database import JobDatabase
 from worker.lease import take_fair_lease, take_lease
 from worker.light import validate_job
 from worker.runner import run_job
 from worker.trainer.spec import TrainResult
-
-
-class Project2:
-    """A second project with its own files, creating jobs the way the API does."""
-
-    def __init__(self, db: JobDatabase) -> None:
-        self.db = db
-        with db.sessions() as session:
-            self.project = get_or_create_project(session, "project-b")
-            session.commit()
-            self.training_file = _upload(
-                session, db.settings, self.project, "t.jsonl", rft_rows(10)
-            )
-            self.validation_file = _upload(
-                session, db.settings, self.project, "v.jsonl", rft_rows(2)
-            )
-
-    def create_job(self) -> str:
-        body = JobCreateRequest(
-            model=BASE_MODEL,
-            training_file=self.training_file,
-            validation_file=self.validation_file,
-            method=rft_method(),
-        )
-        with self.db.sessions() as session:
-            return create_job(session, self.db.settings, self.project, body, self.db.send).id
 
 
 def _queued(db: JobDatabase, job_id: str, training_queue: list[str] | None = None) -> str:
@@ -74,10 +44,9 @@ def test_one_job_of_a_second_project_starts_before_the_pile_of_the_first(
     job_database: JobDatabase,
 ) -> None:
     db = job_database
-    other = Project2(db)
     training_messages: list[str] = []
     pile = [_queued(db, db.create_job(), training_messages) for _ in range(8)]
-    single = _queued(db, other.create_job(), training_messages)
+    single = _queued(db, db.create_job_in("project-b"), training_messages)
     assert training_messages == [*pile, single]  # first in, first out: the single one last
     started: list[str] = []
     for job_id in training_messages:  # one worker takes the messages in order
@@ -89,10 +58,9 @@ def test_one_job_of_a_second_project_starts_before_the_pile_of_the_first(
 
 def test_a_project_with_jobs_running_waits_for_one_without(job_database: JobDatabase) -> None:
     db = job_database
-    other = Project2(db)
     pile = [_queued(db, db.create_job()) for _ in range(4)]
     assert take_lease(db.sessions, pile[0], "worker-1", 30, 3) is not None
-    single = _queued(db, other.create_job())
+    single = _queued(db, db.create_job_in("project-b"))
     with db.sessions() as session:
         assert fair_order(session)[0] == single
     # a second worker, given a message of the first project, starts the other's job
