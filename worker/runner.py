@@ -23,7 +23,7 @@ from app.db import session_factory
 from app.graders import GraderConfig
 from app.jobs import iter_examples, validate_dataset
 from app.jobs.hyperparameters import accepted_hyperparameters, resolve_hyperparameters
-from app.jobs.repository import WAITING_STATUSES, StaleAttempt
+from app.jobs.repository import WAITING_STATUSES, StaleAttempt, lease_view
 from app.jobs.service import ADAPTER_CONFIG, Enqueue
 from app.jobs.states import TERMINAL_STATUSES, JobStatus
 from app.keys.service import issue_job_key, revoke_job_keys
@@ -369,6 +369,7 @@ def run_job(job_id: str, settings: Settings, send: Enqueue, train: Train | None 
         return
     if fence.job_id != job_id:
         logger.info("job %s's turn went to job %s (fair dispatch)", job_id, fence.job_id)
+        _keep_a_turn_for(sessions, job_id, send)
         job_id = fence.job_id
         job_id_var.set(job_id)  # the task resets it when it ends
     writer = JobWriter(sessions, fence)
@@ -390,6 +391,16 @@ def run_job(job_id: str, settings: Settings, send: Enqueue, train: Train | None 
     JOBS_RUN.labels(status.value).inc()
     logger.info("job %s attempt %d ended %s", job_id, fence.attempt, status.value)
     if status in WAITING_STATUSES:
+        send(job_id)
+
+
+def _keep_a_turn_for(sessions: sessionmaker[Session], job_id: str, send: Enqueue) -> None:
+    """Send again a job whose only training message was the turn just given away: one the
+    sweep sent to training while it still waits for its files to be checked (a queued job
+    has a message of its own, which the job that took this turn leaves behind)."""
+    with sessions() as session:
+        view = lease_view(session, job_id)
+    if view is not None and view.status is JobStatus.VALIDATING_FILES and view.owner is None:
         send(job_id)
 
 

@@ -90,5 +90,23 @@ def test_a_job_still_validating_runs_on_its_own_message(job_database: JobDatabas
         assert _served(session, db.project) is not None
 
 
+def test_a_validating_job_whose_turn_went_elsewhere_is_sent_again(
+    job_database: JobDatabase,
+) -> None:
+    # the sweep sent a job still validating to training; a fairer queued job takes that turn
+    db = job_database
+    queued = _queued(db, db.create_job_in("project-b"))
+    validating = db.create_job()
+    with db.sessions.begin() as session:  # the default project was served just now
+        session.get_one(Project, db.project.id).last_dispatched_at = 1e12
+    db.sent.clear()
+    started: list[str] = []
+    run_job(validating, db.settings, db.send, train=_recording_train(started))
+    assert started == [queued]
+    assert db.sent.count(validating) == 1  # its turn is kept for it
+    run_job(validating, db.settings, db.send, train=_recording_train(started))
+    assert started == [queued, validating]
+
+
 def _served(session: Session, project: Project) -> float | None:
     return session.get_one(Project, project.id).last_dispatched_at
