@@ -94,9 +94,9 @@ class SandboxWorker:
             outcome = _outcome(reply)
             if outcome is None:
                 # the grader's code can reach the protocol's pipe: what it wrote there is junk
-                gone = self._fail("the sandbox broke its protocol")
-                gone.done = outcomes
-                raise gone
+                broken = self._fail("the sandbox broke its protocol")
+                broken.done = outcomes
+                raise broken
             outcomes.append(outcome)
         return outcomes
 
@@ -176,7 +176,11 @@ def _finite_number(value: object) -> bool:
 def _outcome(reply: dict) -> Outcome | None:
     """A grade's outcome from the runner's reply; None for anything the runner never sends."""
     seconds = reply.get("time")
-    if not _finite_number(seconds) or set(reply) not in ({"reward", "time"}, {"error", "time"}):
+    if (
+        not isinstance(seconds, int | float)
+        or not _finite_number(seconds)
+        or set(reply) not in ({"reward", "time"}, {"error", "time"})
+    ):
         return None
     if "error" in reply:
         error = reply["error"]
