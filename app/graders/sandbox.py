@@ -74,7 +74,23 @@ def tmp_bytes(config: GraderConfig) -> int:
     return min(config.file_size_bytes, config.memory_bytes // 2)
 
 
-def _bwrap_arguments(config: GraderConfig, bwrap: str, seccomp_fd: int) -> list[str]:
+@dataclass(frozen=True)
+class Isolation:
+    """Who starts the sandbox and with which interpreter: root hands each sandbox a uid of
+    its own, anyone else a user namespace of its own."""
+
+    privileged: bool
+    python: str
+    python_roots: tuple[Path, ...]
+
+    @classmethod
+    def here(cls) -> Isolation:
+        return cls(os.geteuid() == 0, sys.executable, tuple(_python_roots()))
+
+
+def _bwrap_arguments(
+    config: GraderConfig, bwrap: str, seccomp_fd: int, isolation: Isolation
+) -> list[str]:
     arguments = [
         bwrap,
         "--unshare-ipc", "--unshare-pid", "--unshare-net", "--unshare-uts",
@@ -83,7 +99,7 @@ def _bwrap_arguments(config: GraderConfig, bwrap: str, seccomp_fd: int) -> list[
         "--seccomp", str(seccomp_fd),
         "--ro-bind", "/usr", "/usr",
     ]  # fmt: skip
-    if os.geteuid() != 0:
+    if not isolation.privileged:
         # a user namespace of its own: RLIMIT_NPROC then counts the sandbox's processes,
         # not every process of the service's user
         arguments.append("--unshare-user")
@@ -96,7 +112,7 @@ def _bwrap_arguments(config: GraderConfig, bwrap: str, seccomp_fd: int) -> list[
     # the private /tmp comes before the Python mounts: a virtualenv may itself live under /tmp
     arguments += ["--perms", "1777", "--size", str(tmp_bytes(config)), "--tmpfs", "/tmp"]
     made: set[Path] = {Path("/tmp")}
-    roots = _python_roots()
+    roots = isolation.python_roots
     for root in [*roots, Path(RUNNER_MOUNT)]:
         for parent in _parents(root):
             if parent not in made and not parent.is_relative_to("/usr"):
@@ -112,7 +128,7 @@ def _bwrap_arguments(config: GraderConfig, bwrap: str, seccomp_fd: int) -> list[
     ]  # fmt: skip
     for name, value in SANDBOX_ENVIRONMENT.items():
         arguments += ["--setenv", name, value]
-    if os.geteuid() == 0:
+    if isolation.privileged:
         # kept only until the runner switches to its own uid, which clears them
         arguments += ["--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID"]
     return arguments
@@ -131,7 +147,7 @@ def check_hidden_paths(config: GraderConfig) -> None:
                 )
 
 
-def _limits(config: GraderConfig, isolated: bool) -> dict[str, int]:
+def _limits(config: GraderConfig, isolated: bool, privileged: bool) -> dict[str, int]:
     limits = {
         "AS": config.memory_bytes - tmp_bytes(config) if isolated else config.memory_bytes,
         "CPU": int(config.timeout_seconds * CPU_BUDGET_TIMEOUTS) + 1,
@@ -139,7 +155,7 @@ def _limits(config: GraderConfig, isolated: bool) -> dict[str, int]:
         "NOFILE": 256,
         "CORE": 0,
     }
-    if isolated or os.geteuid() == 0:
+    if isolated or privileged:
         # only meaningful under a uid (root) or a user namespace (bubblewrap as any other
         # user) of the sandbox's own
         limits["NPROC"] = config.max_processes
@@ -170,20 +186,27 @@ class SandboxCommand:
             self.seccomp_fd = None
 
 
+def isolated_command(config: GraderConfig, bwrap: str, isolation: Isolation) -> SandboxCommand:
+    """The bubblewrap command that starts one worker as `isolation` says."""
+    uid = random.randrange(*SANDBOX_UID_RANGE) if isolation.privileged else None
+    try:
+        seccomp_fd = filter_fd()
+    except SeccompUnavailable as error:
+        raise SandboxUnavailable("sandbox_unavailable", str(error)) from None
+    command = [*_bwrap_arguments(config, bwrap, seccomp_fd, isolation), isolation.python, "-I"]
+    limits = _limits(config, isolated=True, privileged=isolation.privileged)
+    options = _runner_options(uid, limits, config)
+    return SandboxCommand([*command, RUNNER_MOUNT, options], seccomp_fd=seccomp_fd)
+
+
 def sandbox_command(config: GraderConfig) -> SandboxCommand:
     """The command that starts one worker; raises SandboxUnavailable when it cannot be
     isolated (and the weaker mode was not allowed)."""
-    uid: int | None = random.randrange(*SANDBOX_UID_RANGE) if os.geteuid() == 0 else None
     bwrap = shutil.which("bwrap")
     if bwrap is not None:
         check_hidden_paths(config)
-        try:
-            seccomp_fd = filter_fd()
-        except SeccompUnavailable as error:
-            raise SandboxUnavailable("sandbox_unavailable", str(error)) from None
-        command = [*_bwrap_arguments(config, bwrap, seccomp_fd), sys.executable, "-I"]
-        options = _runner_options(uid, _limits(config, isolated=True), config)
-        return SandboxCommand([*command, RUNNER_MOUNT, options], seccomp_fd=seccomp_fd)
+        return isolated_command(config, bwrap, Isolation.here())
+    uid: int | None = random.randrange(*SANDBOX_UID_RANGE) if os.geteuid() == 0 else None
     if not config.allow_unisolated:
         raise SandboxUnavailable(
             "sandbox_unavailable",
@@ -191,7 +214,7 @@ def sandbox_command(config: GraderConfig) -> SandboxCommand:
             "install it (apt-get install bubblewrap) or set OPENRFT_GRADER_ALLOW_UNISOLATED=true "
             "to accept resource limits without isolation",
         )
-    limits = _limits(config, isolated=False)
+    limits = _limits(config, isolated=False, privileged=os.geteuid() == 0)
     private_dir = tempfile.mkdtemp(prefix="openrft-grader-")
     if not all(_world_readable(root) for root in _python_roots()):
         # another uid could not even import the standard library
