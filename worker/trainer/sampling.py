@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from worker.trainer.fused_llama import FusedLlama
+from worker.trainer.fused_decoder import FusedDecoder
 from worker.trainer.kv_cache import sampling_cache
 from worker.trainer.models import Policy
 
@@ -138,7 +138,7 @@ def entropy(logprobs: Tensor) -> Tensor:
 
 
 @contextmanager
-def decoding(policy: Policy) -> Iterator[FusedLlama | None]:
+def decoding(policy: Policy) -> Iterator[FusedDecoder | None]:
     """The policy's current weights prepared for decoding: the fused fast decoder where the
     architecture allows it, else the model's own forward with LoRA merged into the weights."""
     fused = policy.fused_model()
@@ -160,7 +160,7 @@ def sample(
     top_p: float,
     generator: torch.Generator,
     eos_ids: Tensor | None = None,
-    fast: FusedLlama | None = None,
+    fast: FusedDecoder | None = None,
 ) -> Rollout:
     """Sample `group_size` completions of up to `max_tokens` tokens for each prompt, within a
     `decoding(policy)` block (`fast` is what it yields). `eos_ids` (default: the policy's)
@@ -188,7 +188,7 @@ def sample(
             prompts.padded,
         )
     cache.batch_repeat_interleave(group_size)
-    logits = policy.head(hidden).repeat_interleave(group_size, 0)
+    logits = policy.logits(hidden).repeat_interleave(group_size, 0)
     attention_mask = prompts.attention_mask.repeat_interleave(group_size, 0)
     position = prompts.position_ids[:, -1:].repeat_interleave(group_size, 0)
     active = torch.arange(n_rows, device=device)  # rows still in the decoding batch
@@ -219,7 +219,7 @@ def sample(
             hidden, cache = forward(
                 policy, token[:, None], attention_mask, position, cache, prompts.padded
             )
-        logits = policy.head(hidden)
+        logits = policy.logits(hidden)
     width = int(lengths.max())
     completion_mask = (torch.arange(width, device=device)[None, :] < lengths[:, None]).float()
     return Rollout(
