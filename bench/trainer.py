@@ -134,7 +134,8 @@ class Ours:
             seconds = time.perf_counter() - started
             if block_step == 0:
                 continue
-            timings.append(report.timing | {"total": seconds})
+            max_length = report.data["trl"]["completions/max_length"]
+            timings.append(report.timing | {"total": seconds, "decode_steps": max_length})
             side.step_seconds.append(seconds)
             side.completion_lengths.append(report.data["trl"]["completions/mean_length"])
             indices = self.method.order.indices(self.step - 1)
@@ -296,6 +297,32 @@ def matmul_rate(
         torch.nn.functional.linear(x, w)
     sync()
     return 2 * rows * inner * outer * repeats / (time.perf_counter() - started) / 1e9
+
+
+def decode_step_seconds(policy: Any, rows: int = PROMPTS * GROUP, repeats: int = 3) -> float:
+    """The shortest time of one decoding step's multiplies by the frozen weights, every layer's
+    projections and the output layer, for `rows` rows: the floor of a decoding step at these
+    shapes, where each step streams every weight from memory for a few rows (bandwidth-bound,
+    unlike the cached 2-matrix rate above). NaN where the architecture has no fused form."""
+    fused = policy.fused_model()
+    if fused is None:
+        return float("nan")
+    linears = [part.base for layer in fused.layers for part in layer.projections()]
+    linears.append(policy.head)
+    inputs = {
+        width: torch.randn(rows, width, device=policy.device)
+        for width in {linear.weight.shape[1] for linear in linears}
+    }
+    best = float("inf")
+    with torch.no_grad(), policy.autocast():
+        for _ in range(repeats):
+            started = time.perf_counter()
+            for linear in linears:
+                linear(inputs[linear.weight.shape[1]])
+            if policy.device.type == "cuda":
+                torch.cuda.synchronize()
+            best = min(best, time.perf_counter() - started)
+    return best
 
 
 def step_flops(config: Any, prompt_tokens: float, completion_tokens: float) -> dict[str, float]:
@@ -468,6 +495,15 @@ def report_phases(
         floor = gflop / peak
         ratio = f"{seconds / floor:>9.1f}" if floor else f"{'-':>9}"
         print(f"{phase:<12}{seconds:>9.2f}{gflop:>8.0f}{floor:>9.2f}{ratio}")
+    step_seconds = decode_step_seconds(ours.policy)
+    decode_steps = median("decode_steps")
+    decode_floor = decode_steps * step_seconds
+    print(
+        f"sampling against its decoding floor: {decode_steps:.0f} decoding steps (the longest "
+        f"completion) x {step_seconds * 1000:.0f} ms (one step's multiplies by every weight, "
+        f"{PROMPTS * GROUP} rows) = {decode_floor:.2f} s; sampling is "
+        f"{median('sampling') / decode_floor:.1f}x that"
+    )
 
 
 if __name__ == "__main__":
