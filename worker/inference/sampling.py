@@ -49,11 +49,12 @@ class Completion:
 class Vocabulary:
     """What sampling needs from a tokenizer, with per-token texts computed once."""
 
-    def __init__(self, tokenizer: Any) -> None:
+    def __init__(self, tokenizer: Any, extra_eos_ids: set[int] | None = None) -> None:
+        """`extra_eos_ids`: tokens that also end a completion (the generation config's)."""
         self.tokenizer = tokenizer
         self.size = len(tokenizer)
         eos = {tokenizer.eos_token_id} if tokenizer.eos_token_id is not None else set()
-        self.eos_ids = frozenset(eos)
+        self.eos_ids = frozenset(eos | (extra_eos_ids or set()))
         self._texts: list[str | None] | None = None
         self._encoded: dict[str, list[int]] = {}
 
@@ -89,12 +90,13 @@ def sample(
 ) -> list[Completion]:
     """`params.n` completions of `prompt_ids`, each stopped by EOS, a stop string or the budget."""
     seed = params.seed if params.seed is not None else secrets.randbits(63)
-    generator = torch.Generator().manual_seed(seed)
+    device = model.device
+    generator = torch.Generator(device=device).manual_seed(seed)
     rows = [
         Completion(json_state=json_prefix.INITIAL if params.json_object else None)
         for _ in range(params.n)
     ]
-    input_ids = torch.tensor([prompt_ids] * params.n)
+    input_ids = torch.tensor([prompt_ids] * params.n, device=device)
     cache = None
     with torch.inference_mode():
         while True:
@@ -110,7 +112,7 @@ def sample(
             if all(row.finish_reason is not None for row in rows):
                 break
             last = [row.token_ids[-1] if row.token_ids else prompt_ids[-1] for row in rows]
-            input_ids = torch.tensor(last).unsqueeze(1)
+            input_ids = torch.tensor(last, device=device).unsqueeze(1)
     for row in rows:
         if row.json_state is None and not row.text_is_final:
             row.text = vocab.decode(row.token_ids)

@@ -28,7 +28,7 @@ from torch import Tensor
 from app.graders import BatchGrader, BatchGrades, make_sample
 from app.jobs.hyperparameters import Hyperparameters
 from worker.trainer.advantages import Advantages, differing_groups, group_advantages
-from worker.trainer.fused_llama import FusedLlama
+from worker.trainer.fused_decoder import FusedDecoder
 from worker.trainer.logprobs import as_matrix, pack, score_packed
 from worker.trainer.losses import BatchTotals, LossConfig, LossParts, policy_loss
 from worker.trainer.models import Policy
@@ -122,7 +122,7 @@ def sample_rollout(
     group_size: int,
     config: RFTConfig,
     generator: torch.Generator,
-    fast: FusedLlama | None,
+    fast: FusedDecoder | None,
 ) -> Rollout:
     """Completions from the current policy; call within `decoding(policy)`."""
     with policy.autocast():
