@@ -62,6 +62,19 @@ def chat_template_text(template: str | list[dict[str, str]] | None) -> str | Non
     return template
 
 
+def row_uses_tools(row: dict[str, Any]) -> bool:
+    """Whether a dataset row gives tools or has tool calls or results in its conversation."""
+    messages = row.get("messages")
+    return bool(row.get("tools")) or (
+        isinstance(messages, list)
+        and any(
+            isinstance(message, dict)
+            and (message.get("tool_calls") or message.get("role") == "tool")
+            for message in messages
+        )
+    )
+
+
 def new_call_id() -> str:
     return "call_" + "".join(secrets.choice(_ID_ALPHABET) for _ in range(24))
 
