@@ -30,6 +30,8 @@ LLAMA3_JSON_MARKER = '"parameters": dictionary of argument name and its value'
 _HERMES_CALL = re.compile(
     re.escape(TOOL_CALL_OPEN) + r"\s*(.*?)\s*(?:" + re.escape(TOOL_CALL_CLOSE) + r"|$)", re.DOTALL
 )
+# a function declared without parameters takes none (OpenAI's reading), not any object
+NO_PARAMETERS = {"type": "object", "properties": {}, "additionalProperties": False}
 _ID_ALPHABET = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
 
 
@@ -186,7 +188,7 @@ def call_schema(answer_format: ToolFormat, tools: list[dict[str, Any]]) -> dict[
             "type": "object",
             "properties": {
                 "name": {"const": tool["function"]["name"]},
-                arguments_key: tool["function"].get("parameters") or {"type": "object"},
+                arguments_key: tool["function"].get("parameters") or NO_PARAMETERS,
             },
             "required": ["name", arguments_key],
             "additionalProperties": False,

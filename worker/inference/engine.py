@@ -27,10 +27,12 @@ from app.inference_protocol import (
 from app.settings import Settings
 from app.tool_calls import template_messages
 from worker.base_model_dirs import base_model_dir
+from worker.constrained import ConstraintError
 from worker.inference.answers import AnswerRules, ChoiceStream, final_choice
 from worker.inference.merge import merge_adapter
 from worker.inference.pool import LoadedBase, ModelPool
 from worker.inference.sampling import Completion, SamplingParams, sample, sample_steps
+from worker.inference.tool_choice import forced_call
 
 # the completion budget when a request sets none (OpenAI's is the rest of the context; on a CPU
 # that can mean minutes)
@@ -123,6 +125,12 @@ def _plan(loaded: LoadedBase, request: GenerateRequest) -> tuple[list[int], Answ
             f"{loaded.context_length} tokens.",
             param="messages",
         )
+    constraint = None
+    if request.forced_tool is not None and vocab.tool_format is not None:
+        try:
+            constraint = forced_call(vocab.tool_format, request.tools, request.forced_tool)
+        except ConstraintError as error:
+            raise InferenceError(400, str(error), param="tools") from None
     params = SamplingParams(
         max_tokens=min(request.max_tokens or DEFAULT_MAX_TOKENS, room),
         temperature=request.temperature,
@@ -130,7 +138,9 @@ def _plan(loaded: LoadedBase, request: GenerateRequest) -> tuple[list[int], Answ
         n=request.n,
         seed=request.seed,
         stop=tuple(request.stop),
-        json_object=request.response_format == "json_object",
+        # a forced call is the whole answer: its grammar stands in for any response format
+        json_object=constraint is None and request.response_format == "json_object",
+        constraint=constraint,
         logprobs=request.logprobs,
         top_logprobs=request.top_logprobs,
     )

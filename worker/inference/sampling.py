@@ -17,6 +17,7 @@ import torch
 
 from app.inference_protocol import TokenLogprob, TopLogprob
 from app.tool_calls import ToolFormat, chat_template_text, tool_format
+from worker.constrained import Constraint, ConstraintBatch, vocab_info
 from worker.inference import json_prefix
 
 # json_object: the best-scoring tokens tried before scanning the whole vocabulary
@@ -37,6 +38,7 @@ class SamplingParams:
     # per sampled token: its log-probability and those of the `top_logprobs` likeliest
     logprobs: bool = False
     top_logprobs: int = 0
+    constraint: Constraint | None = None  # what every choice must match (a forced tool call)
 
 
 FinishReason = Literal["stop", "length"]
@@ -98,6 +100,12 @@ class Vocabulary:
         text = raw.decode("utf-8", errors="backslashreplace")
         return TopLogprob(token=text, logprob=logprob, bytes=list(raw))
 
+    def constraints(self, constraint: Constraint | None, n: int) -> ConstraintBatch | None:
+        """Token masks for n choices under `constraint`; None when there is none."""
+        if constraint is None:
+            return None
+        return ConstraintBatch(vocab_info(self.tokenizer, self.eos_ids), [constraint] * n)
+
     def encode(self, text: str) -> list[int]:
         if text not in self._encoded:
             self._encoded[text] = self.tokenizer.encode(text, add_special_tokens=False)
@@ -148,6 +156,7 @@ def sample_steps(
         Completion(json_state=json_prefix.INITIAL if params.json_object else None)
         for _ in range(params.n)
     ]
+    constraints = vocab.constraints(params.constraint, params.n)
     input_ids = torch.tensor([prompt_ids] * params.n)
     cache = None
     with torch.inference_mode():
@@ -157,14 +166,21 @@ def sample_steps(
             logits = output.logits[:, -1, :].float()
             # a model may have more output rows than the tokenizer has tokens
             logits[:, vocab.size :] = float("-inf")
-            scores = _draw_scores(logits, params.temperature, params.top_p, generator)
+            # the model's own distribution, before any grammar narrows it (OpenAI's logprobs)
             log_probs = torch.log_softmax(logits, dim=-1) if params.logprobs else None
+            if constraints is not None:
+                constraints.mask(logits)
+            scores = _draw_scores(logits, params.temperature, params.top_p, generator)
             for index, (row, row_logits, row_scores) in enumerate(
                 zip(rows, logits, scores, strict=True)
             ):
                 if row.finish_reason is None:
                     before = len(row.token_ids)
                     _extend(row, row_logits, row_scores, vocab, params)
+                    if constraints is not None and len(row.token_ids) > before:
+                        constraints.advance(
+                            row.token_ids[before:], [index] * (len(row.token_ids) - before)
+                        )
                     if log_probs is not None and len(row.token_ids) > before:
                         row.logprobs.append(
                             _token_logprob(vocab, log_probs[index], row.token_ids[before], params)
