@@ -232,6 +232,7 @@ def build_spec(
         valid_rows=valid_rows,
         method=method,
         grader=body.get("grader"),
+        response_format=body.get("response_format"),
         hyperparameters=hyperparameters,
         seed=job.seed,
         work_dir=work_dir(settings, job.id, writer.fence.attempt),

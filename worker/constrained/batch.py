@@ -2,29 +2,14 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Sequence
 from typing import Any
 
-import llguidance
-import numpy as np
 import torch
 from torch import Tensor
 
 from worker.constrained.grammars import Constraint, ConstraintError
 from worker.constrained.vocab import VocabInfo
-
-_executor: llguidance.LLExecutor | None = None
-_executor_lock = threading.Lock()
-
-
-def executor() -> llguidance.LLExecutor:
-    """llguidance's thread pool: the rows' masks are computed in parallel, without the GIL."""
-    global _executor
-    with _executor_lock:
-        if _executor is None:
-            _executor = llguidance.LLExecutor()
-        return _executor
 
 
 class ConstraintBatch:
@@ -79,19 +64,18 @@ class ConstraintBatch:
         ]
         if not targets:
             return logits
-        bitmask = self._bitmask[: len(batch_rows)]
-        executor().unsafe_compute_mask_ptr(
-            targets, bitmask.data_ptr(), bitmask.shape[1] * 4, len(batch_rows)
-        )
+        bitmask = self._bitmask
+        row_bytes = bitmask.shape[1] * 4
+        # one row at a time: llguidance's thread pool (LLExecutor) measured 10-20x slower per
+        # row on a busy 2-core machine, where the rows' grammars take ~20-130 us each
+        for matcher, index in targets:
+            matcher.unsafe_compute_mask_ptr(bitmask[index].data_ptr(), row_bytes)
         indices = [index for _, index in targets]
-        allowed = _unpack(bitmask[indices], self.vocab.size).to(logits.device)
-        width = min(logits.shape[1], self.vocab.size)
-        picked = torch.tensor(indices, device=logits.device)
-        selected = logits[picked]
-        selected[:, :width].masked_fill_(~allowed[:, :width], float("-inf"))
-        selected[:, width:] = float("-inf")
-        logits[picked] = selected
-        return logits
+        words = bitmask[indices].to(logits.device, non_blocking=True)
+        bias = _bias(words, self.vocab.size, logits.shape[1]).to(logits.dtype)
+        if indices == list(range(logits.shape[0])):
+            return logits.add_(bias)
+        return logits.index_add_(0, torch.tensor(indices, device=logits.device), bias)
 
     def advance(
         self, tokens: Sequence[int] | Tensor, rows: Sequence[int] | Tensor | None = None
@@ -114,7 +98,18 @@ class ConstraintBatch:
         return rows.tolist() if isinstance(rows, Tensor) else list(rows)
 
 
-def _unpack(bitmask: Tensor, size: int) -> Tensor:
-    """[rows, words] int32 bitmask (bit i of word j: token 32j + i) -> [rows, size] bool."""
-    bits = np.unpackbits(bitmask.numpy().view(np.uint8), axis=1, bitorder="little")
-    return torch.from_numpy(bits[:, :size]).bool()
+# row b of BYTE_BIAS is the bias of byte value b's 8 tokens, lowest bit first: 0 if allowed
+_BYTE_BITS = (torch.arange(256)[:, None] >> torch.arange(8)) & 1
+BYTE_BIAS = torch.zeros(256, 8).masked_fill_(_BYTE_BITS == 0, float("-inf"))
+
+
+def _bias(words: Tensor, size: int, width: int) -> Tensor:
+    """[rows, words] int32 bitmask (bit i of word j: token 32j + i) -> [rows, width] float32
+    logit bias: 0 where allowed, -inf elsewhere, and -inf past the `size` tokens it covers."""
+    table = BYTE_BIAS.to(words.device)
+    # a table lookup per byte (an embedding gather) is ~5x faster than shifting out each bit
+    bytes_ = words.contiguous().view(torch.uint8).long()
+    bias = torch.nn.functional.embedding(bytes_, table).flatten(1)[:, : min(size, width)]
+    if width > bias.shape[1]:
+        bias = torch.nn.functional.pad(bias, (0, width - bias.shape[1]), value=float("-inf"))
+    return bias

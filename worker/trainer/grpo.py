@@ -28,6 +28,7 @@ from torch import Tensor
 from app.graders import BatchGrader, BatchGrades
 from app.jobs.hyperparameters import Hyperparameters
 from app.tool_calls import ToolFormat
+from worker.constrained import Constraint, ConstraintBatch, vocab_info
 from worker.trainer.advantages import Advantages, differing_groups, group_advantages
 from worker.trainer.data import answer_sample
 from worker.trainer.fused_llama import FusedLlama
@@ -52,9 +53,13 @@ class RFTConfig:
     sampling_rounds: int
     max_grad_norm: float
     loss: LossConfig
+    # what every completion must match (the job's response_format); None: free text
+    constraint: Constraint | None = None
 
     @classmethod
-    def from_hyperparameters(cls, hp: Hyperparameters) -> RFTConfig:
+    def from_hyperparameters(
+        cls, hp: Hyperparameters, constraint: Constraint | None = None
+    ) -> RFTConfig:
         return cls(
             group_size=hp.group_size,
             max_completion_tokens=hp.max_completion_tokens,
@@ -71,6 +76,7 @@ class RFTConfig:
                 beta=hp.beta,
                 max_completion_tokens=hp.max_completion_tokens,
             ),
+            constraint=constraint,
         )
 
 
@@ -100,6 +106,7 @@ class Collected:
     graded: Graded  # the groups trained on, in the order of prompt_ids
     rounds: int
     signal_groups: int
+    sampled_tokens: int  # prompt and completion tokens of every sampled completion
     sampling_time: float
     grading_time: float
 
@@ -109,7 +116,7 @@ class StepOutcome:
     graded: Graded  # the step's own batch
     advantages: Advantages
     timing: dict[str, float]
-    trained_tokens: int
+    trained_tokens: int  # prompt and completion tokens sampled (and trained on, where they count)
     trl: dict[str, Any]
 
 
@@ -129,6 +136,10 @@ def sample_rollout(
     fast: FusedLlama | None,
 ) -> Rollout:
     """Completions from the current policy; call within `decoding(policy)`."""
+    constraints = None
+    if config.constraint is not None:
+        vocab = vocab_info(policy.tokenizer, policy.eos_ids.tolist())
+        constraints = ConstraintBatch(vocab, [config.constraint] * (len(prompts) * group_size))
     with policy.autocast():
         return sample(
             policy,
@@ -139,7 +150,13 @@ def sample_rollout(
             config.top_p,
             generator,
             fast=fast,
+            constraints=constraints,
         )
+
+
+def sampled_tokens(prompts: PromptBatch, rollout: Rollout, group_size: int) -> int:
+    """Prompt and completion tokens of each sampled completion (its prompt counted for each)."""
+    return sum(prompts.lengths) * group_size + int(rollout.completion_mask.sum())
 
 
 def grade(
@@ -197,10 +214,12 @@ def collect_groups(
     G = config.group_size
     rounds: list[tuple[Draw, Graded, list[int]]] = []
     sampling_time = grading_time = 0.0
+    tokens = 0
     for draw in itertools.islice(draws, config.sampling_rounds):
         started = time.perf_counter()
         with decoding(policy) as fast:
             rollout = sample_rollout(policy, draw.prompts, G, config, generator, fast)
+        tokens += sampled_tokens(draw.prompts, rollout, G)
         sampled = time.perf_counter()
         graded = grade(policy, grader, rollout, draw.items, G, draw.answer_formats)
         grading_time += time.perf_counter() - sampled
@@ -226,6 +245,7 @@ def collect_groups(
         graded=graded,
         rounds=len(rounds),
         signal_groups=signal_groups,
+        sampled_tokens=tokens,
         sampling_time=sampling_time,
         grading_time=grading_time,
     )
@@ -279,7 +299,6 @@ def rft_step(
         policy, optimizer, prompt_ids, batches, rollout, advantages.values, totals, config
     )
     training_time = time.perf_counter() - training_started
-    trained = sum(len(prompt_ids[p]) + len(tokens) for batch in batches for _, p, tokens in batch)
     trl = step_statistics(collected.first, collected.first_advantages, parts, totals, config)
     trl |= {
         "grad_norm": grad_norm,
@@ -292,7 +311,9 @@ def rft_step(
         "grading": collected.grading_time,
         "training": training_time,
     }
-    return StepOutcome(collected.first, collected.first_advantages, timing, trained, trl)
+    return StepOutcome(
+        collected.first, collected.first_advantages, timing, collected.sampled_tokens, trl
+    )
 
 
 def updates(

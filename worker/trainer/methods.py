@@ -15,6 +15,7 @@ import torch
 from app.graders import BatchGrader
 from app.jobs.hyperparameters import Hyperparameters
 from app.tool_calls import ToolFormat, row_uses_tools
+from worker.constrained import Constraint
 from worker.trainer.data import (
     DataOrder,
     encode_answer,
@@ -135,11 +136,12 @@ class Reinforcement:
         hp: Hyperparameters,
         seed: int,
         samples_per_step: int = 0,
+        constraint: Constraint | None = None,
     ) -> None:
         self.policy = policy
         self.optimizer = optimizer
         self.grader = grader
-        self.config = RFTConfig.from_hyperparameters(hp)
+        self.config = RFTConfig.from_hyperparameters(hp, constraint)
         self.seed = seed
         self.samples_per_step = samples_per_step
         self.order = DataOrder(len(train_rows), hp.batch_size, seed)
