@@ -87,7 +87,11 @@ def test_tool_definitions_and_tool_turns_are_rendered_by_the_template(
 def test_a_model_without_tool_support_is_refused_naming_it(
     client: openai.OpenAI, served: ServedModels
 ) -> None:
-    for options in ({"messages": QUESTION, "tools": [WEATHER]}, {"messages": HISTORY}):
+    for options in (
+        {"messages": QUESTION, "tools": [WEATHER]},
+        {"messages": QUESTION, "tools": [WEATHER], "stream": True},  # refused before streaming
+        {"messages": HISTORY},
+    ):
         with pytest.raises(openai.BadRequestError) as raised:
             client.chat.completions.create(model=served.base_dir.name, max_tokens=2, **options)
         assert served.base_dir.name in raised.value.message
