@@ -51,8 +51,10 @@ class GenerateRequest(BaseModel):
     n: int = Field(default=1, ge=1)
     seed: int | None = None
     stop: list[str] = Field(default_factory=list)
-    # "json_object": every choice is constrained to be one JSON object
-    response_format: Literal["text", "json_object"] = "text"
+    # "json_object": every choice is one JSON object; "json_schema": every choice matches
+    # `json_schema` ({"name", "schema", "strict"}, as in OpenAI's response_format)
+    response_format: Literal["text", "json_object", "json_schema"] = "text"
+    json_schema: dict[str, Any] | None = None
     # OpenAI's tool definitions, rendered by the model's chat template
     tools: list[dict[str, Any]] = Field(default_factory=list)
     # None: the model may call tools (OpenAI's "auto")
@@ -61,6 +63,12 @@ class GenerateRequest(BaseModel):
     logprobs: bool = False
     top_logprobs: int = Field(default=0, ge=0, le=MAX_TOP_LOGPROBS)
     stream: bool = False
+
+    def response_format_object(self) -> dict[str, Any]:
+        """The response format in OpenAI's shape."""
+        if self.response_format == "json_schema":
+            return {"type": "json_schema", "json_schema": self.json_schema or {}}
+        return {"type": self.response_format}
 
 
 class TopLogprob(BaseModel):

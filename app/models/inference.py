@@ -179,7 +179,7 @@ def _completion_choice(index: int, choice: Choice) -> ChatCompletionChoice:
 def _generate_request(
     model: ServedModel, body: ChatCompletionRequest, messages: list[Message], tools: ToolUse
 ) -> GenerateRequest:
-    response_type = body.response_format.type if body.response_format else "text"
+    response_format = body.response_format
     return GenerateRequest(
         base_model=model.base_model,
         adapter_key=model.adapter_key,
@@ -191,7 +191,8 @@ def _generate_request(
         n=body.n or 1,
         seed=body.seed,
         stop=_stop_sequences(body.stop),
-        response_format="text" if response_type == "text" else "json_object",
+        response_format=response_format.type if response_format else "text",
+        json_schema=response_format.json_schema if response_format else None,
         tools=tools.tools,
         forced_tool=tools.forced,
         parallel_tool_calls=tools.parallel,
@@ -272,11 +273,8 @@ def _text_content(message: ChatMessage, index: int) -> str:
 
 
 def _json_instruction(body: ChatCompletionRequest, messages: list[Message]) -> str | None:
-    """The system instruction a JSON response format adds; the sampler enforces the syntax.
-
-    A schema is shown to the model, not enforced: the output is guaranteed to be a JSON
-    object, not to match the schema.
-    """
+    """The system instruction a JSON response format adds; the inference process enforces
+    the format token by token, and the instruction lets a model write what it is held to."""
     response_format = body.response_format
     if response_format is None or response_format.type == "text":
         return None
@@ -289,7 +287,13 @@ def _json_instruction(body: ChatCompletionRequest, messages: list[Message]) -> s
                 param="messages",
             )
         return JSON_INSTRUCTION
-    schema: Any = (response_format.json_schema or {}).get("schema")
+    json_schema = response_format.json_schema
+    if not isinstance(json_schema, dict) or not isinstance(json_schema.get("name"), str):
+        raise bad_request(
+            "'response_format.json_schema' must be an object with a 'name' (and a 'schema').",
+            param="response_format.json_schema",
+        )
+    schema: Any = json_schema.get("schema", {"type": "object"})
     if not isinstance(schema, dict):
         raise bad_request(
             "'response_format.json_schema.schema' must be a JSON schema object.",

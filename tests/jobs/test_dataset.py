@@ -152,6 +152,12 @@ def test_content_may_be_text_parts_and_images_are_refused_not_dropped():
     with_image = {"messages": [{"role": "user", "content": [{"type": "text", "text": "?"}, image]}]}
     report = check_rft(rft_file_with(with_image))
     assert_line_error(report, 3, "messages[0].content[1]: images are not supported")
+    named = validate_dataset(
+        rft_file_with(with_image), method="reinforcement", role="training_file", model="tiny-chat"
+    )
+    assert_line_error(
+        named, 3, "messages[0].content[1]: images are not supported: tiny-chat reads text only"
+    )
 
 
 @pytest.mark.parametrize(

@@ -31,8 +31,26 @@ llguidance is one wheel with none and also reads Lark grammars (for tool calls).
 step of the smallest model here takes milliseconds, so the mask stays a few percent of it.
 """
 
-from worker.constrained.batch import ConstraintBatch
+from typing import TYPE_CHECKING, Any
+
 from worker.constrained.grammars import Constraint, ConstraintError
-from worker.constrained.vocab import VocabInfo, vocab_info
+
+if TYPE_CHECKING:
+    from worker.constrained.batch import ConstraintBatch
+    from worker.constrained.vocab import VocabInfo, vocab_info
 
 __all__ = ["Constraint", "ConstraintBatch", "ConstraintError", "VocabInfo", "vocab_info"]
+
+
+def __getattr__(name: str) -> Any:
+    # imported on first use: building and checking a Constraint needs neither torch nor
+    # transformers (the light worker checks a job's response_format with it)
+    if name == "ConstraintBatch":
+        from worker.constrained.batch import ConstraintBatch
+
+        return ConstraintBatch
+    if name in ("VocabInfo", "vocab_info"):
+        from worker.constrained import vocab
+
+        return getattr(vocab, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -66,7 +66,7 @@ class ChoiceStream:
             return []
         if row.finish_reason is not None:
             return [self._finish(row)]
-        text = row.text if row.json_state is not None else self.vocab.decode(row.token_ids)
+        text = self.vocab.decode(row.token_ids)
         settled = len(text.rstrip("\ufffd")) if text.endswith("\ufffd") else len(text)
         settled -= _stop_hold(text[:settled], self.rules.params.stop)
         if self.rules.tool_format is not None:

@@ -27,7 +27,7 @@ from app.inference_protocol import (
 from app.settings import Settings
 from app.tool_calls import template_messages
 from worker.base_model_dirs import base_model_dir
-from worker.constrained import ConstraintError
+from worker.constrained import Constraint, ConstraintError
 from worker.inference.answers import AnswerRules, ChoiceStream, final_choice
 from worker.inference.merge import merge_adapter
 from worker.inference.pool import LoadedBase, ModelPool
@@ -125,7 +125,8 @@ def _plan(loaded: LoadedBase, request: GenerateRequest) -> tuple[list[int], Answ
             f"{loaded.context_length} tokens.",
             param="messages",
         )
-    constraint = None
+    # a forced call is the whole answer: its grammar stands in for any response format
+    constraint = _constraint(request)
     if request.forced_tool is not None and vocab.tool_format is not None:
         try:
             constraint = forced_call(vocab.tool_format, request.tools, request.forced_tool)
@@ -138,8 +139,6 @@ def _plan(loaded: LoadedBase, request: GenerateRequest) -> tuple[list[int], Answ
         n=request.n,
         seed=request.seed,
         stop=tuple(request.stop),
-        # a forced call is the whole answer: its grammar stands in for any response format
-        json_object=constraint is None and request.response_format == "json_object",
         constraint=constraint,
         logprobs=request.logprobs,
         top_logprobs=request.top_logprobs,
@@ -150,6 +149,17 @@ def _plan(loaded: LoadedBase, request: GenerateRequest) -> tuple[list[int], Answ
         parallel_tool_calls=request.parallel_tool_calls,
     )
     return prompt_ids, rules
+
+
+def _constraint(request: GenerateRequest) -> Constraint | None:
+    """The request's response_format as a compiled grammar; one it cannot enforce is a 400."""
+    try:
+        return Constraint.from_response_format(request.response_format_object())
+    except ConstraintError as error:
+        param = "response_format"
+        if request.response_format == "json_schema":
+            param = "response_format.json_schema.schema"
+        raise InferenceError(400, str(error), param=param) from None
 
 
 @contextmanager
