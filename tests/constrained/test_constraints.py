@@ -147,3 +147,19 @@ def test_the_vocabulary_is_built_once_per_tokenizer_and_end_tokens(tokenizer: An
     assert vocab_info(tokenizer) is vocab_info(tokenizer, [tokenizer.eos_token_id])
     assert vocab_info(tokenizer, [0, 2]) is not vocab_info(tokenizer)
     assert vocab_info(tokenizer, [0, 2]).eos_ids == (0, 2)
+
+
+def test_a_row_freed_once_its_arguments_are_complete_writes_on(tokenizer: Any, vocab: Any) -> None:
+    arguments = Constraint.from_json_schema(
+        {"type": "object", "properties": {"unit": {"enum": ["°C", "°F"]}}, "required": ["unit"],
+         "additionalProperties": False}
+    )  # fmt: skip
+    batch = ConstraintBatch(vocab, [arguments])
+    for token in tokenizer.encode('{"unit": "°C"}', add_special_tokens=False):
+        batch.advance([token])
+    assert batch.finished == [True]
+    batch.start(0, None)
+    logits = torch.zeros((1, vocab.size))
+    batch.mask(logits)
+    assert torch.isfinite(logits).all()
+    batch.advance(tokenizer.encode("</tool_call>", add_special_tokens=False)[:1])

@@ -18,7 +18,11 @@ enforced token by token, with llguidance (https://github.com/guidance-ai/llguida
     batch.start(row, constraint)  # constrain a row from its next token on
 
 A complete grammar allows exactly the vocabulary's end tokens (`eos_ids`), so a constrained
-completion ends as soon as its object is closed. Building a Constraint compiles and checks the
+completion ends as soon as its object is closed; a caller that constrains only part of a
+completion (a tool call's arguments) calls `start(row, None)` once `finished[row]` to let the
+row write on freely, or puts what follows into the grammar (Lark: `%json{...} "</tool_call>"`).
+The masks are computed one row at a time on the calling thread (~20-130 us a row for JSON on a
+49k vocabulary) and applied as a logit bias on the logits' device. Building a Constraint compiles and checks the
 grammar: a schema llguidance cannot enforce raises ConstraintError, whose message is fit for a
 400. JSON is laid out as `json.dumps` does (", " and ": ", no other whitespace): free
 whitespace lets a weak model pad an object until its budget runs out.
