@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import openai
 import pytest
 
@@ -102,3 +104,20 @@ def test_logprobs_and_top_logprobs_describe_each_token(
         for token in part.logprobs.content or []
     ]
     assert streamed == [token.model_dump() for token in tokens]
+
+
+def test_a_caller_that_leaves_mid_stream_frees_the_model(
+    client: openai.OpenAI, served: ServedModels
+) -> None:
+    """The inference process stops sampling for a stream nobody reads: the next request does
+    not wait behind the rest of a 3,000-token answer (which takes minutes here)."""
+    stream = client.chat.completions.create(
+        model=served.base_dir.name, messages=HELLO, max_tokens=3000, seed=1, stream=True
+    )
+    for number, _ in enumerate(stream):
+        if number == 3:
+            break
+    stream.close()
+    started = time.monotonic()
+    client.chat.completions.create(model=served.base_dir.name, messages=HELLO, max_tokens=2)
+    assert time.monotonic() - started < 20
