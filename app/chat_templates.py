@@ -53,8 +53,9 @@ def _stored(store: ArtifactStore, key: str, name: str) -> bytes | None:
 
 def _template_in(files: dict[str, bytes | None]) -> str | None:
     # transformers writes the template to its own file since 4.50, and reads that first
-    if files[TEMPLATE_FILE] is not None:
-        return files[TEMPLATE_FILE].decode("utf-8")
+    template = files[TEMPLATE_FILE]
+    if template is not None:
+        return template.decode("utf-8")
     config = files[TOKENIZER_CONFIG]
     if config is None:
         return None

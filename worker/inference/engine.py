@@ -11,7 +11,7 @@ from __future__ import annotations
 import shutil
 import tempfile
 import threading
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -53,7 +53,7 @@ class InferenceEngine:
         choices = [final_choice(row, rules) for row in rows]
         return GenerateResponse(choices=choices, prompt_tokens=len(prompt_ids))
 
-    def stream(self, request: GenerateRequest) -> Iterator[StreamEvent | None]:
+    def stream(self, request: GenerateRequest) -> Generator[StreamEvent | None, None, None]:
         """`generate` as events while sampling runs; the first item, None, comes once the
         request has been checked, so that a bad request fails before anything is streamed."""
         with self._prepared(request) as (loaded, prompt_ids, rules):

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Generator
 from typing import TYPE_CHECKING
 
 from fastapi import FastAPI, Request
@@ -82,7 +82,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     return app
 
 
-async def _ndjson(events: Iterator[StreamEvent | None]) -> AsyncIterator[str]:
+async def _ndjson(events: Generator[StreamEvent | None, None, None]) -> AsyncIterator[str]:
     """The events one JSON object a line; the generator is closed however the stream ends (a
     caller that goes away included), which releases the engine."""
     try:
