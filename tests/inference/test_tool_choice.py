@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from typing import Any
 
 import jsonschema
@@ -11,7 +12,8 @@ import pytest
 from app.inference_protocol import ForcedTool
 from app.tool_calls import ToolFormat, parse_answer
 from tests.inference.models import build_tiny_base
-from worker.inference.sampling import SamplingParams, Vocabulary, sample
+from worker.inference.answers import AnswerRules, ChoiceStream, final_choice
+from worker.inference.sampling import Completion, SamplingParams, Vocabulary, sample
 from worker.inference.tool_choice import forced_call
 
 LOOKUP = {
@@ -63,3 +65,44 @@ def test_required_picks_among_the_tools(tiny: tuple[Any, Vocabulary]) -> None:
         for row in sample(model, vocab, prompt, params)
     }
     assert names <= {"lookup", "clear"} and names
+
+
+TWO_CALLS = (
+    'Sure. <tool_call>\n{"name": "lookup", "arguments": {"id": 1}}\n</tool_call>\n'
+    '<tool_call>\n{"name": "clear", "arguments": {}}\n</tool_call>'
+)
+
+
+def finished_row(vocab: Vocabulary, text: str) -> Completion:
+    token_ids = vocab.tokenizer(text, add_special_tokens=False)["input_ids"]
+    return Completion(
+        text=text,
+        text_is_final=True,
+        finish_reason="stop",
+        token_ids=token_ids,
+        completion_tokens=len(token_ids) + 1,
+    )
+
+
+def test_parallel_tool_calls_false_keeps_the_first_call(tiny: tuple[Any, Vocabulary]) -> None:
+    row = finished_row(tiny[1], TWO_CALLS)
+    rules = AnswerRules(SamplingParams(max_tokens=8), tool_format="hermes")
+    both = final_choice(row, rules)
+    assert [call["function"]["name"] for call in both.tool_calls] == ["lookup", "clear"]
+    assert (both.text, both.finish_reason) == ("Sure. ", "tool_calls")
+    one = final_choice(row, replace(rules, parallel_tool_calls=False))
+    assert [call["function"]["name"] for call in one.tool_calls] == ["lookup"]
+
+
+def test_a_stream_holds_back_what_becomes_a_call(tiny: tuple[Any, Vocabulary]) -> None:
+    vocab = tiny[1]
+    finished = finished_row(vocab, TWO_CALLS)
+    stream = ChoiceStream(0, vocab, AnswerRules(SamplingParams(max_tokens=99), "hermes"))
+    events = []
+    for length in range(1, len(finished.token_ids) + 1):
+        growing = Completion(token_ids=finished.token_ids[:length], completion_tokens=length)
+        events += stream.events(growing)
+    events += stream.events(finished)
+    assert "".join(event.text for event in events) == "Sure. "
+    assert len([event for event in events if event.text]) > 1  # sent as it grew
+    assert events[-1].finish_reason == "tool_calls" and len(events[-1].tool_calls) == 2
