@@ -116,14 +116,38 @@ def _file_error(
             "param": role,
         }
     with storage.open(row.storage_key) as lines:
-        report = validate_dataset(lines, method=_method_type(job), role=role)  # type: ignore[arg-type]
+        report = validate_dataset(
+            lines,
+            method=_method_type(job),  # type: ignore[arg-type]
+            role=role,  # type: ignore[arg-type]
+            model=job.base_model_name,
+        )
     return None if report.error is None else report.error.as_dict()
+
+
+def response_format_error(job: Job) -> dict[str, str | None] | None:
+    """The job's `error` when its response_format is a schema that cannot be enforced."""
+    from worker.constrained import Constraint, ConstraintError
+
+    body = job.method.get(_method_type(job)) or {}
+    try:
+        Constraint.from_response_format(body.get("response_format"))
+    except ConstraintError as error:
+        return {
+            "code": "invalid_response_format",
+            "message": str(error),
+            "param": "method.reinforcement.response_format",
+        }
+    return None
 
 
 def files_error(
     sessions: sessionmaker[Session], storage: Storage, job: Job
 ) -> dict[str, str | None] | None:
-    """The job's `error` for the first bad line of its training or validation file, or None."""
+    """The job's `error` for its response_format, or for the first bad line of its training or
+    validation file; None when all are good."""
+    if (error := response_format_error(job)) is not None:
+        return error
     inputs = [("training_file", job.training_file)]
     if job.validation_file:
         inputs.append(("validation_file", job.validation_file))
@@ -255,6 +279,7 @@ def build_spec(
         valid_rows=valid_rows,
         method=method,
         grader=body.get("grader"),
+        response_format=body.get("response_format"),
         hyperparameters=hyperparameters,
         seed=job.seed,
         work_dir=work_dir(settings, job.id, writer.fence.attempt),

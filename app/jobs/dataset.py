@@ -64,6 +64,21 @@ class _LineProblem(Exception):
     """One line breaks a rule; the message says which, without the line number."""
 
 
+class _ImagePart(_LineProblem):
+    """A well-formed image part: refused, not dropped, since the models trained here read text
+    only; training on the text alone would answer a different question."""
+
+    def __init__(self, where: str) -> None:
+        super().__init__(f"{where}: images are not supported; the models here read text only.")
+        self.where = where
+
+    def for_model(self, model: str) -> str:
+        return (
+            f"{self.where}: images are not supported: {model} reads text only, and training on "
+            "the text without the image would answer a different question."
+        )
+
+
 def default_example_limits(method: Method, role: FileParam) -> tuple[int, int | None]:
     """(min, max) examples for a file; max is None where no limit is published."""
     return _MIN_EXAMPLES[role], _MAX_EXAMPLES.get((method, role))
@@ -76,10 +91,12 @@ def validate_dataset(
     role: FileParam,
     min_examples: int | None = None,
     max_examples: int | None = None,
+    model: str | None = None,
 ) -> DatasetReport:
     """Check a JSONL file line by line; stop at the first bad line.
 
-    `min_examples`/`max_examples` default to `default_example_limits(method, role)`.
+    `min_examples`/`max_examples` default to `default_example_limits(method, role)`. `model`,
+    the job's base model, is named where a line holds what it cannot read (an image).
     Blank lines are skipped but still counted in line numbers.
     """
     default_min, default_max = default_example_limits(method, role)
@@ -97,6 +114,9 @@ def validate_dataset(
             if example is None:
                 continue
             _check_example(example, method)
+        except _ImagePart as problem:
+            message = problem.for_model(model) if model else str(problem)
+            return failed(f"Line {line_number}: {message}", example_count)
         except _LineProblem as problem:
             return failed(f"Line {line_number}: {problem}", example_count)
         example_count += 1
@@ -176,10 +196,11 @@ def _check_example(example: dict[str, Any], method: Method) -> None:
         )
     if "tools" in example:
         _check_tools(example["tools"], "tools")
-        if example["tools"]:
+        if example["tools"] and method != "reinforcement":
+            # an SFT answer that calls tools would be trained on as text without its calls
             raise _LineProblem(
-                '"tools" must be empty: tool definitions are not supported yet, and the model '
-                "would be trained without seeing them."
+                '"tools" must be empty for supervised fine-tuning: tool definitions are used by '
+                "reinforcement fine-tuning only."
             )
 
 
@@ -292,8 +313,7 @@ def _check_content_part(part: Any, where: str, role: str) -> None:
         image = part.get("image_url")
         if not isinstance(image, dict) or not isinstance(image.get("url"), str):
             raise _LineProblem(f'{where} of type "image_url" needs an "image_url" with a "url".')
-        # refused, not dropped: training on the text alone would answer a different question
-        raise _LineProblem(f"{where}: images are not supported; the models here read text only.")
+        raise _ImagePart(where)
     elif part_type in _UNSUPPORTED_PART_TYPES:
         raise _LineProblem(f"{where}: {_UNSUPPORTED_PART_TYPES[part_type]}.")
     else:

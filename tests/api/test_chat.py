@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 import socket
+from typing import Literal
 
 import openai
 import pytest
+from pydantic import BaseModel, ConfigDict
 
 from app.errors import APIError
 from app.inference_protocol import GenerateRequest, Message
@@ -98,16 +100,73 @@ def test_stop_and_max_tokens_set_the_finish_reason(
     assert stopped.choices[0].message.content == text[: text.index(stop)]
 
 
-def test_json_object_responses_parse(client: openai.OpenAI, served: ServedModels) -> None:
+def test_json_object_responses_are_objects_or_cut_by_max_tokens(
+    client: openai.OpenAI, served: ServedModels
+) -> None:
     completion = client.chat.completions.create(
         model=served.fine_tuned_model,
         messages=[{"role": "user", "content": "Give a colour as JSON."}],
         response_format={"type": "json_object"},
-        n=2,
-        max_tokens=12,
+        n=4,
+        max_tokens=16,
+        seed=5,
     )
     for choice in completion.choices:
-        assert isinstance(json.loads(choice.message.content or ""), dict)
+        content = choice.message.content or ""
+        if choice.finish_reason == "stop":
+            assert isinstance(json.loads(content), dict)
+        else:  # as on OpenAI: the budget ran out first, the object is unfinished
+            assert content.startswith("{")
+    # every token counted, the end-of-turn token of finished choices included
+    assert completion.usage is not None and completion.usage.completion_tokens >= 4
+
+
+class City(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    city: Literal["東京", "Zürich", "São Paulo"]
+    population_known: bool
+
+
+def test_json_schema_is_enforced_with_unicode_through_the_sdk_parse_helper(
+    client: openai.OpenAI, served: ServedModels
+) -> None:
+    # the SDK turns the model class into a strict json_schema response_format and parses
+    completion = client.chat.completions.parse(
+        model=served.base_dir.name,
+        messages=[{"role": "user", "content": "Which city?"}],
+        response_format=City,
+        n=3,
+        max_tokens=40,
+        seed=2,
+    )
+    for choice in completion.choices:
+        assert choice.finish_reason == "stop"
+        city = choice.message.parsed
+        assert isinstance(city, City)
+        # multi-byte characters come back whole, not as replacement characters
+        assert choice.message.content == json.dumps(city.model_dump(), ensure_ascii=False)
+
+
+def test_a_json_schema_that_cannot_be_enforced_is_a_400(
+    client: openai.OpenAI, served: ServedModels
+) -> None:
+    with pytest.raises(openai.BadRequestError) as raised:
+        client.chat.completions.create(
+            model=served.base_dir.name,
+            messages=HELLO,
+            max_tokens=4,
+            response_format={
+                "type": "json_schema",
+                "json_schema": {
+                    "name": "zip",
+                    "strict": True,
+                    "schema": {"type": "string", "pattern": "(?<=a)b"},
+                },
+            },  # fmt: skip
+        )
+    assert raised.value.param == "response_format.json_schema.schema"
+    assert "look-around" in raised.value.message
 
 
 def test_json_object_needs_the_word_json(client: openai.OpenAI, served: ServedModels) -> None:
@@ -145,7 +204,10 @@ def test_unknown_and_other_projects_models_are_not_found(
     [
         ({"temperature": 2.5}, "temperature"),
         ({"n": 0}, "n"),
-        ({"stream": True}, "stream"),
+        ({"stream_options": {"include_usage": True}}, "stream_options"),
+        ({"logprobs": True, "top_logprobs": 21}, "top_logprobs"),
+        ({"top_logprobs": 2}, "top_logprobs"),
+        ({"tool_choice": "required"}, "tool_choice"),
         ({"stop": ["a", "b", "c", "d", "e"]}, "stop"),
         ({"messages": []}, "messages"),
         (

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import httpx
+import jsonschema
 import pytest
 
 from tests.api.jobfiles import BASE_MODEL, rft_rows, sft_rows
@@ -187,3 +188,54 @@ def test_a_supervised_job_has_no_samples(http: httpx.Client) -> None:
     }  # fmt: skip
     steps = http.get(f"/fine_tuning/jobs/{job['id']}/sample_steps").json()
     assert steps == {"object": "list", "data": []}
+
+
+ANSWER_SCHEMA = {
+    "type": "object",
+    "properties": {"answer": {"type": "integer", "minimum": 0, "maximum": 99}},
+    "required": ["answer"],
+    "additionalProperties": False,
+}
+
+
+def test_a_json_schema_job_stores_only_samples_that_match_it(http: httpx.Client) -> None:
+    grader = {"type": "string_check", "name": "parsed", "operation": "eq",
+              "input": "{{ sample.output_json.answer }}", "reference": "{{ item.answer }}"}  # fmt: skip
+    response_format = {
+        "type": "json_schema",
+        "json_schema": {"name": "sum", "strict": True, "schema": ANSWER_SCHEMA},
+    }
+    # '{"answer": 99}' is 14 characters: the longest answer fits, plus end-of-turn
+    hyperparameters = HYPERPARAMETERS | {"max_completion_tokens": 16}
+    method = {"type": "reinforcement",
+              "reinforcement": {"grader": grader, "hyperparameters": hyperparameters,
+                                "response_format": response_format}}  # fmt: skip
+    body = {
+        "model": BASE_MODEL,
+        "training_file": _upload(http, "train.jsonl", rft_rows(12)),
+        "validation_file": _upload(http, "valid.jsonl", rft_rows(3)),
+        "method": method,
+        "seed": 7,
+    }
+    job = _finished_job(http, body)
+    assert job["status"] == "succeeded", job["error"]
+    assert job["method"]["reinforcement"]["response_format"] == response_format
+    assert job["trained_tokens"] > 0
+    steps = http.get(f"/fine_tuning/jobs/{job['id']}/sample_steps").json()["data"]
+    assert [(row["step"], row["split"]) for row in steps] == [
+        (0, "validation"), (1, "train"), (1, "validation"), (2, "train"), (2, "validation"),
+        (3, "train"), (3, "validation"),
+    ]  # fmt: skip
+    stored = [
+        sample
+        for row in steps
+        for sample in _samples(http, job["id"], step=row["step"], split=row["split"]).json()["data"]
+    ]
+    assert len(stored) == sum(row["count"] for row in steps) == 3 * 8 + 4 * 6
+    for sample in stored:
+        parsed = json.loads(sample["completion"])
+        jsonschema.validate(parsed, ANSWER_SCHEMA)
+        # the grader read the parsed field, not the text
+        assert sample["reward"] == (
+            1.0 if str(parsed["answer"]) == sample["reference"]["answer"] else 0.0
+        )

@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import jsonschema
 import pytest
 
 from app.inference_protocol import GenerateRequest, MergeRequest
@@ -77,12 +78,56 @@ def test_a_stop_string_cuts_the_text_before_it(tiny: Tiny) -> None:
     assert tokens < 16
 
 
-@pytest.mark.parametrize("max_tokens", [3, 40])
-def test_json_object_output_always_parses(tiny: Tiny, max_tokens: int) -> None:
-    choices = generate(tiny, n=4, seed=3, max_tokens=max_tokens, response_format="json_object")
-    for text, _, tokens in choices:
-        assert isinstance(json.loads(text), dict), text
-        assert tokens <= max_tokens
+CITY_SCHEMA = {
+    "type": "object",
+    "properties": {"city": {"type": "string", "enum": ["東京", "Zürich", "São Paulo"]}},
+    "required": ["city"],
+    "additionalProperties": False,
+}
+
+
+def test_json_schema_choices_match_it_with_their_unicode_intact(tiny: Tiny) -> None:
+    json_schema = {"name": "city", "schema": CITY_SCHEMA, "strict": True}
+    choices = generate(tiny, n=4, seed=3, max_tokens=40, response_format="json_schema",
+                       json_schema=json_schema)  # fmt: skip
+    for text, finish_reason, _ in choices:
+        assert finish_reason == "stop"
+        parsed = json.loads(text)
+        jsonschema.validate(parsed, CITY_SCHEMA)
+        # the bytes of a character spread over several tokens come back whole
+        assert text == json.dumps(parsed, ensure_ascii=False)
+
+
+def test_json_object_choices_are_objects_or_a_prefix_of_one_cut_by_the_budget(
+    tiny: Tiny,
+) -> None:
+    from worker.constrained import Constraint, ConstraintBatch, vocab_info
+    from worker.trainer.tiny import load_smollm2_tokenizer
+
+    choices = generate(tiny, n=8, seed=3, max_tokens=24, response_format="json_object")
+    tokenizer = load_smollm2_tokenizer()
+    for text, finish_reason, tokens in choices:
+        if finish_reason == "stop":
+            assert isinstance(json.loads(text), dict)
+            continue
+        assert tokens == 24
+        # whatever way it is split into tokens, the text is a JSON object's beginning
+        check = ConstraintBatch(vocab_info(tokenizer), [Constraint.from_json_object()])
+        for token in tokenizer.encode(text, add_special_tokens=False):
+            check.advance([token])
+    # the tiny random model writes long keys, but its shortest answers close within budget
+    assert "stop" in {finish_reason for _, finish_reason, _ in choices}
+
+
+def test_a_schema_that_cannot_be_enforced_is_a_400_naming_it(tiny: Tiny) -> None:
+    from app.inference_protocol import InferenceError
+
+    json_schema = {"name": "zip", "strict": True, "schema": {"type": "string", "format": "zip"}}
+    with pytest.raises(InferenceError) as raised:
+        generate(tiny, response_format="json_schema", json_schema=json_schema)
+    assert raised.value.status_code == 400
+    assert raised.value.param == "response_format.json_schema.schema"
+    assert "Unknown format: zip" in raised.value.message
 
 
 def test_adapters_change_outputs_and_the_base_stays_itself(tiny: Tiny) -> None:

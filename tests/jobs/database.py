@@ -34,12 +34,12 @@ class JobDatabase:
         """The queue: records which job ids were sent."""
         self.sent.append(job_id)
 
-    def create_job(self, **hyperparameters: object) -> str:
+    def create_job(self, method: dict | None = None, **hyperparameters: object) -> str:
         body = JobCreateRequest(
             model=BASE_MODEL,
             training_file=self.training_file,
             validation_file=self.validation_file,
-            method=rft_method(**hyperparameters),
+            method=method or rft_method(**hyperparameters),
         )
         with self.sessions() as session:
             return create_job(session, self.settings, self.project, body, self.send).id

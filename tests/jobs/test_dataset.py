@@ -152,6 +152,12 @@ def test_content_may_be_text_parts_and_images_are_refused_not_dropped():
     with_image = {"messages": [{"role": "user", "content": [{"type": "text", "text": "?"}, image]}]}
     report = check_rft(rft_file_with(with_image))
     assert_line_error(report, 3, "messages[0].content[1]: images are not supported")
+    named = validate_dataset(
+        rft_file_with(with_image), method="reinforcement", role="training_file", model="tiny-chat"
+    )
+    assert_line_error(
+        named, 3, "messages[0].content[1]: images are not supported: tiny-chat reads text only"
+    )
 
 
 @pytest.mark.parametrize(
@@ -223,13 +229,21 @@ def test_weight_only_on_assistant():
 def test_tools_must_be_a_list_of_function_definitions():
     tool = {"type": "function", "function": {"name": "lookup", "parameters": {}}}
     assert check_rft(jsonl(*[{**RFT_EXAMPLE, "tools": []}] * 10)).ok
-    # well formed, but refused rather than silently left out of the prompt
-    report = check_rft(rft_file_with({**RFT_EXAMPLE, "tools": [tool]}))
-    assert_line_error(report, 3, '"tools" must be empty: tool definitions are not supported yet')
+    assert check_rft(jsonl(*[{**RFT_EXAMPLE, "tools": [tool]}] * 10)).ok
     report = check_rft(rft_file_with({**RFT_EXAMPLE, "tools": {"name": "lookup"}}))
     assert_line_error(report, 3, '"tools" must be a list, got an object')
     report = check_rft(rft_file_with({**RFT_EXAMPLE, "tools": [tool, {"type": "function"}]}))
     assert_line_error(report, 3, "tools[1] must be")
+
+
+def test_supervised_lines_with_tools_are_refused():
+    tool = {"type": "function", "function": {"name": "lookup", "parameters": {}}}
+    example = {
+        "messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}],
+        "tools": [tool],
+    }
+    report = check_sft(jsonl(*[example] * 10))
+    assert_line_error(report, 1, '"tools" must be empty for supervised fine-tuning')
 
 
 def test_empty_file_is_an_error():

@@ -50,6 +50,45 @@ def test_a_bad_line_fails_the_job_naming_it(job_database: JobDatabase) -> None:
     assert job.error["param"] == "training_file" and "Line 4" in job.error["message"]
 
 
+def test_an_image_fails_the_job_naming_the_line_and_the_model(job_database: JobDatabase) -> None:
+    db = job_database
+    with db.sessions() as session:
+        row = session.query(File).filter(File.id == db.training_file).one()
+        path = db.settings.uploads_dir / row.storage_key
+    lines = path.read_text().splitlines()
+    line = json.loads(lines[1])
+    image = {"type": "image_url", "image_url": {"url": "https://example.com/a.png"}}
+    line["messages"][-1]["content"] = [{"type": "text", "text": "What is this?"}, image]
+    lines[1] = json.dumps(line)
+    path.write_text("\n".join(lines) + "\n")
+    job_id = db.create_job()
+    validate_job(job_id, db.settings, lambda _: None)
+    job = db.job(job_id)
+    assert job.status == JobStatus.FAILED.value and job.error["param"] == "training_file"
+    assert job.error["message"].startswith("Line 2: messages[0].content[1]: images are not")
+    assert f"{BASE_MODEL} reads text only" in job.error["message"]
+
+
+def test_a_response_format_that_cannot_be_enforced_fails_the_job_naming_why(
+    job_database: JobDatabase,
+) -> None:
+    db = job_database
+    method = rft_method()
+    method["reinforcement"]["response_format"] = {
+        "type": "json_schema",
+        "json_schema": {"name": "zip", "strict": True,
+                        "schema": {"type": "string", "format": "postcode"}},
+    }  # fmt: skip
+    job_id = db.create_job(method)
+    sent: list[str] = []
+    validate_job(job_id, db.settings, sent.append)
+    job = db.job(job_id)
+    assert job.status == JobStatus.FAILED.value and sent == []
+    assert job.error["code"] == "invalid_response_format"
+    assert job.error["param"] == "method.reinforcement.response_format"
+    assert "Unknown format: postcode" in job.error["message"]
+
+
 def test_a_job_a_worker_holds_or_a_user_moved_is_left_alone(job_database: JobDatabase) -> None:
     db = job_database
     held = db.create_job()

@@ -2,22 +2,26 @@
 
 All n choices share the prompt, so they batch without padding and share one KV cache. A
 `torch.Generator` seeded per request, rather than the global RNG, makes `seed` reproducible.
+A `response_format` is enforced token by token (worker/constrained): each step's logits are
+masked to what the choice's grammar allows before the draw. A choice whose budget runs out
+before its JSON is complete ends with finish_reason "length" and the text so far, as OpenAI's
+do.
 """
 
 from __future__ import annotations
 
 import secrets
+from collections import deque
+from collections.abc import Iterator
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any, Literal
 
 import torch
 
-from worker.inference import json_prefix
-
-# json_object: the best-scoring tokens tried before scanning the whole vocabulary
-JSON_FIRST_CANDIDATES = 256
-# json_object: whitespace allowed in a row (JSON permits any amount; an untrained model takes it)
-MAX_JSON_WHITESPACE_RUN = 32
+from app.inference_protocol import TokenLogprob, TopLogprob
+from app.tool_calls import ToolFormat, chat_template_text, tool_format
+from worker.constrained import Constraint, ConstraintBatch, vocab_info
 
 
 @dataclass(frozen=True)
@@ -28,7 +32,11 @@ class SamplingParams:
     n: int = 1
     seed: int | None = None
     stop: tuple[str, ...] = ()
-    json_object: bool = False
+    # what every choice must match (a response_format, or a forced tool call)
+    constraint: Constraint | None = None
+    # per sampled token: its log-probability and those of the `top_logprobs` likeliest
+    logprobs: bool = False
+    top_logprobs: int = 0
 
 
 FinishReason = Literal["stop", "length"]
@@ -39,15 +47,15 @@ class Completion:
     text: str = ""
     # set once a stop string has cut `text`; until then a text choice's tokens are its truth
     text_is_final: bool = False
-    # generated tokens, the end-of-sequence token and a forced JSON closing included
+    # generated tokens, the end-of-sequence token included
     completion_tokens: int = 0
     finish_reason: FinishReason | None = None
     token_ids: list[int] = field(default_factory=list)
-    json_state: json_prefix.State | None = None
+    logprobs: list[TokenLogprob] = field(default_factory=list)
 
 
 class Vocabulary:
-    """What sampling needs from a tokenizer, with per-token texts computed once."""
+    """What sampling needs from a tokenizer."""
 
     def __init__(self, tokenizer: Any, extra_eos_ids: set[int] | None = None) -> None:
         """`extra_eos_ids`: tokens that also end a completion (the generation config's)."""
@@ -55,47 +63,78 @@ class Vocabulary:
         self.size = len(tokenizer)
         eos = {tokenizer.eos_token_id} if tokenizer.eos_token_id is not None else set()
         self.eos_ids = frozenset(eos | (extra_eos_ids or set()))
-        self._texts: list[str | None] | None = None
-        self._encoded: dict[str, list[int]] = {}
+        # how the chat template has the model write tool calls; None: it renders no tools
+        self.tool_format: ToolFormat | None = tool_format(
+            chat_template_text(getattr(tokenizer, "chat_template", None))
+        )
 
-    def encode_chat(self, messages: list[dict[str, str]]) -> list[int]:
-        """The prompt: the messages in the model's chat template, ready for the assistant."""
+    def encode_chat(
+        self, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None = None
+    ) -> list[int]:
+        """The prompt: the messages (and tool definitions) in the model's chat template, ready
+        for the assistant."""
         text = self.tokenizer.apply_chat_template(
-            messages, add_generation_prompt=True, tokenize=False
+            messages, tools=tools or None, add_generation_prompt=True, tokenize=False
         )
         return self.tokenizer(text, add_special_tokens=False)["input_ids"]
 
     def decode(self, token_ids: list[int]) -> str:
         return self.tokenizer.decode(token_ids, skip_special_tokens=True)
 
-    def encode(self, text: str) -> list[int]:
-        if text not in self._encoded:
-            self._encoded[text] = self.tokenizer.encode(text, add_special_tokens=False)
-        return self._encoded[text]
+    def token_bytes(self, token: int) -> bytes:
+        """A token's own bytes, which may be part of a UTF-8 character."""
+        piece = self.tokenizer.convert_ids_to_tokens(token)
+        decoder = _byte_decoder()
+        # byte-level BPE (GPT-2, Llama 3, SmolLM2) spells each byte as one character
+        if isinstance(piece, str) and piece and all(char in decoder for char in piece):
+            return bytes(decoder[char] for char in piece)
+        return self.tokenizer.decode([token]).encode("utf-8")
 
-    def texts(self) -> list[str | None]:
-        """Each token's text; None for special tokens and for pieces of a UTF-8 character."""
-        if self._texts is None:
-            special = set(self.tokenizer.all_special_ids)
-            decoded = self.tokenizer.batch_decode([[index] for index in range(self.size)])
-            self._texts = [
-                None if index in special or not text or "\ufffd" in text else text
-                for index, text in enumerate(decoded)
-            ]
-        return self._texts
+    def token_logprob(self, token: int, logprob: float) -> TopLogprob:
+        raw = self.token_bytes(token)
+        # OpenAI's spelling of a token that is part of a character: its bytes escaped
+        text = raw.decode("utf-8", errors="backslashreplace")
+        return TopLogprob(token=text, logprob=logprob, bytes=list(raw))
+
+    def constraints(self, constraint: Constraint | None, n: int) -> ConstraintBatch | None:
+        """Token masks for n choices under `constraint`; None when there is none."""
+        if constraint is None:
+            return None
+        return ConstraintBatch(vocab_info(self.tokenizer, self.eos_ids), [constraint] * n)
+
+
+@lru_cache(maxsize=1)
+def _byte_decoder() -> dict[str, int]:
+    """GPT-2's byte-level alphabet, inverted: printable bytes stand for themselves, the others
+    for the characters from U+0100 on, in byte order."""
+    printable = [*range(ord("!"), ord("~") + 1), *range(0xA1, 0xAC + 1), *range(0xAE, 0xFF + 1)]
+    characters = list(printable)
+    extra = 0
+    for byte in range(256):
+        if byte not in printable:
+            printable.append(byte)
+            characters.append(256 + extra)
+            extra += 1
+    return {chr(character): byte for byte, character in zip(printable, characters, strict=True)}
 
 
 def sample(
     model: Any, vocab: Vocabulary, prompt_ids: list[int], params: SamplingParams
 ) -> list[Completion]:
     """`params.n` completions of `prompt_ids`, each stopped by EOS, a stop string or the budget."""
+    # every step yields the same rows, finished after the last one
+    return deque(sample_steps(model, vocab, prompt_ids, params), maxlen=1)[0]
+
+
+def sample_steps(
+    model: Any, vocab: Vocabulary, prompt_ids: list[int], params: SamplingParams
+) -> Iterator[list[Completion]]:
+    """`sample`, yielding the rows after each token: a finished row's text is final."""
     seed = params.seed if params.seed is not None else secrets.randbits(63)
     device = model.device
     generator = torch.Generator(device=device).manual_seed(seed)
-    rows = [
-        Completion(json_state=json_prefix.INITIAL if params.json_object else None)
-        for _ in range(params.n)
-    ]
+    rows = [Completion() for _ in range(params.n)]
+    constraints = vocab.constraints(params.constraint, params.n)
     input_ids = torch.tensor([prompt_ids] * params.n, device=device)
     cache = None
     with torch.inference_mode():
@@ -105,18 +144,41 @@ def sample(
             logits = output.logits[:, -1, :].float()
             # a model may have more output rows than the tokenizer has tokens
             logits[:, vocab.size :] = float("-inf")
+            # the model's own distribution, before any grammar narrows it (OpenAI's logprobs)
+            log_probs = torch.log_softmax(logits, dim=-1) if params.logprobs else None
+            if constraints is not None:
+                constraints.mask(logits)
             scores = _draw_scores(logits, params.temperature, params.top_p, generator)
-            for row, row_logits, row_scores in zip(rows, logits, scores, strict=True):
+            for index, (row, row_scores) in enumerate(zip(rows, scores, strict=True)):
                 if row.finish_reason is None:
-                    _extend(row, row_logits, row_scores, vocab, params)
+                    token = _extend(row, row_scores, vocab, params)
+                    if constraints is not None:
+                        constraints.advance([token], [index])
+                    if log_probs is not None and token not in vocab.eos_ids:
+                        row.logprobs.append(_token_logprob(vocab, log_probs[index], token, params))
+                    if row.finish_reason is not None and not row.text_is_final:
+                        row.text = vocab.decode(row.token_ids)
+                        row.text_is_final = True
+            yield rows
             if all(row.finish_reason is not None for row in rows):
                 break
             last = [row.token_ids[-1] if row.token_ids else prompt_ids[-1] for row in rows]
             input_ids = torch.tensor(last, device=device).unsqueeze(1)
-    for row in rows:
-        if row.json_state is None and not row.text_is_final:
-            row.text = vocab.decode(row.token_ids)
-    return rows
+
+
+def _token_logprob(
+    vocab: Vocabulary, log_probs: torch.Tensor, token: int, params: SamplingParams
+) -> TokenLogprob:
+    """The logprobs of the model's own distribution, before temperature and top_p (OpenAI's)."""
+    chosen = vocab.token_logprob(token, float(log_probs[token]))
+    top: list[TopLogprob] = []
+    if params.top_logprobs:
+        values, indices = torch.topk(log_probs, params.top_logprobs)
+        top = [
+            vocab.token_logprob(int(index), float(value))
+            for value, index in zip(values.tolist(), indices.tolist(), strict=True)
+        ]
+    return TokenLogprob(**chosen.model_dump(), top_logprobs=top)
 
 
 def _draw_scores(
@@ -125,8 +187,8 @@ def _draw_scores(
     """Per row, scores whose argmax samples the filtered distribution (greedy: the logits).
 
     The exponential race: with E_i ~ Exp(1), argmax p_i / E_i is distributed as p, and the
-    highest-scoring token of any subset is a sample from p renormalised to that subset, which
-    is how json_object restricts tokens without redrawing.
+    highest-scoring token of any subset is a sample from p renormalised to that subset.
+    Masked tokens (-inf logits) have p = 0 and score 0, so they are never drawn.
     """
     if temperature == 0:
         return logits
@@ -142,113 +204,25 @@ def _draw_scores(
 
 
 def _extend(
-    row: Completion,
-    logits: torch.Tensor,
-    scores: torch.Tensor,
-    vocab: Vocabulary,
-    params: SamplingParams,
-) -> None:
-    if row.json_state is not None:
-        _extend_json(row, logits, scores, vocab, params)
+    row: Completion, scores: torch.Tensor, vocab: Vocabulary, params: SamplingParams
+) -> int:
+    """Append the row's next token (the best-scoring one) and see whether the row is done."""
+    row.completion_tokens += 1
+    token = int(scores.argmax())
+    if token in vocab.eos_ids:
+        row.finish_reason = "stop"
     else:
-        row.completion_tokens += 1
-        token = int(scores.argmax())
-        if token in vocab.eos_ids:
-            row.finish_reason = "stop"
-        else:
-            row.token_ids.append(token)
+        row.token_ids.append(token)
     if row.finish_reason is None and params.stop:
         _apply_stop(row, vocab, params.stop)
     if row.finish_reason is None and row.completion_tokens >= params.max_tokens:
         row.finish_reason = "length"
-
-
-def _extend_json(
-    row: Completion,
-    logits: torch.Tensor,
-    scores: torch.Tensor,
-    vocab: Vocabulary,
-    params: SamplingParams,
-) -> None:
-    state = row.json_state
-    assert state is not None
-    # tokens left after this one; the closing text must fit in them (a character is a token
-    # at most, so its length in characters bounds its length in tokens)
-    budget = params.max_tokens - row.completion_tokens - 1
-    sampled_scores = scores if params.temperature > 0 else None
-    picked = _pick_json_token(
-        logits, sampled_scores, state, budget, _whitespace_run(row.text), vocab
-    )
-    if picked is None:
-        _force_close(row, vocab)
-        return
-    token, state = picked
-    row.token_ids.append(token)
-    row.completion_tokens += 1
-    row.text += vocab.texts()[token] or ""
-    row.json_state = state
-    if json_prefix.is_complete(state):
-        row.finish_reason = "stop"
-
-
-def _whitespace_run(text: str) -> int:
-    return len(text) - len(text.rstrip())
-
-
-def _force_close(row: Completion, vocab: Vocabulary) -> None:
-    """Append the shortest text that completes the object: the budget ran out first."""
-    assert row.json_state is not None
-    suffix = json_prefix.closing(row.json_state)
-    suffix_ids = vocab.encode(suffix)
-    row.token_ids.extend(suffix_ids)
-    row.completion_tokens += len(suffix_ids)
-    row.text += suffix
-    row.json_state = json_prefix.advance(row.json_state, suffix)
-    row.finish_reason = "length"
-
-
-def _pick_json_token(
-    logits: torch.Tensor,
-    scores: torch.Tensor | None,
-    state: json_prefix.State,
-    budget: int,
-    whitespace_run: int,
-    vocab: Vocabulary,
-) -> tuple[int, json_prefix.State] | None:
-    """A token that keeps the text a JSON-object prefix closable within `budget` tokens.
-
-    Sampling takes the best-scoring allowed token among the best-scoring few hundred (tokens
-    outside top_p score 0); greedy decoding, or a miss there, takes the most likely allowed one.
-    """
-    texts = vocab.texts()
-
-    def allowed(token: int) -> json_prefix.State | None:
-        text = texts[token] if token < len(texts) else None
-        if not text:
-            return None
-        if text.isspace() and whitespace_run + len(text) > MAX_JSON_WHITESPACE_RUN:
-            return None
-        next_state = json_prefix.advance(state, text)
-        if next_state is None or len(json_prefix.closing(next_state)) > budget:
-            return None
-        return next_state
-
-    if scores is not None:
-        top = torch.topk(scores, min(JSON_FIRST_CANDIDATES, scores.numel()))
-        for token in top.indices[top.values > 0].tolist():
-            next_state = allowed(token)
-            if next_state is not None:
-                return token, next_state
-    for token in torch.argsort(logits, descending=True).tolist():
-        next_state = allowed(token)
-        if next_state is not None:
-            return token, next_state
-    return None
+    return token
 
 
 def _apply_stop(row: Completion, vocab: Vocabulary, stop: tuple[str, ...]) -> None:
     """Cut the text before the first stop string, which is not returned (OpenAI's rule)."""
-    text = row.text if row.json_state is not None else vocab.decode(row.token_ids)
+    text = vocab.decode(row.token_ids)
     cuts = [index for index in (text.find(marker) for marker in stop) if index >= 0]
     if cuts:
         row.text = text[: min(cuts)]

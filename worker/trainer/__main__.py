@@ -63,6 +63,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--grader", type=Path, help="grader JSON file (required for reinforcement)")
     parser.add_argument("--hyperparameters", default="{}", help="JSON object; 'auto' allowed")
+    parser.add_argument(
+        "--response-format",
+        type=Path,
+        help="reinforcement: JSON file with OpenAI's response_format, enforced while sampling",
+    )
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--out", required=True, type=Path, help="output directory")
     parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda when present)")
@@ -89,6 +94,9 @@ def main(argv: list[str] | None = None) -> int:
         valid_rows=valid_rows,
         method=args.method,
         grader=json.loads(args.grader.read_text()) if args.grader else None,
+        response_format=(
+            json.loads(args.response_format.read_text()) if args.response_format else None
+        ),
         hyperparameters=hyperparameters,
         seed=args.seed,
         work_dir=args.out,

@@ -25,9 +25,12 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from app.graders import BatchGrader, BatchGrades, make_sample
+from app.graders import BatchGrader, BatchGrades
 from app.jobs.hyperparameters import Hyperparameters
+from app.tool_calls import ToolFormat
+from worker.constrained import Constraint, ConstraintBatch, vocab_info
 from worker.trainer.advantages import Advantages, differing_groups, group_advantages
+from worker.trainer.data import answer_sample
 from worker.trainer.fused_decoder import FusedDecoder
 from worker.trainer.logprobs import as_matrix, pack, score_packed
 from worker.trainer.losses import BatchTotals, LossConfig, LossParts, policy_loss
@@ -50,9 +53,13 @@ class RFTConfig:
     sampling_rounds: int
     max_grad_norm: float
     loss: LossConfig
+    # what every completion must match (the job's response_format); None: free text
+    constraint: Constraint | None = None
 
     @classmethod
-    def from_hyperparameters(cls, hp: Hyperparameters) -> RFTConfig:
+    def from_hyperparameters(
+        cls, hp: Hyperparameters, constraint: Constraint | None = None
+    ) -> RFTConfig:
         return cls(
             group_size=hp.group_size,
             max_completion_tokens=hp.max_completion_tokens,
@@ -69,6 +76,7 @@ class RFTConfig:
                 beta=hp.beta,
                 max_completion_tokens=hp.max_completion_tokens,
             ),
+            constraint=constraint,
         )
 
 
@@ -86,6 +94,8 @@ class Draw:
 
     prompts: PromptBatch
     items: list[dict[str, Any]]
+    # per row, the model's tool-call format where the row gives tools (None: none to parse)
+    answer_formats: list[ToolFormat | None] | None = None
 
 
 @dataclass
@@ -96,6 +106,7 @@ class Collected:
     graded: Graded  # the groups trained on, in the order of prompt_ids
     rounds: int
     signal_groups: int
+    sampled_tokens: int  # prompt and completion tokens of every sampled completion
     sampling_time: float
     grading_time: float
 
@@ -105,7 +116,7 @@ class StepOutcome:
     graded: Graded  # the step's own batch
     advantages: Advantages
     timing: dict[str, float]
-    trained_tokens: int
+    trained_tokens: int  # prompt and completion tokens sampled (and trained on, where they count)
     trl: dict[str, Any]
 
 
@@ -125,6 +136,10 @@ def sample_rollout(
     fast: FusedDecoder | None,
 ) -> Rollout:
     """Completions from the current policy; call within `decoding(policy)`."""
+    constraints = None
+    if config.constraint is not None:
+        vocab = vocab_info(policy.tokenizer, policy.eos_ids.tolist())
+        constraints = ConstraintBatch(vocab, [config.constraint] * (len(prompts) * group_size))
     with policy.autocast():
         return sample(
             policy,
@@ -135,7 +150,13 @@ def sample_rollout(
             config.top_p,
             generator,
             fast=fast,
+            constraints=constraints,
         )
+
+
+def sampled_tokens(prompts: PromptBatch, rollout: Rollout, group_size: int) -> int:
+    """Prompt and completion tokens of each sampled completion (its prompt counted for each)."""
+    return sum(prompts.lengths) * group_size + int(rollout.completion_mask.sum())
 
 
 def grade(
@@ -144,11 +165,19 @@ def grade(
     rollout: Rollout,
     items: list[dict[str, Any]],
     group_size: int,
+    answer_formats: list[ToolFormat | None] | None = None,
 ) -> Graded:
-    """Grade each completion against the item of its prompt."""
+    """Grade each completion against the item of its prompt, its tool calls parsed where the
+    prompt gave tools."""
     texts = decode_completions(policy, rollout)
     item_per_row = [item for item in items for _ in range(group_size)]
-    grades = grader.grade([make_sample(text) for text in texts], item_per_row)
+    formats = answer_formats or [None] * len(items)
+    format_per_row = [answer_format for answer_format in formats for _ in range(group_size)]
+    samples = [
+        answer_sample(text, answer_format)
+        for text, answer_format in zip(texts, format_per_row, strict=True)
+    ]
+    grades = grader.grade(samples, item_per_row)
     rewards = torch.tensor(grades.rewards, dtype=torch.float32, device=policy.device)
     return Graded(rollout, texts, grades, rewards)
 
@@ -185,12 +214,14 @@ def collect_groups(
     G = config.group_size
     rounds: list[tuple[Draw, Graded, list[int]]] = []
     sampling_time = grading_time = 0.0
+    tokens = 0
     for draw in itertools.islice(draws, config.sampling_rounds):
         started = time.perf_counter()
         with decoding(policy) as fast:
             rollout = sample_rollout(policy, draw.prompts, G, config, generator, fast)
+        tokens += sampled_tokens(draw.prompts, rollout, G)
         sampled = time.perf_counter()
-        graded = grade(policy, grader, rollout, draw.items, G)
+        graded = grade(policy, grader, rollout, draw.items, G, draw.answer_formats)
         grading_time += time.perf_counter() - sampled
         sampling_time += sampled - started
         signal = differing_groups(graded.rewards, G).nonzero().squeeze(1).tolist()
@@ -214,6 +245,7 @@ def collect_groups(
         graded=graded,
         rounds=len(rounds),
         signal_groups=signal_groups,
+        sampled_tokens=tokens,
         sampling_time=sampling_time,
         grading_time=grading_time,
     )
@@ -267,7 +299,6 @@ def rft_step(
         policy, optimizer, prompt_ids, batches, rollout, advantages.values, totals, config
     )
     training_time = time.perf_counter() - training_started
-    trained = sum(len(prompt_ids[p]) + len(tokens) for batch in batches for _, p, tokens in batch)
     trl = step_statistics(collected.first, collected.first_advantages, parts, totals, config)
     trl |= {
         "grad_norm": grad_norm,
@@ -280,7 +311,9 @@ def rft_step(
         "grading": collected.grading_time,
         "training": training_time,
     }
-    return StepOutcome(collected.first, collected.first_advantages, timing, trained, trl)
+    return StepOutcome(
+        collected.first, collected.first_advantages, timing, collected.sampled_tokens, trl
+    )
 
 
 def updates(
@@ -381,7 +414,7 @@ def step_statistics(
 def evaluate_rewards(
     policy: Policy,
     grader: BatchGrader,
-    prompt_batches: list[tuple[PromptBatch, list[dict[str, Any]]]],
+    prompt_batches: list[Draw],
     samples_per_prompt: int,
     config: RFTConfig,
     generator: torch.Generator,
@@ -391,13 +424,13 @@ def evaluate_rewards(
     policy.model.eval()
     with decoding(policy) as fast:
         rollouts = [
-            sample_rollout(policy, prompts, samples_per_prompt, config, generator, fast)
-            for prompts, _ in prompt_batches
+            sample_rollout(policy, draw.prompts, samples_per_prompt, config, generator, fast)
+            for draw in prompt_batches
         ]
     results = []
     texts = []
-    for rollout, (_, items) in zip(rollouts, prompt_batches, strict=True):
-        graded = grade(policy, grader, rollout, items, samples_per_prompt)
+    for rollout, draw in zip(rollouts, prompt_batches, strict=True):
+        graded = grade(policy, grader, rollout, draw.items, samples_per_prompt, draw.answer_formats)
         results.extend(graded.grades.results)
         texts.extend(graded.texts)
     lengths = torch.cat([rollout.lengths for rollout in rollouts])

@@ -18,6 +18,7 @@ from typing import Any
 import torch
 
 from app.graders import BatchGrader
+from worker.constrained import Constraint
 from worker.trainer.checkpoints import (
     METRICS_FILE,
     CheckpointStore,
@@ -71,7 +72,12 @@ def train(spec: TrainSpec, reporter: Reporter, checkpoints: CheckpointStore) -> 
         if spec.method == "reinforcement":
             assert grader is not None
             method = Reinforcement(
-                policy, optimizer, grader, *data, samples_per_step=spec.samples_per_step
+                policy,
+                optimizer,
+                grader,
+                *data,
+                samples_per_step=spec.samples_per_step,
+                constraint=Constraint.from_response_format(spec.response_format),
             )
         elif spec.method == "dpo":
             method = Preference(policy, optimizer, *data)

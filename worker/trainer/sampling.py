@@ -5,6 +5,12 @@ Decoding is bound by per-token latency, so the loop avoids work rather than FLOP
 KV cache appends in place (kv_cache.py), rows that have ended are dropped from the batch (and
 the cache), the attention mask is passed only when prompts are padded, and tokens are drawn by
 inverse CDF (torch.multinomial costs ~40 ms per step over a 49k vocabulary on two CPU cores).
+
+With a `response_format`, a ConstraintBatch (worker/constrained) masks each step's logits to the
+tokens its grammar allows before the draw: the recorded log-probs and entropies are those of
+the distribution the tokens were drawn from, while training scores the completions under the
+policy's own, unmasked distribution (as TRL does with guided decoding), so the policy learns to
+put its mass on valid output by itself.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from worker.constrained import ConstraintBatch
 from worker.trainer.fused_decoder import FusedDecoder
 from worker.trainer.kv_cache import sampling_cache
 from worker.trainer.models import Policy
@@ -145,12 +152,14 @@ def draw(logprobs: Tensor, top_p: float, generator: torch.Generator) -> Tensor:
     uniform = torch.rand(
         (logprobs.shape[0], 1), generator=generator, device=logprobs.device, dtype=cumulative.dtype
     )
-    token = torch.searchsorted(cumulative, uniform * cumulative[:, -1:])
+    # right: a draw of exactly 0 lands on the first token with mass, not on a masked token 0
+    token = torch.searchsorted(cumulative, uniform * cumulative[:, -1:], right=True)
     return token.squeeze(1).clamp(max=logprobs.shape[-1] - 1)
 
 
 def entropy(logprobs: Tensor) -> Tensor:
-    return -(logprobs.exp() * logprobs).sum(-1)
+    # masked tokens (-inf) add 0, not 0 * -inf = nan
+    return -(logprobs.exp() * logprobs.clamp(min=torch.finfo(logprobs.dtype).min)).sum(-1)
 
 
 @contextmanager
@@ -177,10 +186,12 @@ def sample(
     generator: torch.Generator,
     eos_ids: Tensor | None = None,
     fast: FusedDecoder | None = None,
+    constraints: ConstraintBatch | None = None,
 ) -> Rollout:
     """Sample `group_size` completions of up to `max_tokens` tokens for each prompt, within a
     `decoding(policy)` block (`fast` is what it yields). `eos_ids` (default: the policy's)
-    are the tokens that end a completion."""
+    are the tokens that end a completion. `constraints` (one row per completion, in the
+    rollout's order) restrict each token to what the row's grammar allows."""
     eos_ids = policy.eos_ids if eos_ids is None else eos_ids
     n_rows = len(prompts) * group_size
     device = prompts.input_ids.device
@@ -209,10 +220,15 @@ def sample(
     position = prompts.position_ids[:, -1:].repeat_interleave(group_size, 0)
     active = torch.arange(n_rows, device=device)  # rows still in the decoding batch
     for t in range(max_tokens):
-        step_logprobs = torch.log_softmax(logits.float() / temperature, dim=-1)
+        logits = logits.float()
+        if constraints is not None:
+            constraints.mask(logits, active)
+        step_logprobs = torch.log_softmax(logits / temperature, dim=-1)
         token = draw(step_logprobs, top_p, generator)
         live = ~ended[active]
         rows = active[live]
+        if constraints is not None:
+            constraints.advance(token[live], rows)
         tokens[rows, t] = token[live]
         logprobs[rows, t] = step_logprobs.gather(1, token[:, None]).squeeze(1)[live]
         entropies[rows, t] = entropy(step_logprobs)[live]

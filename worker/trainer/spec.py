@@ -32,6 +32,9 @@ class TrainSpec:
     precision: str = "auto"  # "auto" (bf16 where native), "bf16" or "fp32"
     # graded completions reported per step and per validation run (whole groups; 0: none)
     samples_per_step: int = 16
+    # reinforcement: OpenAI's response_format ({"type": "json_schema", "json_schema": {...}} or
+    # {"type": "json_object"}), enforced token by token on every sampled completion
+    response_format: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         # rows given as lists are copied into tuples: nothing the caller keeps can change them
