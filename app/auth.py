@@ -42,7 +42,8 @@ async def get_session(
             session.close()
 
 
-def _bearer_token(request: Request) -> str | None:
+def bearer_token(request: Request) -> str | None:
+    """The request's API key, as sent."""
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
@@ -51,7 +52,7 @@ def _bearer_token(request: Request) -> str | None:
 
 
 def current_project(request: Request, session: Session = Depends(get_session)) -> Project:
-    token = _bearer_token(request)
+    token = bearer_token(request)
     if token is None:
         raise APIError(
             401,

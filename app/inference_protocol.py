@@ -3,7 +3,8 @@
 Pydantic only: the API imports this module and must never import torch.
 
     GET  /health    -> {"status": "ok"}
-    POST /generate  GenerateRequest -> GenerateResponse
+    POST /generate  GenerateRequest -> GenerateResponse, or with `stream` true one JSON object
+                    a line (`StreamEvent`) as tokens are sampled, the last one carrying `usage`
     POST /merge     MergeRequest -> MergeResponse
     errors          {"error": {"message", "type", "param", "code"}} with a 4xx or 5xx status
 
@@ -19,10 +20,22 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
+FinishReason = Literal["stop", "length", "tool_calls"]
+MAX_TOP_LOGPROBS = 20
+
 
 class Message(BaseModel):
-    role: Literal["system", "user", "assistant"]
+    role: Literal["system", "user", "assistant", "tool"]
     content: str
+    # an assistant turn's calls, in OpenAI's shape (`arguments` a JSON string)
+    tool_calls: list[dict[str, Any]] | None = None
+    tool_call_id: str | None = None
+
+
+class ForcedTool(BaseModel):
+    """`tool_choice` beyond auto/none: a call of `name` (or of any tool when None) is made."""
+
+    name: str | None = None
 
 
 class GenerateRequest(BaseModel):
@@ -42,6 +55,14 @@ class GenerateRequest(BaseModel):
     # `json_schema` ({"name", "schema", "strict"}, as in OpenAI's response_format)
     response_format: Literal["text", "json_object", "json_schema"] = "text"
     json_schema: dict[str, Any] | None = None
+    # OpenAI's tool definitions, rendered by the model's chat template
+    tools: list[dict[str, Any]] = Field(default_factory=list)
+    # None: the model may call tools (OpenAI's "auto")
+    forced_tool: ForcedTool | None = None
+    parallel_tool_calls: bool = True
+    logprobs: bool = False
+    top_logprobs: int = Field(default=0, ge=0, le=MAX_TOP_LOGPROBS)
+    stream: bool = False
 
     def response_format_object(self) -> dict[str, Any]:
         """The response format in OpenAI's shape."""
@@ -50,10 +71,23 @@ class GenerateRequest(BaseModel):
         return {"type": self.response_format}
 
 
+class TopLogprob(BaseModel):
+    token: str
+    logprob: float
+    bytes: list[int]
+
+
+class TokenLogprob(TopLogprob):
+    top_logprobs: list[TopLogprob] = Field(default_factory=list)
+
+
 class Choice(BaseModel):
+    # the answer's text, without its tool calls
     text: str
-    finish_reason: Literal["stop", "length"]
+    finish_reason: FinishReason
     completion_tokens: int
+    tool_calls: list[dict[str, Any]] = Field(default_factory=list)
+    logprobs: list[TokenLogprob] | None = None
 
 
 class GenerateResponse(BaseModel):
@@ -63,6 +97,22 @@ class GenerateResponse(BaseModel):
     @property
     def completion_tokens(self) -> int:
         return sum(choice.completion_tokens for choice in self.choices)
+
+
+class StreamEvent(BaseModel):
+    """One line of a streamed generation: new text of choice `index` (with the logprobs of the
+    tokens behind it), or its end (`finish_reason` and any tool calls), or, last of all, the
+    whole request's token counts (or an `error` that ended it)."""
+
+    index: int = 0
+    text: str = ""
+    logprobs: list[TokenLogprob] | None = None
+    finish_reason: FinishReason | None = None
+    tool_calls: list[dict[str, Any]] = Field(default_factory=list)
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    # the generation failed after the stream began
+    error: str | None = None
 
 
 class MergeRequest(BaseModel):

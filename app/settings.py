@@ -77,6 +77,10 @@ class Settings(BaseSettings):
     grader_runs_total: int = Field(default=16, ge=1)
     grader_runs_per_project: int = Field(default=4, ge=1)
     grader_sandbox_pool_size: int = 0  # warm sandboxes per python grader; 0 = one per CPU core
+    # python sandboxes running at once per process (0: twice the CPU cores) and per grader, its
+    # sub-graders included (0: one per CPU core)
+    grader_max_sandboxes: int = Field(default=0, ge=0)
+    grader_max_sandboxes_per_grader: int = Field(default=0, ge=0)
     # score_model / label_model graders: an OpenAI-compatible chat completions endpoint
     grader_model_base_url: str | None = None
     grader_model_api_key: str | None = None

@@ -38,6 +38,9 @@ class Project(Base):
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
     name: Mapped[str] = mapped_column(String(64), unique=True)
     created_at: Mapped[int] = mapped_column(Integer, default=now)
+    # when a worker last took one of the project's jobs (database clock): the fair dispatch
+    # serves the project that waited longest first
+    last_dispatched_at: Mapped[float | None] = mapped_column(Float, nullable=True)
 
 
 class ApiKey(Base):
@@ -51,6 +54,10 @@ class ApiKey(Base):
     key_hash: Mapped[str] = mapped_column(String(64), unique=True)
     key_prefix: Mapped[str] = mapped_column(String(24))
     created_at: Mapped[int] = mapped_column(Integer, default=now)
+    # a job's internal key (its model graders call this service as the job's project): valid
+    # only while that attempt of the job runs and holds its lease; None for a user's key
+    job_id: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
+    job_attempt: Mapped[int | None] = mapped_column(Integer, nullable=True)
 
 
 class File(Base):

@@ -35,9 +35,15 @@ On a 2-core CPU without native bf16 a TRL shipped step takes about 8 minutes (em
 matmuls run ~8x slower than fp32), against well under a minute for the others: `--quick` (one
 round of one timed step) then takes about 20 minutes, and `--sides ours,tuned` about 3.
 
+`--model` takes a model directory or a catalogue name (default SmolLM2-135M-Instruct). On a
+CUDA machine with vLLM installed (the `gpu` extra), `--trl-vllm` gives TRL's sides vLLM
+generation colocated with training (`use_vllm`, `vllm_mode="colocate"`); scripts/gpu_check.sh
+runs it so with a 0.5B model.
+
     .venv/bin/pip install -e ".[bench]"   # TRL, benchmark-only
     .venv/bin/python bench/trainer.py [--quick] [--rounds 2] [--steps 3] [--sides ours,tuned]
-                                        [--threads N] [--schema]
+                                        [--threads N] [--model DIR_OR_NAME] [--trl-vllm]
+                                        [--schema]
 """
 
 from __future__ import annotations
@@ -55,6 +61,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import torch  # noqa: E402
+from transformers import AutoConfig  # noqa: E402
 
 from app.graders import BatchGrader, GraderConfig, make_sample  # noqa: E402
 from app.jobs.hyperparameters import Hyperparameters, resolve_hyperparameters  # noqa: E402
@@ -160,7 +167,8 @@ class Ours:
             seconds = time.perf_counter() - started
             if block_step == 0:
                 continue
-            timings.append(report.timing | {"total": seconds})
+            max_length = report.data["trl"]["completions/max_length"]
+            timings.append(report.timing | {"total": seconds, "decode_steps": max_length})
             side.step_seconds.append(seconds)
             side.completion_lengths.append(report.data["trl"]["completions/mean_length"])
             side.longest_completions.append(report.data["trl"]["completions/max_length"])
@@ -304,9 +312,10 @@ def render_prompts(model_dir: Path, rows: list[dict]) -> list[str]:
 
 
 def matmul_rate(
-    rows: int, device: str, dtype: Any, inner: int = 576, outer: int = 1536, repeats: int = 20
+    rows: int, device: str, dtype: Any, inner: int, outer: int, repeats: int = 20
 ) -> float:
-    """GFLOP/s of x @ W.T at the model's shapes (rows = tokens in flight), in our precision."""
+    """GFLOP/s of x @ W.T at the model's shapes (rows = tokens in flight, inner = hidden size,
+    outer = MLP width), in our precision."""
     x = torch.randn(rows, inner, device=device, dtype=dtype)
     w = torch.randn(outer, inner, device=device, dtype=dtype)
 
@@ -324,15 +333,42 @@ def matmul_rate(
     return 2 * rows * inner * outer * repeats / (time.perf_counter() - started) / 1e9
 
 
+def decode_step_seconds(policy: Any, rows: int = PROMPTS * GROUP, repeats: int = 3) -> float:
+    """The shortest time of one decoding step's multiplies by the frozen weights, every layer's
+    projections and the output layer, for `rows` rows: the floor of a decoding step at these
+    shapes, where each step streams every weight from memory for a few rows (bandwidth-bound,
+    unlike the cached 2-matrix rate above). NaN where the architecture has no fused form."""
+    fused = policy.fused_model()
+    if fused is None:
+        return float("nan")
+    linears = [part.base for layer in fused.layers for part in layer.projections()]
+    linears.append(policy.head)
+    inputs = {
+        width: torch.randn(rows, width, device=policy.device)
+        for width in {linear.weight.shape[1] for linear in linears}
+    }
+    best = float("inf")
+    with torch.no_grad(), policy.autocast():
+        for _ in range(repeats):
+            started = time.perf_counter()
+            for linear in linears:
+                linear(inputs[linear.weight.shape[1]])
+            if policy.device.type == "cuda":
+                torch.cuda.synchronize()
+            best = min(best, time.perf_counter() - started)
+    return best
+
+
 def step_flops(config: Any, prompt_tokens: float, completion_tokens: float) -> dict[str, float]:
     """Matmul FLOPs of one of our steps (LoRA terms left out): sampling = prompt prefill (once
     per prompt) plus one decode position per completion token, with a logits row each;
     training = the packed forward (each prompt once, its completions after it, logits only
     where a completion token is predicted) and the gradient with respect to its activations,
     which costs as much again."""
+    config = config.get_text_config(decoder=True)
     hidden, layers = config.hidden_size, config.num_hidden_layers
     heads, kv_heads = config.num_attention_heads, config.num_key_value_heads
-    head_dim = hidden // heads
+    head_dim = getattr(config, "head_dim", None) or hidden // heads
     per_layer = hidden * (heads * head_dim) * 2 + hidden * (kv_heads * head_dim) * 2
     per_layer += 3 * hidden * config.intermediate_size
     body = 2 * layers * per_layer  # FLOPs per token through the decoder blocks
@@ -352,6 +388,10 @@ def main() -> int:
         "--sides", default=",".join(SIDES), help=f"comma-separated, of {', '.join(SIDES)}"
     )
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--model", default=MODEL, help="a model directory or catalogue name")
+    parser.add_argument(
+        "--trl-vllm", action="store_true", help="TRL generates with vLLM, colocated (CUDA)"
+    )
     parser.add_argument(
         "--schema",
         action="store_true",
@@ -367,7 +407,7 @@ def main() -> int:
         torch.set_num_threads(args.threads)
 
     settings = get_settings()
-    model_dir = resolve_model_dir(MODEL, settings.model_dirs, settings.model_cache_dir)
+    model_dir = resolve_model_dir(args.model, settings.model_dirs, settings.model_cache_dir)
     rows = capital_rows()
     prompt_texts = render_prompts(model_dir, rows)
     # the device and precision our trainer picks for itself (TrainSpec device None, "auto")
@@ -375,9 +415,11 @@ def main() -> int:
     autocast_dtype = pick_autocast_dtype(device, "auto")
     print(f"torch threads {torch.get_num_threads()}, model {model_dir}")
     matmul_dtype = autocast_dtype or torch.float32
+    text_config = AutoConfig.from_pretrained(model_dir).get_text_config(decoder=True)
+    shape = (text_config.hidden_size, text_config.intermediate_size)
     rates = {
-        "decode (32 rows)": matmul_rate(32, device, matmul_dtype),
-        "batched (768 rows)": matmul_rate(768, device, matmul_dtype),
+        "decode (32 rows)": matmul_rate(32, device, matmul_dtype, *shape),
+        "batched (768 rows)": matmul_rate(768, device, matmul_dtype, *shape),
     }
 
     # TRL's settings beyond the reference configuration; where a side leaves one out,
@@ -391,6 +433,9 @@ def main() -> int:
         # without CUDA, TrainingArguments refuses TRL's default bf16 unless told use_cpu
         "shipped": {} if torch.cuda.is_available() else {"use_cpu": True},
     }
+    if args.trl_vllm:
+        for config in trl_configs.values():
+            config |= {"use_vllm": True, "vllm_mode": "colocate"}
     sides = {"ours": Side("ours", device, precision_name(autocast_dtype), False)}
     for key in ("tuned", "shipped"):
         if key in chosen:
@@ -424,8 +469,8 @@ def main() -> int:
                 constrained = Ours(model_dir, rows, grader, device, constraint)
                 schema_timings += constrained.run(args.steps, schema_side)
                 print_block(round_number, schema_side, before)
-    rates["decode after"] = matmul_rate(32, device, matmul_dtype)
-    rates["batched after"] = matmul_rate(768, device, matmul_dtype)
+    rates["decode after"] = matmul_rate(32, device, matmul_dtype, *shape)
+    rates["batched after"] = matmul_rate(768, device, matmul_dtype, *shape)
     report(list(sides.values()))
     report_phases(ours, sides["ours"], ours_timings, rates, precision_name(autocast_dtype))
     if constraint is not None:
@@ -492,12 +537,22 @@ def report_phases(
         f"best measured rate, {peak:.0f} GFLOP/s)"
     )
     print(f"{'phase':<12}{'seconds':>9}{'GFLOP':>8}{'floor s':>9}{'x floor':>9}")
-    for phase in ("sampling", "grading", "training"):
+    flops["total"] = flops["sampling"] + flops["training"]
+    for phase in ("sampling", "grading", "training", "total"):
         seconds = median(phase)
         gflop = flops.get(phase, 0.0) / 1e9
         floor = gflop / peak
         ratio = f"{seconds / floor:>9.1f}" if floor else f"{'-':>9}"
         print(f"{phase:<12}{seconds:>9.2f}{gflop:>8.0f}{floor:>9.2f}{ratio}")
+    step_seconds = decode_step_seconds(ours.policy)
+    decode_steps = median("decode_steps")
+    decode_floor = decode_steps * step_seconds
+    print(
+        f"sampling against its decoding floor: {decode_steps:.0f} decoding steps (the longest "
+        f"completion) x {step_seconds * 1000:.0f} ms (one step's multiplies by every weight, "
+        f"{PROMPTS * GROUP} rows) = {decode_floor:.2f} s; sampling is "
+        f"{median('sampling') / decode_floor:.1f}x that"
+    )
 
 
 def report_schema_overhead(

@@ -23,6 +23,21 @@ from tests.services import (
 )
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests marked `cuda` are skipped without a CUDA GPU (torch is imported only if any are
+    collected: the API tests run without it)."""
+    cuda_items = [item for item in items if item.get_closest_marker("cuda")]
+    if not cuda_items:
+        return
+    import torch
+
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA GPU")
+    for item in cuda_items:
+        item.add_marker(skip)
+
+
 @pytest.fixture(scope="session")
 def tiny_models_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A folder for OPENRFT_MODEL_DIRS holding the tiny random chat model `tiny-chat`."""

@@ -17,7 +17,7 @@ from contextlib import contextmanager
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from app.jobs import repository
+from app.jobs import dispatch, repository
 from app.jobs.repository import Fence, StaleAttempt
 
 logger = logging.getLogger("openrft.worker")
@@ -43,6 +43,40 @@ def take_lease(
             repository.reclaim_lapsed(session, job_id, max_attempts)
     with sessions.begin() as session:
         return repository.claim(session, job_id, owner, lease_seconds)
+
+
+# a fair pick another worker took first is passed over for the next; more rounds than this
+# means workers are racing for the last few jobs, and the message's own job is enough
+FAIR_CLAIM_ROUNDS = 4
+
+
+def take_fair_lease(
+    sessions: sessionmaker[Session],
+    sent_job_id: str,
+    owner: str,
+    lease_seconds: float,
+    max_attempts: int,
+) -> Fence | None:
+    """The lease of the fairest waiting job (`app.jobs.dispatch`), which may not be the job
+    the message named; None when no job waits for a worker.
+
+    The named job's lapsed lease is taken back first, so it competes like any waiting job.
+    """
+    with sessions.begin() as session:
+        view = repository.lease_view(session, sent_job_id)
+        if view is not None and view.lapsed:
+            repository.reclaim_lapsed(session, sent_job_id, max_attempts)
+    for _ in range(FAIR_CLAIM_ROUNDS):
+        with sessions() as session:
+            candidates = dispatch.fair_order(session, sent_job_id)
+        if not candidates:
+            return None
+        for job_id in candidates:
+            with sessions.begin() as session:
+                fence = repository.claim(session, job_id, owner, lease_seconds)
+            if fence is not None:
+                return fence
+    return None
 
 
 class Heartbeat:

@@ -10,7 +10,8 @@ import json
 import logging
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -22,15 +23,17 @@ from app.db import session_factory
 from app.graders import GraderConfig
 from app.jobs import iter_examples, validate_dataset
 from app.jobs.hyperparameters import accepted_hyperparameters, resolve_hyperparameters
-from app.jobs.repository import WAITING_STATUSES, StaleAttempt
+from app.jobs.repository import WAITING_STATUSES, StaleAttempt, lease_view
 from app.jobs.service import ADAPTER_CONFIG, Enqueue
 from app.jobs.states import TERMINAL_STATUSES, JobStatus
+from app.keys.service import issue_job_key, revoke_job_keys
+from app.observability.logs import job_id_var
 from app.settings import Settings
 from app.storage import Storage, storage_from_settings
 from app.tables import File, Job
 from worker.integrations import TrackedReporter, tracked
 from worker.job_writer import JobWriter
-from worker.lease import Heartbeat, take_lease, worker_identity
+from worker.lease import Heartbeat, take_fair_lease, worker_identity
 from worker.metrics import JOBS_RUN, record_step
 
 if TYPE_CHECKING:
@@ -222,12 +225,32 @@ def parent_adapter_shape(adapter_dir: Path) -> dict[str, Any]:
     return {"lora_rank": int(config["r"]), "lora_alpha": float(config["lora_alpha"])}
 
 
+@contextmanager
+def job_key(writer: JobWriter) -> Iterator[str]:
+    """The attempt's internal key: model graders calling this service act as the job's
+    project with it, and it is revoked when the block ends (it dies with the lease anyway)."""
+    fence = writer.fence
+    with writer.sessions.begin() as session:
+        api_key = issue_job_key(session, fence.job_id, fence.attempt)
+    try:
+        yield api_key
+    finally:
+        with writer.sessions.begin() as session:
+            revoke_job_keys(session, fence.job_id, fence.attempt)
+
+
 def build_spec(
-    writer: JobWriter, settings: Settings, storage: Storage, job: Job, resuming: bool = False
+    writer: JobWriter,
+    settings: Settings,
+    storage: Storage,
+    job: Job,
+    resuming: bool = False,
+    own_key: str | None = None,
 ) -> TrainSpec:
     """Resolve the job's hyperparameters once, echo them, and freeze what the trainer needs.
 
-    `resuming`: the job has published checkpoints, which the trainer continues from."""
+    `resuming`: the job has published checkpoints, which the trainer continues from.
+    `own_key`: the job's internal key, for model graders that call this service."""
     from worker.base_model_dirs import base_model_dir
     from worker.trainer.spec import TrainSpec
 
@@ -260,7 +283,7 @@ def build_spec(
         hyperparameters=hyperparameters,
         seed=job.seed,
         work_dir=work_dir(settings, job.id, writer.fence.attempt),
-        grader_config=GraderConfig.from_settings(settings),
+        grader_config=GraderConfig.from_settings(settings, own_key=own_key),
         samples_per_step=settings.samples_per_step,
     )
 
@@ -291,9 +314,11 @@ def train_job(
     tracking: TrackedReporter | None = None
     trained = False  # the run ended as the trainer decided: completed, paused or cancelled
     try:
-        spec = build_spec(writer, settings, storage, job, resuming=bool(checkpoints.list()))
-        tracking = tracked(progress, settings, job, spec.hyperparameters.as_dict())
-        result = train(spec, tracking or progress, checkpoints)
+        with job_key(writer) as own_key:
+            resuming = bool(checkpoints.list())
+            spec = build_spec(writer, settings, storage, job, resuming=resuming, own_key=own_key)
+            tracking = tracked(progress, settings, job, spec.hyperparameters.as_dict())
+            result = train(spec, tracking or progress, checkpoints)
         trained = True
     except StaleAttempt:
         raise
@@ -353,19 +378,25 @@ def _default_train() -> Train:
 
 
 def run_job(job_id: str, settings: Settings, send: Enqueue, train: Train | None = None) -> None:
-    """Run one attempt at the job, if it is ours to run.
+    """Run one attempt at the fairest waiting job: the message's `job_id` names a turn, and
+    another project's job may take it (`app.jobs.dispatch`).
 
     An unexpected error fails the job with a clear message rather than stranding it; a stale
     attempt stops without writing. A job left waiting (a resume came in while we held the lease)
     is sent again so that a worker picks it up.
     """
     sessions = session_factory(settings)
-    fence = take_lease(
+    fence = take_fair_lease(
         sessions, job_id, worker_identity(), settings.job_lease_seconds, settings.max_job_attempts
     )
     if fence is None:
-        logger.info("job %s is not waiting for a worker, or another holds it", job_id)
+        logger.info("job %s: no job waits for a worker (all taken, or done)", job_id)
         return
+    if fence.job_id != job_id:
+        logger.info("job %s's turn went to job %s (fair dispatch)", job_id, fence.job_id)
+        _keep_a_turn_for(sessions, job_id, send)
+        job_id = fence.job_id
+        job_id_var.set(job_id)  # the task resets it when it ends
     writer = JobWriter(sessions, fence)
     heartbeat = Heartbeat(sessions, fence, settings.job_lease_seconds)
     try:
@@ -385,6 +416,16 @@ def run_job(job_id: str, settings: Settings, send: Enqueue, train: Train | None 
     JOBS_RUN.labels(status.value).inc()
     logger.info("job %s attempt %d ended %s", job_id, fence.attempt, status.value)
     if status in WAITING_STATUSES:
+        send(job_id)
+
+
+def _keep_a_turn_for(sessions: sessionmaker[Session], job_id: str, send: Enqueue) -> None:
+    """Send again a job whose only training message was the turn just given away: one the
+    sweep sent to training while it still waits for its files to be checked (a queued job
+    has a message of its own, which the job that took this turn leaves behind)."""
+    with sessions() as session:
+        view = lease_view(session, job_id)
+    if view is not None and view.status is JobStatus.VALIDATING_FILES and view.owner is None:
         send(job_id)
 
 

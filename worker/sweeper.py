@@ -7,6 +7,8 @@
   again: its message may have been lost (the embedded transport deletes a message when a
   worker receives it). Duplicates are harmless: a worker that finds the job taken or done
   does nothing.
+- A job's internal key whose attempt ended without revoking it (its worker was lost) is
+  deleted; it was refused since its lease lapsed.
 - An upload (`/v1/uploads`) left incomplete past its `expires_at` is expired and its parts
   removed from storage.
 """
@@ -23,6 +25,7 @@ from app.files.service import purge_expired
 from app.jobs import repository
 from app.jobs.repository import WAITING_STATUSES
 from app.jobs.service import Enqueue
+from app.keys.service import purge_dead_job_keys
 from app.settings import Settings
 from app.storage import storage_from_settings
 from app.uploads.service import expire_due
@@ -67,6 +70,8 @@ def sweep(sessions: sessionmaker[Session], settings: Settings, send: Enqueue) ->
     with sessions() as session:
         for file_id in purge_expired(session, storage):
             logger.info("file %s expired; purged", file_id)
+    with sessions.begin() as session:
+        purge_dead_job_keys(session)
     return report
 
 

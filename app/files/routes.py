@@ -52,6 +52,18 @@ def _expiry_seconds(form) -> int | None:  # type: ignore[no-untyped-def]
     return value
 
 
+def _check_name_is_utf8(upload: UploadFile) -> None:
+    # the form parser decodes a name that is not UTF-8 as Latin-1, silently; the part's raw
+    # Content-Disposition header still holds the bytes that were sent
+    disposition = dict(upload.headers.raw).get(b"content-disposition", b"")
+    try:
+        disposition.decode("utf-8")
+    except UnicodeDecodeError:
+        raise bad_request(
+            "The file name is not valid UTF-8.", param="file", code="invalid_file_name"
+        ) from None
+
+
 @router.post("/files", response_model=FileObject)
 async def upload_file(
     request: Request,
@@ -73,6 +85,7 @@ async def upload_file(
         raise bad_request("Missing required parameter: 'purpose'.", param="purpose")
     if not isinstance(upload, UploadFile):
         raise bad_request("Missing required parameter: 'file'.", param="file")
+    _check_name_is_utf8(upload)
     filename = upload.filename or "upload"
     file_service.check_upload_purpose(purpose, filename)
     expires = _expiry_seconds(form)

@@ -137,6 +137,12 @@ MAX_FILENAME_CHARS = 512
 
 
 def _check_filename(filename: str) -> None:
+    try:
+        filename.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate, e.g. from a JSON "\ud800"
+        raise bad_request(
+            "The file name is not valid UTF-8.", param="file", code="invalid_file_name"
+        ) from None
     if len(filename) > MAX_FILENAME_CHARS:
         raise bad_request(
             f"The file name has {len(filename)} characters; at most {MAX_FILENAME_CHARS} "

@@ -19,6 +19,10 @@ class GraderConfig:
     max_processes: int = 32
     allow_unisolated: bool = False
     sandbox_pool_size: int = field(default_factory=lambda: max(1, os.cpu_count() or 1))
+    # python sandboxes running at once in this process, and for one grader (a graders/run
+    # request or a job's grader, its sub-graders included)
+    max_sandboxes: int = field(default_factory=lambda: 2 * max(1, os.cpu_count() or 1))
+    max_sandboxes_per_grader: int = field(default_factory=lambda: max(1, os.cpu_count() or 1))
     # Paths the sandbox must never expose, even by accident (data dir, database file).
     hidden_paths: tuple[Path, ...] = ()
     # score_model / label_model: an OpenAI-compatible chat completions endpoint
@@ -36,10 +40,12 @@ class GraderConfig:
     embeddings_model: str = "text-embedding-3-large"
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> GraderConfig:
+    def from_settings(cls, settings: Settings, own_key: str | None = None) -> GraderConfig:
         """Build the grader configuration from the service settings.
 
-        Model graders default to this service's own OpenAI-compatible endpoint.
+        Model graders default to this service's own OpenAI-compatible endpoint, where they
+        act as `own_key`'s project: a job's internal key, or the key of the request that runs
+        the grader. An endpoint the operator named gets only the key named for it.
         """
         own_endpoint = f"http://{settings.host}:{settings.port}/v1"
         external = settings.grader_model_base_url is not None
@@ -51,13 +57,16 @@ class GraderConfig:
             file_size_bytes=settings.grader_file_size_bytes,
             max_processes=settings.grader_max_processes,
             sandbox_pool_size=settings.grader_sandbox_pool_size or max(1, os.cpu_count() or 1),
+            max_sandboxes=settings.grader_max_sandboxes or 2 * max(1, os.cpu_count() or 1),
+            max_sandboxes_per_grader=settings.grader_max_sandboxes_per_grader
+            or max(1, os.cpu_count() or 1),
             hidden_paths=(settings.resolved_data_dir,),
             model_base_url=settings.grader_model_base_url or own_endpoint,
             # an endpoint the operator named gets only the key named for it: this service's own
             # key never leaves for someone else's server
             model_api_key=settings.grader_model_api_key
             if external
-            else settings.grader_model_api_key or settings.api_key,
+            else own_key or settings.grader_model_api_key or settings.api_key,
             model_response_format="json_schema" if external else "json_object",
             embeddings_base_url=settings.embeddings_base_url,
             embeddings_api_key=settings.embeddings_api_key,

@@ -9,13 +9,23 @@ from app.graders.config import GraderConfig
 from app.graders.multi import MultiGrader
 from app.graders.normalize import normalize_grader
 from app.graders.result import GradeResult
+from app.graders.sandbox_slots import SandboxSlots
 from app.graders.text_graders import StringCheckGrader, TextSimilarityGrader
 
 
-def build_grader(definition: dict, config: GraderConfig, *, warm: bool = False) -> Grader:
+def build_grader(
+    definition: dict,
+    config: GraderConfig,
+    *,
+    warm: bool = False,
+    slots: SandboxSlots | None = None,
+) -> Grader:
     """A Grader for a normalized, valid definition. With `warm`, python graders keep a pool
-    of sandboxes alive across calls (close() the grader to end them)."""
+    of sandboxes alive across calls (close() the grader to end them). Its python graders
+    share `slots` (new ones for a top-level grader): the sandboxes they may run at once."""
     kind = definition["type"]
+    if slots is None:
+        slots = SandboxSlots(config.max_sandboxes_per_grader)
     if kind == "string_check":
         return StringCheckGrader(definition, config)
     if kind == "text_similarity":
@@ -23,7 +33,7 @@ def build_grader(definition: dict, config: GraderConfig, *, warm: bool = False) 
     if kind == "python":
         from app.graders.python_grader import PythonGrader
 
-        return PythonGrader(definition, config, warm=warm)
+        return PythonGrader(definition, config, warm=warm, slots=slots)
     if kind == "score_model":
         from app.graders.model_graders import ScoreModelGrader
 
@@ -33,7 +43,9 @@ def build_grader(definition: dict, config: GraderConfig, *, warm: bool = False) 
 
         return LabelModelGrader(definition, config)
     if kind == "multi":
-        return MultiGrader(definition, config, lambda sub, cfg: build_grader(sub, cfg, warm=warm))
+        return MultiGrader(
+            definition, config, lambda sub, cfg: build_grader(sub, cfg, warm=warm, slots=slots)
+        )
     raise ValueError(f"unknown grader type {kind!r}")
 
 

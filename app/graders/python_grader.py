@@ -6,6 +6,7 @@ from app.graders.base import Grader
 from app.graders.config import GraderConfig
 from app.graders.result import GradeResult
 from app.graders.sandbox_pool import Outcome, SandboxPool
+from app.graders.sandbox_slots import SandboxSlots
 from app.graders.validation import python_source_problem
 
 
@@ -13,8 +14,11 @@ class PythonGrader(Grader):
     """With `warm`, the pool of sandboxes lives until close(); otherwise each call starts
     and ends its own."""
 
-    def __init__(self, definition: dict, config: GraderConfig, *, warm: bool) -> None:
+    def __init__(
+        self, definition: dict, config: GraderConfig, *, warm: bool, slots: SandboxSlots
+    ) -> None:
         super().__init__(definition, config)
+        self.slots = slots
         self.source: str = definition["source"]
         self.source_problem = python_source_problem(self.source, config.max_source_bytes)
         self.warm = warm
@@ -26,10 +30,12 @@ class PythonGrader(Grader):
         pairs = list(zip(samples, items, strict=True))
         if self.warm:
             if self._pool is None:
-                self._pool = SandboxPool(self.source, self.config)
+                self._pool = SandboxPool(self.source, self.config, grader_slots=self.slots)
             outcomes = self._pool.grade(pairs)
         else:
-            pool = SandboxPool(self.source, self.config, size=min(len(pairs), 1))
+            pool = SandboxPool(
+                self.source, self.config, size=min(len(pairs), 1), grader_slots=self.slots
+            )
             try:
                 outcomes = pool.grade(pairs)
             finally:

@@ -10,7 +10,7 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, Request
 
-from app.auth import current_project, get_settings_dep
+from app.auth import bearer_token, current_project, get_settings_dep
 from app.errors import bad_request, rate_limited
 from app.graders import GraderConfig, grade, make_sample, normalize_grader, validate_grader
 from app.graders.run_limits import Busy, GraderRunLimiter
@@ -43,7 +43,8 @@ async def run_grader(
     settings: Settings = Depends(get_settings_dep),
 ) -> dict[str, Any]:
     grader = _checked_grader(body.grader, settings)
-    config = GraderConfig.from_settings(settings)
+    # model graders calling this service act as the caller's project, with the caller's key
+    config = GraderConfig.from_settings(settings, own_key=bearer_token(request))
     sample, item = make_sample(body.model_sample), body.item or {}
     limiter: GraderRunLimiter = request.app.state.grader_runs
     try:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import select
 import shutil
@@ -16,6 +17,7 @@ from dataclasses import dataclass
 
 from app.graders.config import GraderConfig
 from app.graders.sandbox import SandboxUnavailable, sandbox_command
+from app.graders.sandbox_slots import SandboxSlots, process_slots, running_slots
 
 logger = logging.getLogger("openrft.graders")
 
@@ -47,18 +49,23 @@ class SandboxWorker:
 
     def __init__(self, source: str, config: GraderConfig) -> None:
         self.config = config
-        command, self._private_dir = sandbox_command(config)
+        command = sandbox_command(config)
+        self._private_dir = command.private_dir
         self._stderr = tempfile.TemporaryFile()
-        self.process = subprocess.Popen(
-            command,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=self._stderr,
-            env={"PATH": "/usr/bin:/bin"},
-            cwd=self._private_dir or "/",
-            start_new_session=True,
-            close_fds=True,
-        )
+        try:
+            self.process = subprocess.Popen(
+                command.argv,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=self._stderr,
+                env={"PATH": "/usr/bin:/bin"},
+                cwd=self._private_dir or "/",
+                start_new_session=True,
+                close_fds=True,
+                pass_fds=() if command.seccomp_fd is None else (command.seccomp_fd,),
+            )
+        finally:
+            command.close_seccomp_fd()
         assert self.process.stdin is not None and self.process.stdout is not None
         self._input, self._output = self.process.stdin, self.process.stdout
         self._buffer = bytearray()
@@ -84,10 +91,13 @@ class SandboxWorker:
             except WorkerGone as gone:
                 gone.done = outcomes
                 raise
-            if "reward" in reply:
-                outcomes.append(Outcome(reward=float(reply["reward"]), seconds=reply["time"]))
-            else:
-                outcomes.append(Outcome(runtime_error=str(reply["error"]), seconds=reply["time"]))
+            outcome = _outcome(reply)
+            if outcome is None:
+                # the grader's code can reach the protocol's pipe: what it wrote there is junk
+                broken = self._fail("the sandbox broke its protocol")
+                broken.done = outcomes
+                raise broken
+            outcomes.append(outcome)
         return outcomes
 
     def kill(self) -> None:
@@ -159,6 +169,26 @@ class SandboxWorker:
         return f"the sandbox exited with status {code}" + (f": {detail}" if detail else "")
 
 
+def _finite_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _outcome(reply: dict) -> Outcome | None:
+    """A grade's outcome from the runner's reply; None for anything the runner never sends."""
+    seconds = reply.get("time")
+    if (
+        not isinstance(seconds, int | float)
+        or not _finite_number(seconds)
+        or set(reply) not in ({"reward", "time"}, {"error", "time"})
+    ):
+        return None
+    if "error" in reply:
+        error = reply["error"]
+        return Outcome(runtime_error=error, seconds=seconds) if isinstance(error, str) else None
+    reward = reply["reward"]
+    return Outcome(reward=float(reward), seconds=seconds) if _finite_number(reward) else None
+
+
 def _wait(fd: int, event: int, deadline: float) -> bool:
     poller = select.poll()
     poller.register(fd, event | select.POLLHUP | select.POLLERR)
@@ -173,17 +203,30 @@ def _wait(fd: int, event: int, deadline: float) -> bool:
 class SandboxPool:
     """Up to `size` warm workers for one source; a batch is split across them."""
 
-    def __init__(self, source: str, config: GraderConfig, size: int | None = None) -> None:
+    def __init__(
+        self,
+        source: str,
+        config: GraderConfig,
+        size: int | None = None,
+        grader_slots: SandboxSlots | None = None,
+    ) -> None:
         self.source = source
         self.config = config
         self.size = max(1, size or config.sandbox_pool_size)
         self._workers: list[SandboxWorker | None] = [None] * self.size
         self._executor = ThreadPoolExecutor(max_workers=self.size)
+        self._slots = [process_slots(config.max_sandboxes)]
+        if grader_slots is not None:
+            self._slots.insert(0, grader_slots)
 
     def grade(self, pairs: list[tuple[dict, dict]]) -> list[Outcome]:
+        """Grade pairs in order on as many warm workers as running slots allow."""
         if not pairs:
             return []
-        chunk_count = min(self.size, len(pairs))
+        with running_slots(min(self.size, len(pairs)), *self._slots) as running:
+            return self._grade_on(pairs, running)
+
+    def _grade_on(self, pairs: list[tuple[dict, dict]], chunk_count: int) -> list[Outcome]:
         bounds = [len(pairs) * index // chunk_count for index in range(chunk_count + 1)]
         futures = [
             self._executor.submit(self._grade_chunk, slot, pairs[bounds[slot] : bounds[slot + 1]])

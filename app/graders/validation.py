@@ -17,6 +17,8 @@ SUB_GRADER_TYPES = ("string_check", "text_similarity", "python", "score_model", 
 ROLES = ("user", "assistant", "system", "developer")
 REASONING_EFFORTS = ("none", "minimal", "low", "medium", "high", "xhigh", "max")
 DEFAULT_MAX_SOURCE_BYTES = 256 * 1024
+# sub-graders of one multi grader: each may hold sandboxes or model calls per sample
+MAX_SUB_GRADERS = 32
 _COMMON_FIELDS = {"type", "name"}
 ALLOWED_FIELDS = {
     "string_check": _COMMON_FIELDS | {"input", "reference", "operation"},
@@ -226,6 +228,12 @@ class _Checker:
         if not isinstance(graders, dict) or not graders:
             self.fail(f"{path}.graders", "'graders' must be a non-empty map of name to grader")
             graders = {}
+        if len(graders) > MAX_SUB_GRADERS:
+            self.fail(
+                f"{path}.graders",
+                f"a multi grader has at most {MAX_SUB_GRADERS} sub-graders, not {len(graders)}",
+            )
+            return
         for key, sub_grader in graders.items():
             sub_path = f"{path}.graders.{key}"
             if isinstance(sub_grader, dict) and sub_grader.get("type") == "multi":

@@ -196,10 +196,11 @@ def _check_example(example: dict[str, Any], method: Method) -> None:
         )
     if "tools" in example:
         _check_tools(example["tools"], "tools")
-        if example["tools"]:
+        if example["tools"] and method != "reinforcement":
+            # an SFT answer that calls tools would be trained on as text without its calls
             raise _LineProblem(
-                '"tools" must be empty: tool definitions are not supported yet, and the model '
-                "would be trained without seeing them."
+                '"tools" must be empty for supervised fine-tuning: tool definitions are used by '
+                "reinforcement fine-tuning only."
             )
 
 

@@ -323,7 +323,7 @@ def lease_view(session: Session, job_id: str) -> LeaseView | None:
 def claim(session: Session, job_id: str, owner: str, lease_seconds: float) -> Fence | None:
     """Take the lease of a waiting job nobody holds; None when it is not ours to take.
 
-    Raises the attempt. A job whose lease lapsed must be reclaimed first (`reclaim_lapsed`).
+    Raises the attempt and notes when its project was last served (the fair dispatch). A job whose lease lapsed must be reclaimed first (`reclaim_lapsed`).
     """
     view = lease_view(session, job_id)
     if view is None or view.status not in WAITING_STATUSES or view.owner is not None:
@@ -345,6 +345,10 @@ def claim(session: Session, job_id: str, owner: str, lease_seconds: float) -> Fe
     )
     if result.rowcount != 1:
         return None
+    project_id = select(Job.project_id).where(Job.id == job_id).scalar_subquery()
+    session.execute(
+        update(Project).where(Project.id == project_id).values(last_dispatched_at=db_clock())
+    )
     return Fence(job_id, view.attempt + 1, owner)
 
 

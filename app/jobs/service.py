@@ -35,6 +35,7 @@ from app.jobs import (
 )
 from app.jobs.schemas import JobCreateRequest
 from app.jobs.states import CREATED_MESSAGE, UserAction, validating_file_message
+from app.jobs.tool_support import check_tool_support
 from app.quotas import check_active_jobs
 from app.settings import Settings
 from app.tables import Checkpoint, File, Job, JobEvent, JobSample, Project, now
@@ -173,9 +174,12 @@ def create_job(
 ) -> Job:
     check_active_jobs(session, settings, project)
     start = _starting_point(session, settings, project, body.model)
-    _training_input(session, project, body.training_file, "training_file")
+    inputs = [
+        ("training_file", _training_input(session, project, body.training_file, "training_file"))
+    ]
     if body.validation_file is not None:
-        _training_input(session, project, body.validation_file, "validation_file")
+        validation = _training_input(session, project, body.validation_file, "validation_file")
+        inputs.append(("validation_file", validation))
     try:
         method = normalize_method(body.method, body.hyperparameters)
         suffix = validate_suffix(body.suffix)
@@ -190,6 +194,7 @@ def create_job(
         method,
         "hyperparameters" if body.hyperparameters else f"method.{method.type}.hyperparameters",
     )
+    check_tool_support(settings, start.base_model, body.model, inputs)
     method_echo = method.as_dict()
     if method.type == "reinforcement":
         if body.validation_file is None:

@@ -9,7 +9,9 @@ from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from app import ids
-from app.tables import ApiKey, Project
+from app.db import db_clock
+from app.jobs.states import JobStatus
+from app.tables import ApiKey, Job, Project
 
 DEFAULT_PROJECT = "default"
 # the project whose key the embedded worker's model graders use to call this server
@@ -47,11 +49,58 @@ def create_key(session: Session, project_name: str) -> str:
 
 def project_for_key(session: Session, api_key: str) -> Project | None:
     key = session.scalar(select(ApiKey).where(ApiKey.key_hash == hash_key(api_key)))
-    return None if key is None else session.get(Project, key.project_id)
+    if key is None or (key.job_id is not None and not _job_key_alive(session, key)):
+        return None
+    return session.get(Project, key.project_id)
+
+
+def _job_key_alive(session: Session, key: ApiKey) -> bool:
+    """A job's key lives while the attempt it was issued to runs and holds its lease: it
+    expires within a lease length of a lost worker, and with the job's end."""
+    alive = select(Job.seq).where(
+        Job.id == key.job_id,
+        Job.attempt == key.job_attempt,
+        Job.status == JobStatus.RUNNING.value,
+        Job.lease_owner.is_not(None),
+        Job.lease_expires_at > db_clock(),
+    )
+    return session.scalar(alive) is not None
+
+
+def issue_job_key(session: Session, job_id: str, attempt: int) -> str:
+    """A new key acting as the job's project for this attempt only; shown to the caller once,
+    stored hashed. The caller commits."""
+    project_id = session.scalars(select(Job.project_id).where(Job.id == job_id)).one()
+    api_key = ids.new_api_key()
+    session.add(
+        ApiKey(
+            project_id=project_id,
+            key_hash=hash_key(api_key),
+            key_prefix=api_key[:16],
+            job_id=job_id,
+            job_attempt=attempt,
+        )
+    )
+    return api_key
+
+
+def revoke_job_keys(session: Session, job_id: str, attempt: int) -> None:
+    """Delete the keys issued to that attempt of the job. The caller commits."""
+    session.execute(delete(ApiKey).where(ApiKey.job_id == job_id, ApiKey.job_attempt == attempt))
+
+
+def purge_dead_job_keys(session: Session) -> int:
+    """Delete job keys whose attempt ended without revoking them (its worker was lost)."""
+    keys = session.scalars(select(ApiKey).where(ApiKey.job_id.is_not(None))).all()
+    dead = [key.seq for key in keys if not _job_key_alive(session, key)]
+    if dead:
+        session.execute(delete(ApiKey).where(ApiKey.seq.in_(dead)))
+    return len(dead)
 
 
 def has_any_key(session: Session) -> bool:
-    return session.scalar(select(ApiKey.seq).limit(1)) is not None
+    user_keys = select(ApiKey.seq).where(ApiKey.job_id.is_(None))
+    return session.scalar(user_keys.limit(1)) is not None
 
 
 @dataclass(frozen=True)
@@ -71,7 +120,11 @@ def key_id(key_hash: str) -> str:
 
 
 def list_keys(session: Session, project_id: str | None = None) -> list[KeyInfo]:
-    query = select(ApiKey, Project).join(Project, Project.id == ApiKey.project_id)
+    query = (
+        select(ApiKey, Project)
+        .join(Project, Project.id == ApiKey.project_id)
+        .where(ApiKey.job_id.is_(None))  # a job's internal keys are no one's to manage
+    )
     if project_id is not None:
         query = query.where(ApiKey.project_id == project_id)
     return [

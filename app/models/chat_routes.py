@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Depends
+from fastapi.responses import StreamingResponse
 from sqlalchemy.orm import Session
 
 from app.auth import current_project, get_session, get_settings_dep
@@ -14,11 +15,12 @@ from app.tables import Project
 router = APIRouter()
 
 
+# with `stream`, server-sent `chat.completion.chunk` events instead of the object
 @router.post("/chat/completions", response_model=ChatCompletion)
 async def create(
     body: ChatCompletionRequest,
     project: Project = Depends(current_project),
     session: Session = Depends(get_session),
     settings: Settings = Depends(get_settings_dep),
-) -> ChatCompletion:
+) -> ChatCompletion | StreamingResponse:
     return await create_chat_completion(session, settings, project, body)

@@ -8,21 +8,25 @@ shapes both sides speak.
 from __future__ import annotations
 
 import json
+from collections.abc import AsyncIterator
 from typing import Any, TypeVar
 
 import httpx
 from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import StreamingResponse
 from pydantic import BaseModel
 from sqlalchemy.orm import Session
 
 from app import ids
 from app.errors import APIError, bad_request
 from app.inference_protocol import (
+    Choice,
     GenerateRequest,
     GenerateResponse,
     MergeRequest,
     MergeResponse,
     Message,
+    StreamEvent,
 )
 from app.models.chat_schemas import (
     MAX_STOP_SEQUENCES,
@@ -31,8 +35,12 @@ from app.models.chat_schemas import (
     ChatCompletionChoice,
     ChatCompletionRequest,
     ChatMessage,
+    ChoiceLogprobs,
     CompletionUsage,
+    ToolCall,
 )
+from app.models.chat_stream import ChunkHeader, sse_chunks
+from app.models.chat_tools import ToolUse, checked_tool_calls, tool_use
 from app.models.service import ServedModel, resolve_model
 from app.settings import Settings
 from app.tables import Project, now
@@ -55,10 +63,35 @@ class InferenceClient:
     async def merge(self, request: MergeRequest) -> MergeResponse:
         return await self._post("/merge", request, MergeResponse)
 
-    async def _post(self, path: str, body: BaseModel, response_type: type[Response]) -> Response:
+    async def stream(self, request: GenerateRequest) -> AsyncIterator[StreamEvent]:
+        """The events of a streamed generation; a refused request raises here, before any."""
+        http = httpx.AsyncClient(timeout=INFERENCE_TIMEOUT)
         try:
-            async with httpx.AsyncClient(timeout=INFERENCE_TIMEOUT) as http:
-                response = await http.post(self.base_url + path, json=body.model_dump())
+            outgoing = http.build_request(
+                "POST", self.base_url + "/generate", json=request.model_dump()
+            )
+            response = await self._send(http, outgoing)
+            if response.status_code >= 400:
+                await response.aread()
+                raise _inference_failure(response)
+        except BaseException:
+            await http.aclose()
+            raise
+        return _stream_events(http, response)
+
+    async def _post(self, path: str, body: BaseModel, response_type: type[Response]) -> Response:
+        async with httpx.AsyncClient(timeout=INFERENCE_TIMEOUT) as http:
+            outgoing = http.build_request("POST", self.base_url + path, json=body.model_dump())
+            response = await self._send(http, outgoing, stream=False)
+        if response.status_code >= 400:
+            raise _inference_failure(response)
+        return response_type.model_validate(response.json())
+
+    async def _send(
+        self, http: httpx.AsyncClient, request: httpx.Request, stream: bool = True
+    ) -> httpx.Response:
+        try:
+            return await http.send(request, stream=stream)
         except httpx.TimeoutException as error:
             raise APIError(504, "The inference process timed out.", type="server_error") from error
         except httpx.TransportError as error:
@@ -69,9 +102,20 @@ class InferenceClient:
                 type="server_error",
                 code="inference_unavailable",
             ) from error
-        if response.status_code >= 400:
-            raise _inference_failure(response)
-        return response_type.model_validate(response.json())
+
+
+async def _stream_events(
+    http: httpx.AsyncClient, response: httpx.Response
+) -> AsyncIterator[StreamEvent]:
+    try:
+        async for line in response.aiter_lines():
+            if line.strip():
+                yield StreamEvent.model_validate_json(line)
+    except httpx.HTTPError as error:
+        yield StreamEvent(error=f"The inference process's stream broke: {error}")
+    finally:
+        await response.aclose()
+        await http.aclose()
 
 
 def _inference_failure(response: httpx.Response) -> APIError:
@@ -90,23 +134,26 @@ def _inference_failure(response: httpx.Response) -> APIError:
 
 async def create_chat_completion(
     session: Session, settings: Settings, project: Project, body: ChatCompletionRequest
-) -> ChatCompletion:
+) -> ChatCompletion | StreamingResponse:
     _check_supported(body)
+    tools = tool_use(body)
     messages = _prompt_messages(body)
     model = await run_in_threadpool(resolve_model, session, settings, project, body.model)
-    request = _generate_request(model, body, messages)
-    response = await InferenceClient(settings.resolved_inference_url).generate(request)
+    request = _generate_request(model, body, messages, tools)
+    client = InferenceClient(settings.resolved_inference_url)
+    header = ChunkHeader(id=ids.new_chat_completion_id(), created=now(), model=body.model)
+    if body.stream:
+        events = await client.stream(request)
+        include_usage = bool(body.stream_options and body.stream_options.include_usage)
+        chunks = sse_chunks(events, header, request.n, include_usage)
+        return StreamingResponse(chunks, media_type="text/event-stream")
+    response = await client.generate(request)
     return ChatCompletion(
-        id=ids.new_chat_completion_id(),
-        created=now(),
+        id=header.id,
+        created=header.created,
         model=body.model,
         choices=[
-            ChatCompletionChoice(
-                index=index,
-                message=AssistantMessage(content=choice.text),
-                finish_reason=choice.finish_reason,
-            )
-            for index, choice in enumerate(response.choices)
+            _completion_choice(index, choice) for index, choice in enumerate(response.choices)
         ],
         usage=CompletionUsage(
             prompt_tokens=response.prompt_tokens,
@@ -116,8 +163,21 @@ async def create_chat_completion(
     )
 
 
+def _completion_choice(index: int, choice: Choice) -> ChatCompletionChoice:
+    calls = [ToolCall.model_validate(call) for call in choice.tool_calls] or None
+    # an answer that only calls tools has no content (OpenAI's null)
+    content = None if calls and not choice.text.strip() else choice.text
+    logprobs = ChoiceLogprobs(content=choice.logprobs) if choice.logprobs is not None else None
+    return ChatCompletionChoice(
+        index=index,
+        message=AssistantMessage(content=content, tool_calls=calls),
+        finish_reason=choice.finish_reason,
+        logprobs=logprobs,
+    )
+
+
 def _generate_request(
-    model: ServedModel, body: ChatCompletionRequest, messages: list[Message]
+    model: ServedModel, body: ChatCompletionRequest, messages: list[Message], tools: ToolUse
 ) -> GenerateRequest:
     response_format = body.response_format
     return GenerateRequest(
@@ -133,21 +193,29 @@ def _generate_request(
         stop=_stop_sequences(body.stop),
         response_format=response_format.type if response_format else "text",
         json_schema=response_format.json_schema if response_format else None,
+        tools=tools.tools,
+        forced_tool=tools.forced,
+        parallel_tool_calls=tools.parallel,
+        logprobs=bool(body.logprobs),
+        top_logprobs=body.top_logprobs or 0,
+        stream=bool(body.stream),
     )
 
 
 def _check_supported(body: ChatCompletionRequest) -> None:
     """Refuse, by name, the options this server would otherwise silently ignore."""
+    if body.stream_options is not None and not body.stream:
+        raise bad_request(
+            "'stream_options' is only allowed when 'stream' is true.", param="stream_options"
+        )
+    if body.top_logprobs is not None and not body.logprobs:
+        raise bad_request(
+            "'logprobs' must be true when 'top_logprobs' is set.", param="top_logprobs"
+        )
     unsupported: list[tuple[str, bool]] = [
-        ("stream", bool(body.stream)),
-        ("stream_options", body.stream_options is not None and not body.stream),
         ("presence_penalty", bool(body.presence_penalty)),
         ("frequency_penalty", bool(body.frequency_penalty)),
-        ("logprobs", bool(body.logprobs)),
-        ("top_logprobs", body.top_logprobs is not None),
         ("logit_bias", bool(body.logit_bias)),
-        ("tools", bool(body.tools)),
-        ("tool_choice", body.tool_choice not in (None, "none")),
     ]
     for param, is_set in unsupported:
         if is_set:
@@ -171,6 +239,8 @@ def _prompt_messages(body: ChatCompletionRequest) -> list[Message]:
         Message(
             role="system" if message.role == "developer" else message.role,
             content=_text_content(message, index),
+            tool_calls=checked_tool_calls(message, index),
+            tool_call_id=message.tool_call_id,
         )
         for index, message in enumerate(body.messages)
     ]
@@ -188,6 +258,8 @@ def _text_content(message: ChatMessage, index: int) -> str:
     if isinstance(message.content, str):
         return message.content
     param = f"messages[{index}].content"
+    if message.content is None and message.tool_calls:
+        return ""  # an assistant turn that only called tools
     if message.content is None:
         raise bad_request("Each message needs text content.", param=param)
     texts = []

@@ -153,12 +153,21 @@ def test_models_list_and_retrieve_fine_tuned_models_per_project(
 ) -> None:
     listed = {model.id: model for model in client.models.list()}
     # base models, then the project's one fine-tuned model; checkpoints are not listed
-    assert list(listed) == [SMOLLM2_NAME, served.base_dir.name, served.fine_tuned_model]
+    assert list(listed) == [
+        SMOLLM2_NAME,
+        served.base_dir.name,
+        served.tool_model_dir.name,
+        served.fine_tuned_model,
+    ]
     assert listed[served.fine_tuned_model].owned_by == served.project_id
     retrieved = client.models.retrieve(served.checkpoint_model)
     assert (retrieved.id, retrieved.owned_by) == (served.checkpoint_model, served.project_id)
 
     other = make_client(served.service, other_key)
-    assert [model.id for model in other.models.list()] == [SMOLLM2_NAME, served.base_dir.name]
+    assert [model.id for model in other.models.list()] == [
+        SMOLLM2_NAME,
+        served.base_dir.name,
+        served.tool_model_dir.name,
+    ]
     with pytest.raises(openai.NotFoundError):
         other.models.retrieve(served.fine_tuned_model)

@@ -116,6 +116,7 @@ def test_upload_over_the_limit_is_rejected_and_nothing_stored(
     [
         ("x" * 600 + ".jsonl", b"{}\n", "invalid_file_name"),
         ("tab\there.jsonl", b"{}\n", "invalid_file_name"),
+        ("\udcff\udcfename.jsonl", b"{}\n", "invalid_file_name"),  # bytes that are not UTF-8
         ("empty.jsonl", b"", "empty_file"),
     ],
 )

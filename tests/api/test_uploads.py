@@ -8,6 +8,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import openai
 import pytest
 
@@ -178,6 +179,21 @@ def test_create_checks_like_a_direct_upload(client: openai.OpenAI) -> None:
         with pytest.raises(openai.BadRequestError) as raised:
             client.uploads.create(**{**request, **change})  # type: ignore[arg-type]
         assert (raised.value.param, raised.value.code) == (param, code), change
+
+
+def test_a_file_name_that_is_not_utf8_is_a_400(client: openai.OpenAI) -> None:
+    # a lone surrogate is valid JSON but no UTF-8 (the SDK refuses to send it, so by hand)
+    body = (
+        '{"bytes": 10, "filename": "\\ud800name.jsonl", "mime_type": "%s", "purpose": "fine-tune"}'
+    )
+    answer = httpx.post(
+        f"{client.base_url}uploads",
+        content=(body % JSONL).encode(),
+        headers={"Authorization": f"Bearer {client.api_key}", "Content-Type": "application/json"},
+    )
+    assert answer.status_code == 400, answer.text
+    error = answer.json()["error"]
+    assert (error["param"], error["code"]) == ("file", "invalid_file_name")
 
 
 def test_expires_after_is_passed_to_the_file(client: openai.OpenAI) -> None:

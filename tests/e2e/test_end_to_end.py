@@ -13,6 +13,7 @@ import pytest
 
 from tests.api.jobfiles import BASE_MODEL, cancel_unfinished, rft_rows, sft_rows, upload_rows
 from tests.conftest import wait_for_job
+from tests.services import LiveService
 
 MULTI_GRADER = {
     "type": "multi",
@@ -227,7 +228,10 @@ def test_trainer_failure_fails_the_job_with_its_error(
     assert (newest.level, newest.message) == ("error", f"The job failed: {job.error.message}")
 
 
-def test_score_model_grader_calls_this_services_models(client: openai.OpenAI) -> None:
+def test_score_model_grader_calls_this_services_models(
+    client: openai.OpenAI, service: LiveService
+) -> None:
+    service.inference_url()  # the inference process starts after the API; run alone, wait for it
     grader = {
         "type": "score_model",
         "name": "judge",

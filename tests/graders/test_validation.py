@@ -145,3 +145,14 @@ def test_source_limit_is_configurable() -> None:
     source = "def grade(sample, item):\n    return 1.0\n"
     assert validate_grader({**PYTHON, "source": source}, max_source_bytes=10)
     assert validate_grader({**PYTHON, "source": source}, max_source_bytes=1000) == []
+
+
+def test_a_multi_grader_is_limited_in_size() -> None:
+    def multi(count: int) -> dict:
+        graders = {f"g{index}": STRING_CHECK for index in range(count)}
+        return {"type": "multi", "graders": graders, "calculate_output": "g0"}
+
+    assert validate_grader(multi(32)) == []
+    errors = validate_grader(multi(33))
+    assert [error.path for error in errors] == ["grader.graders"]
+    assert "at most 32 sub-graders" in errors[0].message

@@ -13,6 +13,7 @@ import httpx
 import pytest
 
 from tests.services import LiveService, free_port, live_service, service_env
+from tests.tool_models import build_tiny_tool_model
 
 TINY_MODEL_NAME = "tiny-chat"
 
@@ -50,6 +51,8 @@ class ServedModels:
 
     service: LiveService
     base_dir: Path
+    # the tiny model again, with a chat template that renders tools
+    tool_model_dir: Path
     fine_tuned_model: str
     fine_tuned_adapter: Path
     checkpoint_model: str
@@ -59,7 +62,7 @@ class ServedModels:
     project_id: str
 
 
-def _write_rows(service: LiveService, base_dir: Path) -> ServedModels:
+def _write_rows(service: LiveService, base_dir: Path, tool_model_dir: Path) -> ServedModels:
     """A succeeded job with a fine-tuned model and one checkpoint, adapters in place."""
     from app import ids
     from app.db import session_factory
@@ -110,6 +113,7 @@ def _write_rows(service: LiveService, base_dir: Path) -> ServedModels:
     return ServedModels(
         service=service,
         base_dir=base_dir,
+        tool_model_dir=tool_model_dir,
         fine_tuned_model=fine_tuned,
         fine_tuned_adapter=settings.checkpoints_dir / result_path,
         checkpoint_model=checkpoint_model,
@@ -137,6 +141,7 @@ def _wait_for_inference(url: str, service: LiveService) -> None:
 def serving_tiny_models(root: Path) -> Iterator[ServedModels]:
     """`openrft serve` with the tiny model as a base model and its inference process."""
     base_dir = build_tiny_base(root / "models")
+    tool_model_dir = build_tiny_tool_model(root / "models")
     data_dir = root / "data"
     inference_port = free_port()
     env = service_env(
@@ -150,7 +155,7 @@ def serving_tiny_models(root: Path) -> Iterator[ServedModels]:
     )
     with live_service(env, data_dir) as service:
         _wait_for_inference(f"http://127.0.0.1:{inference_port}", service)
-        yield _write_rows(service, base_dir)
+        yield _write_rows(service, base_dir, tool_model_dir)
 
 
 _shared: dict[str, ServedModels] = {}

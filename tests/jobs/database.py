@@ -44,12 +44,27 @@ class JobDatabase:
         with self.sessions() as session:
             return create_job(session, self.settings, self.project, body, self.send).id
 
+    def create_job_in(self, project_name: str) -> str:
+        """A job of another project (made on first use, with files of its own)."""
+        with self.sessions() as session:
+            project = get_or_create_project(session, project_name)
+            session.commit()
+            training = upload(session, self.settings, project, "train.jsonl", rft_rows(10))
+            validation = upload(session, self.settings, project, "valid.jsonl", rft_rows(2))
+            body = JobCreateRequest(
+                model=BASE_MODEL,
+                training_file=training,
+                validation_file=validation,
+                method=rft_method(),
+            )
+            return create_job(session, self.settings, project, body, self.send).id
+
     def job(self, job_id: str) -> Job:
         with self.sessions() as session:
             return session.scalars(select(Job).where(Job.id == job_id)).one()
 
 
-def _upload(session: Session, settings: Settings, project: Project, name: str, rows: list) -> str:
+def upload(session: Session, settings: Settings, project: Project, name: str, rows: list) -> str:
     content = "".join(json.dumps(row) + "\n" for row in rows).encode()
     storage = LocalStorage(settings.uploads_dir)
     row = create_file(
@@ -69,6 +84,6 @@ def job_database_on(database_url: str, data_dir: Path, models_root: Path) -> Job
     with sessions() as session:
         project = get_or_create_project(session, "default")
         session.commit()
-        training = _upload(session, settings, project, "train.jsonl", rft_rows(10))
-        validation = _upload(session, settings, project, "valid.jsonl", rft_rows(2))
+        training = upload(session, settings, project, "train.jsonl", rft_rows(10))
+        validation = upload(session, settings, project, "valid.jsonl", rft_rows(2))
     return JobDatabase(settings, sessions, project, training, validation)

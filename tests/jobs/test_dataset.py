@@ -229,13 +229,21 @@ def test_weight_only_on_assistant():
 def test_tools_must_be_a_list_of_function_definitions():
     tool = {"type": "function", "function": {"name": "lookup", "parameters": {}}}
     assert check_rft(jsonl(*[{**RFT_EXAMPLE, "tools": []}] * 10)).ok
-    # well formed, but refused rather than silently left out of the prompt
-    report = check_rft(rft_file_with({**RFT_EXAMPLE, "tools": [tool]}))
-    assert_line_error(report, 3, '"tools" must be empty: tool definitions are not supported yet')
+    assert check_rft(jsonl(*[{**RFT_EXAMPLE, "tools": [tool]}] * 10)).ok
     report = check_rft(rft_file_with({**RFT_EXAMPLE, "tools": {"name": "lookup"}}))
     assert_line_error(report, 3, '"tools" must be a list, got an object')
     report = check_rft(rft_file_with({**RFT_EXAMPLE, "tools": [tool, {"type": "function"}]}))
     assert_line_error(report, 3, "tools[1] must be")
+
+
+def test_supervised_lines_with_tools_are_refused():
+    tool = {"type": "function", "function": {"name": "lookup", "parameters": {}}}
+    example = {
+        "messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}],
+        "tools": [tool],
+    }
+    report = check_sft(jsonl(*[example] * 10))
+    assert_line_error(report, 1, '"tools" must be empty for supervised fine-tuning')
 
 
 def test_empty_file_is_an_error():

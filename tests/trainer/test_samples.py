@@ -8,7 +8,7 @@ from pathlib import Path
 from app.graders import GradeResult
 from worker.trainer.data import DataOrder
 from worker.trainer.job import train
-from worker.trainer.samples import kept_samples, spread
+from worker.trainer.samples import kept_samples, shown_prompt, spread
 
 from .conftest import CONTAINS_E, question_rows
 from .reporting import RecordingReporter
@@ -130,3 +130,22 @@ def test_supervised_and_a_zero_bound_report_no_samples(
     spec = spec_for(tiny_model_dir, tmp_path / "off", hp, samples_per_step=0)
     train(spec, off, store_in(tmp_path / "off"))
     assert off.steps and off.samples == []
+
+
+def test_the_shown_prompt_keeps_tool_calls_and_their_results() -> None:
+    call = {"id": "c1", "type": "function", "function": {"name": "f", "arguments": "{}"}}
+    row = {
+        "messages": [
+            {"role": "user", "content": [{"type": "text", "text": "Go."}]},
+            {"role": "assistant", "content": None, "tool_calls": [call]},
+            {"role": "tool", "tool_call_id": "c1", "content": "done"},
+            {"role": "user", "content": "And?"},
+        ],
+        "tools": [{"type": "function", "function": {"name": "f"}}],
+    }
+    assert shown_prompt(row) == [
+        {"role": "user", "content": "Go."},
+        {"role": "assistant", "content": "", "tool_calls": [call]},
+        {"role": "tool", "content": "done", "tool_call_id": "c1"},
+        {"role": "user", "content": "And?"},
+    ]

@@ -162,6 +162,19 @@ def test_top_p_keeps_the_smallest_set_reaching_p() -> None:
     assert torch.equal(top_p_filter(logprobs, 1.0), logprobs)
 
 
+def test_top_p_over_the_likeliest_candidates_equals_a_full_sort() -> None:
+    torch.manual_seed(0)
+    peaked = torch.randn(3, 49152) * 4  # the nucleus lies within the top candidates
+    flat = torch.randn(1, 49152) * 0.1  # it does not: the whole vocabulary is sorted
+    for logits in (peaked, flat, torch.cat([peaked, flat])):
+        logprobs = torch.log_softmax(logits, -1)
+        sorted_logprobs, order = logprobs.sort(dim=-1, descending=True)
+        probs = sorted_logprobs.exp()
+        dropped = sorted_logprobs.masked_fill(probs.cumsum(-1) - probs > 0.9, float("-inf"))
+        expected = torch.empty_like(logprobs).scatter_(-1, order, dropped)
+        assert torch.equal(top_p_filter(logprobs, 0.9), expected)
+
+
 def test_reserved_cache_samples_like_the_default_cache(
     tiny_policy: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:

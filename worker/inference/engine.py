@@ -11,25 +11,28 @@ from __future__ import annotations
 import shutil
 import tempfile
 import threading
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 from app.artifact_store import ArtifactStore, MissingArtifact, artifact_store
 from app.inference_protocol import (
-    Choice,
     GenerateRequest,
     GenerateResponse,
     InferenceError,
     MergeRequest,
     MergeResponse,
+    StreamEvent,
 )
 from app.settings import Settings
+from app.tool_calls import template_messages
 from worker.base_model_dirs import base_model_dir
 from worker.constrained import Constraint, ConstraintError
+from worker.inference.answers import AnswerRules, ChoiceStream, final_choice
 from worker.inference.merge import merge_adapter
-from worker.inference.pool import ModelPool
-from worker.inference.sampling import SamplingParams, sample
+from worker.inference.pool import LoadedBase, ModelPool
+from worker.inference.sampling import Completion, SamplingParams, sample, sample_steps
+from worker.inference.tool_choice import forced_call
 
 # the completion budget when a request sets none (OpenAI's is the rest of the context; on a CPU
 # that can mean minutes)
@@ -45,41 +48,35 @@ class InferenceEngine:
         self._lock = threading.Lock()
 
     def generate(self, request: GenerateRequest) -> GenerateResponse:
-        constraint = _constraint(request)
+        with self._prepared(request) as (loaded, prompt_ids, rules):
+            rows = sample(loaded.model, loaded.vocab, prompt_ids, rules.params)
+        choices = [final_choice(row, rules) for row in rows]
+        return GenerateResponse(choices=choices, prompt_tokens=len(prompt_ids))
+
+    def stream(self, request: GenerateRequest) -> Generator[StreamEvent | None, None, None]:
+        """`generate` as events while sampling runs; the first item, None, comes once the
+        request has been checked, so that a bad request fails before anything is streamed."""
+        with self._prepared(request) as (loaded, prompt_ids, rules):
+            yield None
+            streams = [ChoiceStream(index, loaded.vocab, rules) for index in range(rules.params.n)]
+            rows: list[Completion] = []
+            for rows in sample_steps(loaded.model, loaded.vocab, prompt_ids, rules.params):
+                for stream, row in zip(streams, rows, strict=True):
+                    yield from stream.events(row)
+        completion_tokens = sum(row.completion_tokens for row in rows)
+        yield StreamEvent(prompt_tokens=len(prompt_ids), completion_tokens=completion_tokens)
+
+    @contextmanager
+    def _prepared(
+        self, request: GenerateRequest
+    ) -> Iterator[tuple[LoadedBase, list[int], AnswerRules]]:
+        """The model ready (this engine's lock held), the prompt's ids and the answer rules."""
         with (
             self._lock,
             _adapter(self.adapters, request.adapter_key) as adapter_dir,
             self.pool.activate(self._base_dir(request.base_model), adapter_dir) as loaded,
         ):
-            messages = [message.model_dump() for message in request.messages]
-            prompt_ids = loaded.vocab.encode_chat(messages)
-            room = loaded.context_length - len(prompt_ids)
-            if room < 1:
-                raise InferenceError(
-                    400,
-                    f"The messages take {len(prompt_ids)} tokens; the model's context is "
-                    f"{loaded.context_length} tokens.",
-                    param="messages",
-                )
-            params = SamplingParams(
-                max_tokens=min(request.max_tokens or DEFAULT_MAX_TOKENS, room),
-                temperature=request.temperature,
-                top_p=request.top_p,
-                n=request.n,
-                seed=request.seed,
-                stop=tuple(request.stop),
-                constraint=constraint,
-            )
-            completions = sample(loaded.model, loaded.vocab, prompt_ids, params)
-        choices = [
-            Choice(
-                text=completion.text,
-                finish_reason=completion.finish_reason or "length",
-                completion_tokens=completion.completion_tokens,
-            )
-            for completion in completions
-        ]
-        return GenerateResponse(choices=choices, prompt_tokens=len(prompt_ids))
+            yield loaded, *_plan(loaded, request)
 
     def merge(self, request: MergeRequest) -> MergeResponse:
         with self._lock:
@@ -103,6 +100,55 @@ class InferenceEngine:
             return base_model_dir(self.settings, base_model, "inference")
         except ValueError as error:
             raise InferenceError(400, str(error), param="base_model") from error
+
+
+def _plan(loaded: LoadedBase, request: GenerateRequest) -> tuple[list[int], AnswerRules]:
+    vocab = loaded.vocab
+    uses_tools = bool(request.tools) or any(
+        message.tool_calls or message.role == "tool" for message in request.messages
+    )
+    if uses_tools and vocab.tool_format is None:
+        param = "tools" if request.tools else "messages"
+        raise InferenceError(
+            400,
+            f"Model '{request.base_model}' has a chat template without tool support: it cannot "
+            "be given tools, tool calls or tool messages.",
+            param=param,
+        )
+    messages = template_messages([message.model_dump() for message in request.messages])
+    prompt_ids = vocab.encode_chat(messages, request.tools)
+    room = loaded.context_length - len(prompt_ids)
+    if room < 1:
+        raise InferenceError(
+            400,
+            f"The messages take {len(prompt_ids)} tokens; the model's context is "
+            f"{loaded.context_length} tokens.",
+            param="messages",
+        )
+    # a forced call is the whole answer: its grammar stands in for any response format
+    constraint = _constraint(request)
+    if request.forced_tool is not None and vocab.tool_format is not None:
+        try:
+            constraint = forced_call(vocab.tool_format, request.tools, request.forced_tool)
+        except ConstraintError as error:
+            raise InferenceError(400, str(error), param="tools") from None
+    params = SamplingParams(
+        max_tokens=min(request.max_tokens or DEFAULT_MAX_TOKENS, room),
+        temperature=request.temperature,
+        top_p=request.top_p,
+        n=request.n,
+        seed=request.seed,
+        stop=tuple(request.stop),
+        constraint=constraint,
+        logprobs=request.logprobs,
+        top_logprobs=request.top_logprobs,
+    )
+    rules = AnswerRules(
+        params=params,
+        tool_format=vocab.tool_format if request.tools else None,
+        parallel_tool_calls=request.parallel_tool_calls,
+    )
+    return prompt_ids, rules
 
 
 def _constraint(request: GenerateRequest) -> Constraint | None:

@@ -1,6 +1,7 @@
 """Recently used models, kept loaded: a few base models, each with a few LoRA adapters.
 
-Every adapter of a base is loaded into that base's one `PeftModel` under its own adapter name, so
+A base model loads onto the GPU (in bf16) where there is one, else onto the CPU in fp32. Every
+adapter of a base is loaded into that base's one `PeftModel` under its own adapter name, so
 adapters share the base weights; a request activates its adapter with `set_adapter`, or runs the
 bare base with the adapters disabled. The pool is not thread-safe: the engine serialises its use.
 """
@@ -16,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from worker.inference.sampling import Vocabulary
-from worker.trainer.models import load_model_and_tokenizer
+from worker.trainer.models import inference_placement, load_model_and_tokenizer
 
 
 @dataclass
@@ -27,6 +28,15 @@ class LoadedBase:
     context_length: int
     # adapter key -> PEFT adapter name, least recently used first
     adapters: OrderedDict[str, str] = field(default_factory=OrderedDict)
+
+
+def generation_eos_ids(model: Any) -> set[int]:
+    """The tokens the model's generation config ends a turn with (Llama 3's <|eot_id|>,
+    Gemma's <end_of_turn>), besides the tokenizer's end-of-sequence token."""
+    eos = getattr(model.generation_config, "eos_token_id", None)
+    if eos is None:
+        return set()
+    return set(eos) if isinstance(eos, list) else {eos}
 
 
 def adapter_key(adapter_dir: Path) -> str:
@@ -52,9 +62,11 @@ class ModelPool:
         if model_dir in self._bases:
             self._bases.move_to_end(model_dir)
             return self._bases[model_dir]
-        model, tokenizer = load_model_and_tokenizer(model_dir)
+        device, dtype = inference_placement()
+        model, tokenizer = load_model_and_tokenizer(model_dir, device=device, dtype=dtype)
         context_length = int(getattr(model.config, "max_position_embeddings", 2048))
-        loaded = LoadedBase(model=model, vocab=Vocabulary(tokenizer), context_length=context_length)
+        vocab = Vocabulary(tokenizer, generation_eos_ids(model))
+        loaded = LoadedBase(model=model, vocab=vocab, context_length=context_length)
         self._bases[model_dir] = loaded
         while len(self._bases) > self.max_bases:
             self._bases.popitem(last=False)

@@ -11,11 +11,16 @@ do.
 from __future__ import annotations
 
 import secrets
+from collections import deque
+from collections.abc import Iterator
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any, Literal
 
 import torch
 
+from app.inference_protocol import TokenLogprob, TopLogprob
+from app.tool_calls import ToolFormat, chat_template_text, tool_format
 from worker.constrained import Constraint, ConstraintBatch, vocab_info
 
 
@@ -27,7 +32,11 @@ class SamplingParams:
     n: int = 1
     seed: int | None = None
     stop: tuple[str, ...] = ()
-    constraint: Constraint | None = None  # what every choice must match (response_format)
+    # what every choice must match (a response_format, or a forced tool call)
+    constraint: Constraint | None = None
+    # per sampled token: its log-probability and those of the `top_logprobs` likeliest
+    logprobs: bool = False
+    top_logprobs: int = 0
 
 
 FinishReason = Literal["stop", "length"]
@@ -42,26 +51,50 @@ class Completion:
     completion_tokens: int = 0
     finish_reason: FinishReason | None = None
     token_ids: list[int] = field(default_factory=list)
+    logprobs: list[TokenLogprob] = field(default_factory=list)
 
 
 class Vocabulary:
     """What sampling needs from a tokenizer."""
 
-    def __init__(self, tokenizer: Any) -> None:
+    def __init__(self, tokenizer: Any, extra_eos_ids: set[int] | None = None) -> None:
+        """`extra_eos_ids`: tokens that also end a completion (the generation config's)."""
         self.tokenizer = tokenizer
         self.size = len(tokenizer)
         eos = {tokenizer.eos_token_id} if tokenizer.eos_token_id is not None else set()
-        self.eos_ids = frozenset(eos)
+        self.eos_ids = frozenset(eos | (extra_eos_ids or set()))
+        # how the chat template has the model write tool calls; None: it renders no tools
+        self.tool_format: ToolFormat | None = tool_format(
+            chat_template_text(getattr(tokenizer, "chat_template", None))
+        )
 
-    def encode_chat(self, messages: list[dict[str, str]]) -> list[int]:
-        """The prompt: the messages in the model's chat template, ready for the assistant."""
+    def encode_chat(
+        self, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None = None
+    ) -> list[int]:
+        """The prompt: the messages (and tool definitions) in the model's chat template, ready
+        for the assistant."""
         text = self.tokenizer.apply_chat_template(
-            messages, add_generation_prompt=True, tokenize=False
+            messages, tools=tools or None, add_generation_prompt=True, tokenize=False
         )
         return self.tokenizer(text, add_special_tokens=False)["input_ids"]
 
     def decode(self, token_ids: list[int]) -> str:
         return self.tokenizer.decode(token_ids, skip_special_tokens=True)
+
+    def token_bytes(self, token: int) -> bytes:
+        """A token's own bytes, which may be part of a UTF-8 character."""
+        piece = self.tokenizer.convert_ids_to_tokens(token)
+        decoder = _byte_decoder()
+        # byte-level BPE (GPT-2, Llama 3, SmolLM2) spells each byte as one character
+        if isinstance(piece, str) and piece and all(char in decoder for char in piece):
+            return bytes(decoder[char] for char in piece)
+        return self.tokenizer.decode([token]).encode("utf-8")
+
+    def token_logprob(self, token: int, logprob: float) -> TopLogprob:
+        raw = self.token_bytes(token)
+        # OpenAI's spelling of a token that is part of a character: its bytes escaped
+        text = raw.decode("utf-8", errors="backslashreplace")
+        return TopLogprob(token=text, logprob=logprob, bytes=list(raw))
 
     def constraints(self, constraint: Constraint | None, n: int) -> ConstraintBatch | None:
         """Token masks for n choices under `constraint`; None when there is none."""
@@ -70,15 +103,39 @@ class Vocabulary:
         return ConstraintBatch(vocab_info(self.tokenizer, self.eos_ids), [constraint] * n)
 
 
+@lru_cache(maxsize=1)
+def _byte_decoder() -> dict[str, int]:
+    """GPT-2's byte-level alphabet, inverted: printable bytes stand for themselves, the others
+    for the characters from U+0100 on, in byte order."""
+    printable = [*range(ord("!"), ord("~") + 1), *range(0xA1, 0xAC + 1), *range(0xAE, 0xFF + 1)]
+    characters = list(printable)
+    extra = 0
+    for byte in range(256):
+        if byte not in printable:
+            printable.append(byte)
+            characters.append(256 + extra)
+            extra += 1
+    return {chr(character): byte for byte, character in zip(printable, characters, strict=True)}
+
+
 def sample(
     model: Any, vocab: Vocabulary, prompt_ids: list[int], params: SamplingParams
 ) -> list[Completion]:
     """`params.n` completions of `prompt_ids`, each stopped by EOS, a stop string or the budget."""
+    # every step yields the same rows, finished after the last one
+    return deque(sample_steps(model, vocab, prompt_ids, params), maxlen=1)[0]
+
+
+def sample_steps(
+    model: Any, vocab: Vocabulary, prompt_ids: list[int], params: SamplingParams
+) -> Iterator[list[Completion]]:
+    """`sample`, yielding the rows after each token: a finished row's text is final."""
     seed = params.seed if params.seed is not None else secrets.randbits(63)
-    generator = torch.Generator().manual_seed(seed)
+    device = model.device
+    generator = torch.Generator(device=device).manual_seed(seed)
     rows = [Completion() for _ in range(params.n)]
     constraints = vocab.constraints(params.constraint, params.n)
-    input_ids = torch.tensor([prompt_ids] * params.n)
+    input_ids = torch.tensor([prompt_ids] * params.n, device=device)
     cache = None
     with torch.inference_mode():
         while True:
@@ -87,6 +144,8 @@ def sample(
             logits = output.logits[:, -1, :].float()
             # a model may have more output rows than the tokenizer has tokens
             logits[:, vocab.size :] = float("-inf")
+            # the model's own distribution, before any grammar narrows it (OpenAI's logprobs)
+            log_probs = torch.log_softmax(logits, dim=-1) if params.logprobs else None
             if constraints is not None:
                 constraints.mask(logits)
             scores = _draw_scores(logits, params.temperature, params.top_p, generator)
@@ -95,14 +154,31 @@ def sample(
                     token = _extend(row, row_scores, vocab, params)
                     if constraints is not None:
                         constraints.advance([token], [index])
+                    if log_probs is not None and token not in vocab.eos_ids:
+                        row.logprobs.append(_token_logprob(vocab, log_probs[index], token, params))
+                    if row.finish_reason is not None and not row.text_is_final:
+                        row.text = vocab.decode(row.token_ids)
+                        row.text_is_final = True
+            yield rows
             if all(row.finish_reason is not None for row in rows):
                 break
             last = [row.token_ids[-1] if row.token_ids else prompt_ids[-1] for row in rows]
-            input_ids = torch.tensor(last).unsqueeze(1)
-    for row in rows:
-        if not row.text_is_final:
-            row.text = vocab.decode(row.token_ids)
-    return rows
+            input_ids = torch.tensor(last, device=device).unsqueeze(1)
+
+
+def _token_logprob(
+    vocab: Vocabulary, log_probs: torch.Tensor, token: int, params: SamplingParams
+) -> TokenLogprob:
+    """The logprobs of the model's own distribution, before temperature and top_p (OpenAI's)."""
+    chosen = vocab.token_logprob(token, float(log_probs[token]))
+    top: list[TopLogprob] = []
+    if params.top_logprobs:
+        values, indices = torch.topk(log_probs, params.top_logprobs)
+        top = [
+            vocab.token_logprob(int(index), float(value))
+            for value, index in zip(values.tolist(), indices.tolist(), strict=True)
+        ]
+    return TokenLogprob(**chosen.model_dump(), top_logprobs=top)
 
 
 def _draw_scores(

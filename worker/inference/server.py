@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import AsyncIterator, Generator
 from typing import TYPE_CHECKING
 
 from fastapi import FastAPI, Request
+from fastapi.concurrency import iterate_in_threadpool, run_in_threadpool
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from app.errors import error_envelope
 from app.inference_protocol import (
@@ -22,6 +24,7 @@ from app.inference_protocol import (
     InferenceError,
     MergeRequest,
     MergeResponse,
+    StreamEvent,
 )
 from app.settings import Settings, get_settings
 from worker.inference.embeddings import EmbeddingsRequest, LocalEmbeddings
@@ -61,8 +64,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     # plain `def`: FastAPI runs these in its thread pool, the engine serialises them
     @app.post("/generate", response_model=GenerateResponse)
-    def generate(request: GenerateRequest) -> GenerateResponse:
-        return engine.get().generate(request)
+    def generate(request: GenerateRequest) -> GenerateResponse | Response:
+        if not request.stream:
+            return engine.get().generate(request)
+        events = engine.get().stream(request)
+        next(events)  # a request the engine refuses fails here, as a plain error answer
+        return StreamingResponse(_ndjson(events), media_type="application/x-ndjson")
 
     @app.post("/merge", response_model=MergeResponse)
     def merge(request: MergeRequest) -> MergeResponse:
@@ -73,6 +80,20 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return embeddings.embed(request)
 
     return app
+
+
+async def _ndjson(events: Generator[StreamEvent | None, None, None]) -> AsyncIterator[str]:
+    """The events one JSON object a line; the generator is closed however the stream ends (a
+    caller that goes away included), which releases the engine."""
+    try:
+        async for event in iterate_in_threadpool(events):
+            if event is not None:
+                yield event.model_dump_json(exclude_defaults=True) + "\n"
+    except Exception as error:
+        logger.exception("streamed generation failed")
+        yield StreamEvent(error=f"Inference failed: {error}").model_dump_json() + "\n"
+    finally:
+        await run_in_threadpool(events.close)
 
 
 def _install_error_handlers(app: FastAPI) -> None:

@@ -8,10 +8,15 @@ import random
 from pathlib import Path
 from typing import Any
 
-from app.graders import make_item
-
-# OpenAI's `developer` role plays the part chat templates call `system`.
-ROLE_FOR_TEMPLATE = {"developer": "system"}
+from app.graders import make_item, make_sample
+from app.tool_calls import (
+    ToolFormat,
+    chat_template_text,
+    parse_answer,
+    row_uses_tools,
+    template_messages,
+    tool_format,
+)
 
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
@@ -38,18 +43,19 @@ def message_text(content: Any) -> str:
     return "" if content is None else str(content)
 
 
-def _template_message(message: dict[str, Any]) -> dict[str, str]:
-    role = ROLE_FOR_TEMPLATE.get(message["role"], message["role"])
-    return {"role": role, "content": message_text(message.get("content"))}
-
-
-def prompt_messages(row: dict[str, Any]) -> list[dict[str, str]]:
+def prompt_messages(row: dict[str, Any]) -> list[dict[str, Any]]:
     """The conversation the model answers: `messages` without a trailing assistant answer, so
-    one file can feed both SFT (which needs the answer) and RFT (which must not see it)."""
+    one file can feed both SFT (which needs the answer) and RFT (which must not see it); tool
+    calls and tool results as chat templates read them."""
     messages = list(row["messages"])
     if messages and messages[-1]["role"] == "assistant":
         messages = messages[:-1]
-    return [_template_message(message) for message in messages]
+    return template_messages(messages)
+
+
+def model_tool_format(tokenizer: Any) -> ToolFormat | None:
+    """How the model's chat template has it write tool calls; None when it renders no tools."""
+    return tool_format(chat_template_text(getattr(tokenizer, "chat_template", None)))
 
 
 def answer_text(row: dict[str, Any]) -> str:
@@ -65,11 +71,32 @@ def grader_item(row: dict[str, Any]) -> dict[str, Any]:
 
 
 def encode_prompt(tokenizer: Any, row: dict[str, Any]) -> list[int]:
-    """Token ids of the chat-templated prompt, ending where the assistant's answer starts."""
+    """Token ids of the chat-templated prompt (with the row's tool definitions), ending where
+    the assistant's answer starts."""
+    if row_uses_tools(row) and model_tool_format(tokenizer) is None:
+        raise ValueError(
+            "the model's chat template renders no tools, and a row has tools or tool messages"
+        )
     ids = tokenizer.apply_chat_template(
-        prompt_messages(row), add_generation_prompt=True, tokenize=True, return_dict=False
+        prompt_messages(row),
+        tools=row.get("tools") or None,
+        add_generation_prompt=True,
+        tokenize=True,
+        return_dict=False,
     )
     return list(ids)
+
+
+def answer_sample(text: str, answer_format: ToolFormat | None) -> dict[str, Any]:
+    """The grader's `sample` of a completion: where the prompt gave tools (`answer_format` is
+    then the model's format), calls are parsed into `output_tools` and `output_text` is the text
+    outside them."""
+    if answer_format is None:
+        return make_sample(text)
+    parsed = parse_answer(answer_format, text)
+    if not parsed.tool_calls:
+        return make_sample(text)
+    return make_sample(parsed.content, output_tools=parsed.tool_calls)
 
 
 def encode_answer(tokenizer: Any, row: dict[str, Any]) -> list[int]:

@@ -1,10 +1,13 @@
-"""Matrix multiplies by frozen weights, pre-packed for the CPU kernel.
+"""Matrix multiplies by frozen weights, pre-packed for the CPU kernel where that kernel is there.
 
 On the CPU, MKL re-packs the weight matrix on every call, which dominates the small multiplies
 of decoding: a 32-row multiply by the output layer (49k x 576 for SmolLM2) costs ~38 ms, by a
 576 -> 3072 projection ~2.9 ms. oneDNN with the matrix packed once takes ~17 ms and ~1.3 ms.
 Packing pays off for weights that stay fixed across many calls: the output layer for the whole
 run, the decoder's (LoRA-merged) projections for one sampling call.
+
+Packing happens only for fp32 weights on a CPU with oneDNN; on CUDA (where the base weights
+load in bf16) and elsewhere this is a plain F.linear.
 
 Under autocast the same holds for the cast: autocast casts a weight that needs no gradient
 afresh on every call, so decoding a token re-read and re-wrote every weight of the model. A
@@ -68,4 +71,8 @@ class FrozenLinear:
             and not torch.is_autocast_enabled("cpu")
         ):
             return torch.ops.mkldnn._linear_pointwise(x, self.packed, None, "none", [], "")
+        if torch.is_autocast_enabled(x.device.type):
+            # autocast casts both sides itself (a weight already in its dtype, as on CUDA
+            # where the base loads in bf16, not at all); casting here would copy the weight
+            return F.linear(x, weight)
         return F.linear(x, weight.to(x.dtype))

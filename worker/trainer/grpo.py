@@ -25,11 +25,13 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from app.graders import BatchGrader, BatchGrades, make_sample
+from app.graders import BatchGrader, BatchGrades
 from app.jobs.hyperparameters import Hyperparameters
+from app.tool_calls import ToolFormat
 from worker.constrained import Constraint, ConstraintBatch, vocab_info
 from worker.trainer.advantages import Advantages, differing_groups, group_advantages
-from worker.trainer.fused_llama import FusedLlama
+from worker.trainer.data import answer_sample
+from worker.trainer.fused_decoder import FusedDecoder
 from worker.trainer.logprobs import as_matrix, pack, score_packed
 from worker.trainer.losses import BatchTotals, LossConfig, LossParts, policy_loss
 from worker.trainer.models import Policy
@@ -92,6 +94,8 @@ class Draw:
 
     prompts: PromptBatch
     items: list[dict[str, Any]]
+    # per row, the model's tool-call format where the row gives tools (None: none to parse)
+    answer_formats: list[ToolFormat | None] | None = None
 
 
 @dataclass
@@ -129,7 +133,7 @@ def sample_rollout(
     group_size: int,
     config: RFTConfig,
     generator: torch.Generator,
-    fast: FusedLlama | None,
+    fast: FusedDecoder | None,
 ) -> Rollout:
     """Completions from the current policy; call within `decoding(policy)`."""
     constraints = None
@@ -161,11 +165,19 @@ def grade(
     rollout: Rollout,
     items: list[dict[str, Any]],
     group_size: int,
+    answer_formats: list[ToolFormat | None] | None = None,
 ) -> Graded:
-    """Grade each completion against the item of its prompt."""
+    """Grade each completion against the item of its prompt, its tool calls parsed where the
+    prompt gave tools."""
     texts = decode_completions(policy, rollout)
     item_per_row = [item for item in items for _ in range(group_size)]
-    grades = grader.grade([make_sample(text) for text in texts], item_per_row)
+    formats = answer_formats or [None] * len(items)
+    format_per_row = [answer_format for answer_format in formats for _ in range(group_size)]
+    samples = [
+        answer_sample(text, answer_format)
+        for text, answer_format in zip(texts, format_per_row, strict=True)
+    ]
+    grades = grader.grade(samples, item_per_row)
     rewards = torch.tensor(grades.rewards, dtype=torch.float32, device=policy.device)
     return Graded(rollout, texts, grades, rewards)
 
@@ -209,7 +221,7 @@ def collect_groups(
             rollout = sample_rollout(policy, draw.prompts, G, config, generator, fast)
         tokens += sampled_tokens(draw.prompts, rollout, G)
         sampled = time.perf_counter()
-        graded = grade(policy, grader, rollout, draw.items, G)
+        graded = grade(policy, grader, rollout, draw.items, G, draw.answer_formats)
         grading_time += time.perf_counter() - sampled
         sampling_time += sampled - started
         signal = differing_groups(graded.rewards, G).nonzero().squeeze(1).tolist()
@@ -402,7 +414,7 @@ def step_statistics(
 def evaluate_rewards(
     policy: Policy,
     grader: BatchGrader,
-    prompt_batches: list[tuple[PromptBatch, list[dict[str, Any]]]],
+    prompt_batches: list[Draw],
     samples_per_prompt: int,
     config: RFTConfig,
     generator: torch.Generator,
@@ -412,13 +424,13 @@ def evaluate_rewards(
     policy.model.eval()
     with decoding(policy) as fast:
         rollouts = [
-            sample_rollout(policy, prompts, samples_per_prompt, config, generator, fast)
-            for prompts, _ in prompt_batches
+            sample_rollout(policy, draw.prompts, samples_per_prompt, config, generator, fast)
+            for draw in prompt_batches
         ]
     results = []
     texts = []
-    for rollout, (_, items) in zip(rollouts, prompt_batches, strict=True):
-        graded = grade(policy, grader, rollout, items, samples_per_prompt)
+    for rollout, draw in zip(rollouts, prompt_batches, strict=True):
+        graded = grade(policy, grader, rollout, draw.items, samples_per_prompt, draw.answer_formats)
         results.extend(graded.grades.results)
         texts.extend(graded.texts)
     lengths = torch.cat([rollout.lengths for rollout in rollouts])

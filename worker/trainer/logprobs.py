@@ -19,7 +19,7 @@ import torch
 from torch import Tensor
 
 from worker.trainer.frozen_linear import FrozenLinear
-from worker.trainer.models import Policy
+from worker.trainer.models import Policy, soft_cap
 
 # rows of logits computed at once (~50 MB for a 49k vocabulary)
 LOGIT_CHUNK_ROWS = 256
@@ -112,13 +112,15 @@ class TokenLogprobs(torch.autograd.Function):
         targets: Tensor,
         temperature: float,
         head: FrozenLinear,
+        softcap: float | None,
         hits: bool,
     ) -> tuple[Tensor, Tensor]:
-        keep = hidden.shape[0] * head.weight.shape[0] * 4 <= KEEP_LOGITS_BYTES
+        # soft-capped logits are recomputed: the backward needs them, not only the softmax
+        keep = softcap is None and hidden.shape[0] * head.weight.shape[0] * 4 <= KEEP_LOGITS_BYTES
         logprobs, hit, kept, lses = [], [], [], []
         for start in range(0, hidden.shape[0], LOGIT_CHUNK_ROWS):
             chunk = slice(start, start + LOGIT_CHUNK_ROWS)
-            logits = scaled_logits(head, hidden[chunk], temperature)
+            logits = scaled_logits(head, hidden[chunk], temperature, softcap)
             target = targets[chunk]
             if hits:
                 hit.append(logits.argmax(-1) == target)
@@ -129,7 +131,7 @@ class TokenLogprobs(torch.autograd.Function):
             if keep:
                 kept.append(logits)
         ctx.save_for_backward(hidden, targets, torch.cat(lses))
-        ctx.kept, ctx.temperature, ctx.head = kept, temperature, head
+        ctx.kept, ctx.temperature, ctx.head, ctx.softcap = kept, temperature, head, softcap
         # the backward multiplies in the precision the forward did
         device = hidden.device.type
         ctx.autocast = (device, torch.get_autocast_dtype(device), torch.is_autocast_enabled(device))
@@ -139,27 +141,33 @@ class TokenLogprobs(torch.autograd.Function):
     @staticmethod
     def backward(  # type: ignore[override]
         ctx: Any, grad_logprobs: Tensor, *unused: Any
-    ) -> tuple[Tensor | None, None, None, None, None]:
+    ) -> tuple[Tensor | None, None, None, None, None, None]:
         hidden, targets, lse = ctx.saved_tensors
-        weight = ctx.weight
+        weight, softcap, temperature = ctx.weight, ctx.softcap, ctx.temperature
         grad_hidden = torch.empty_like(hidden)
         for number, start in enumerate(range(0, hidden.shape[0], LOGIT_CHUNK_ROWS)):
             chunk = slice(start, start + LOGIT_CHUNK_ROWS)
+            cap_slope = None
             if ctx.kept:
                 probs = ctx.kept[number]
             else:
                 device, dtype, enabled = ctx.autocast
                 with torch.autocast(device, dtype=dtype, enabled=enabled):
-                    logits = scaled_logits(ctx.head, hidden[chunk], ctx.temperature)
+                    logits = scaled_logits(ctx.head, hidden[chunk], temperature, softcap)
+                if softcap is not None:
+                    # d/dz cap * tanh(z / cap) = 1 - tanh^2 = 1 - (capped / cap)^2
+                    cap_slope = 1 - (logits * (temperature / softcap)).square_()
                 probs = logits.sub_(lse[chunk, None]).exp_()
             # d log p(t) / d logits = onehot(t) - softmax
             grad = probs.mul_(-grad_logprobs[chunk, None])
             grad.scatter_add_(1, targets[chunk, None], grad_logprobs[chunk, None])
-            if ctx.temperature != 1.0:
-                grad /= ctx.temperature
+            if temperature != 1.0:
+                grad /= temperature
+            if cap_slope is not None:
+                grad *= cap_slope
             grad_hidden[chunk] = grad.to(weight.dtype) @ weight
         ctx.kept = ctx.weight = None
-        return grad_hidden, None, None, None, None
+        return grad_hidden, None, None, None, None, None
 
 
 def softmax_(logits: Tensor) -> Tensor:
@@ -172,8 +180,10 @@ def softmax_(logits: Tensor) -> Tensor:
     return peak + total.log()
 
 
-def scaled_logits(head: FrozenLinear, hidden: Tensor, temperature: float) -> Tensor:
-    logits = head(hidden).float()
+def scaled_logits(
+    head: FrozenLinear, hidden: Tensor, temperature: float, softcap: float | None = None
+) -> Tensor:
+    logits = soft_cap(head(hidden).float(), softcap)
     return logits.div_(temperature) if temperature != 1.0 else logits
 
 
@@ -186,20 +196,20 @@ class PackedScores:
 def score_packed(
     policy: Policy, packed: Packed, temperature: float = 1.0, hits: bool = False
 ) -> PackedScores:
-    bias = additive_mask(packed.attention_mask, policy.autocast_dtype)
     fused = policy.fused_model()
     if fused is not None:
+        bias = additive_mask(packed.attention_mask, policy.autocast_dtype)
         hidden = fused.forward(packed.input_ids, bias, packed.position_ids)
     else:
         hidden = policy.decoder(
             input_ids=packed.input_ids,
-            attention_mask=bias,
+            attention_mask=decoder_masks(packed, policy.model.config, policy.autocast_dtype),
             position_ids=packed.position_ids,
             use_cache=False,
         ).last_hidden_state
     predicting = hidden[packed.source]
     logprobs, argmax_hits = TokenLogprobs.apply(
-        predicting, packed.targets, temperature, policy.head, hits
+        predicting, packed.targets, temperature, policy.head, policy.logit_softcap, hits
     )
     return PackedScores(logprobs, argmax_hits)
 
@@ -209,6 +219,27 @@ def additive_mask(allowed: Tensor, dtype: torch.dtype | None) -> Tensor:
     third faster with it than with a boolean mask."""
     mask = torch.zeros(allowed.shape, dtype=dtype or torch.float32, device=allowed.device)
     return mask.masked_fill_(~allowed, float("-inf"))
+
+
+def decoder_masks(packed: Packed, config: Any, dtype: torch.dtype | None) -> Any:
+    """The packed attention mask as the decoder's layers need it: one additive mask where
+    every layer attends to the whole context; with a sliding window, a mask that also hides
+    keys `sliding_window` or more positions back, for every layer (Mistral, Phi-3) or, by
+    layer type, for the sliding layers only (Gemma 2/3, Qwen2 with sliding layers)."""
+    text_config = config.get_text_config(decoder=True)
+    window = getattr(text_config, "sliding_window", None)
+    full = additive_mask(packed.attention_mask, dtype)
+    if window is None:
+        return full
+    # position ids count the original sequence, so within a prompt and one of its
+    # completions their difference is the distance the unpacked sequence would have
+    positions = packed.position_ids
+    near = (positions[:, :, None] - positions[:, None, :]) < window  # [S, query, key]
+    sliding = additive_mask(packed.attention_mask & near[:, None], dtype)
+    layer_types = getattr(text_config, "layer_types", None)
+    if layer_types is None:
+        return sliding
+    return {"full_attention": full, "sliding_attention": sliding}
 
 
 def as_matrix(values: Tensor, packed: Packed, shape: tuple[int, int]) -> Tensor:

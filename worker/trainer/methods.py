@@ -14,6 +14,7 @@ import torch
 
 from app.graders import BatchGrader
 from app.jobs.hyperparameters import Hyperparameters
+from app.tool_calls import ToolFormat, row_uses_tools
 from worker.constrained import Constraint
 from worker.trainer.data import (
     DataOrder,
@@ -21,6 +22,7 @@ from worker.trainer.data import (
     encode_preference,
     encode_prompt,
     grader_item,
+    model_tool_format,
 )
 from worker.trainer.dpo import PreferenceBatch, dpo_step, evaluate_preferences
 from worker.trainer.grpo import Draw, RFTConfig, StepOutcome, evaluate_rewards, rft_step
@@ -63,16 +65,23 @@ def eval_generator(seed: int, device: torch.device) -> torch.Generator:
     return generator
 
 
+def answer_formats(policy: Policy, rows: Sequence[dict[str, Any]]) -> list[ToolFormat | None]:
+    """Per row, the model's tool-call format where the row gives tools, else None."""
+    model_format = model_tool_format(policy.tokenizer)
+    return [model_format if row_uses_tools(row) else None for row in rows]
+
+
 def eval_prompt_batches(
     policy: Policy, rows: Sequence[dict[str, Any]], samples_per_prompt: int
-) -> list[tuple[PromptBatch, list[dict[str, Any]]]]:
+) -> list[Draw]:
     per_batch = max(1, EVAL_ROWS_PER_BATCH // samples_per_prompt)
     batches = []
     for start in range(0, len(rows), per_batch):
         chunk = rows[start : start + per_batch]
         ids = [encode_prompt(policy.tokenizer, row) for row in chunk]
         prompts = PromptBatch.from_ids(ids, policy.pad_id, policy.device)
-        batches.append((prompts, [grader_item(row) for row in chunk]))
+        items = [grader_item(row) for row in chunk]
+        batches.append(Draw(prompts, items, answer_formats(policy, chunk)))
     return batches
 
 
@@ -138,6 +147,7 @@ class Reinforcement:
         self.order = DataOrder(len(train_rows), hp.batch_size, seed)
         self.prompt_ids = [encode_prompt(policy.tokenizer, row) for row in train_rows]
         self.items = [grader_item(row) for row in train_rows]
+        self.answer_formats = answer_formats(policy, train_rows)
         self.prompts = [shown_prompt(row) for row in train_rows] if samples_per_step else []
         self.evaluator = RewardEvaluator(
             policy, grader, valid_rows, hp.eval_samples, self.config, seed, samples_per_step
@@ -157,7 +167,11 @@ class Reinforcement:
         prompts = PromptBatch.from_ids(
             [self.prompt_ids[i] for i in indices], self.policy.pad_id, self.policy.device
         )
-        return Draw(prompts, [self.items[i] for i in indices])
+        return Draw(
+            prompts,
+            [self.items[i] for i in indices],
+            [self.answer_formats[i] for i in indices],
+        )
 
     def train_step(self, step: int) -> StepReport:
         outcome = rft_step(

@@ -22,7 +22,19 @@ from app.base_models import SMOLLM2_GGUF, find_base_model_in
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-LORA_TARGET_MODULES = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+# every linear layer of the decoder blocks, by the names the supported architectures give them
+# (Phi-3 fuses q/k/v into qkv_proj and gate/up into gate_up_proj); never the output layer
+LORA_TARGET_MODULES = [
+    "q_proj",
+    "k_proj",
+    "v_proj",
+    "qkv_proj",
+    "o_proj",
+    "gate_proj",
+    "up_proj",
+    "gate_up_proj",
+    "down_proj",
+]
 
 
 @contextmanager
@@ -109,16 +121,19 @@ def load_model_and_tokenizer(
     lora_rank: int | None = None,
     lora_alpha: float | None = None,
     device: str = "cpu",
+    dtype: Any = None,
 ) -> tuple[Any, Any]:
-    """Load a causal LM in fp32 and, when `lora_rank` is given, wrap it in a LoRA adapter
-    on every linear layer of the decoder blocks (the base weights are frozen)."""
+    """Load a causal LM with its weights in `dtype` (default fp32) and, when `lora_rank` is
+    given, wrap it in a LoRA adapter on every linear layer of the decoder blocks (the base
+    weights are frozen; the adapter's stay fp32). Attention is the model's default, SDPA
+    wherever the architecture allows it (Gemma 2's soft-capping needs eager)."""
     import torch
     from transformers import AutoModelForCausalLM
     from transformers.utils import logging
 
     logging.disable_progress_bar()
     tokenizer = load_tokenizer(model_dir)
-    model: Any = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
+    model: Any = AutoModelForCausalLM.from_pretrained(model_dir, dtype=dtype or torch.float32)
     model.to(torch.device(device))
     model.config.use_cache = True
     if lora_rank is not None:
@@ -163,6 +178,22 @@ def pick_autocast_dtype(device: str, precision: str) -> Any:
     return torch.bfloat16 if cpu_has_native_bf16() or precision == "bf16" else None
 
 
+def weights_dtype(device: str, autocast_dtype: Any) -> Any:
+    """The dtype the frozen base weights are loaded in: the autocast dtype on CUDA (half the
+    memory, and no cast per multiply), fp32 on the CPU, where frozen_linear.py keeps a copy in
+    the autocast dtype next to the fp32 weights it packs for the CPU kernel."""
+    import torch
+
+    return autocast_dtype if device == "cuda" and autocast_dtype is not None else torch.float32
+
+
+def inference_placement() -> tuple[str, Any]:
+    """(device, weights dtype) for the inference process: the GPU in bf16 where there is one
+    that supports it, else the CPU in fp32."""
+    device = pick_device()
+    return device, weights_dtype(device, pick_autocast_dtype(device, "auto"))
+
+
 def cpu_has_native_bf16() -> bool:
     """AVX-512 BF16 or AMX instructions. oneDNN's own check also says yes on plain AVX-512,
     where it emulates bf16 and a matmul runs ~2.5x slower than in fp32."""
@@ -184,7 +215,9 @@ class Policy:
     eos_ids: Any  # Tensor of token ids that end a completion
     pad_id: int
     head: Any  # FrozenLinear: the output layer (frozen)
-    fused: Any = None  # FusedLlama, built on first use (fused_model)
+    # Gemma's final soft-capping: logits = cap * tanh(logits / cap); None for most models
+    logit_softcap: float | None = None
+    fused: Any = None  # FusedDecoder, built on first use (fused_model)
 
     @property
     def decoder(self) -> Any:
@@ -215,13 +248,19 @@ class Policy:
             for base, original in swapped:
                 base.weight = original
 
+    def logits(self, hidden: Any) -> Any:
+        """fp32 vocabulary logits [rows, vocab] from final hidden states [rows, d], soft-capped
+        where the model caps them, as its own forward does."""
+        logits = self.head(hidden).float()
+        return soft_cap(logits, self.logit_softcap)
+
     def fused_model(self) -> Any:
-        """The model as fused layers (fused_llama.py), built on first use; None where the
-        architecture is not Llama-style."""
-        from worker.trainer.fused_llama import FusedLlama, supports
+        """The model as fused layers (fused_decoder.py), built on first use; None where the
+        architecture has no fused form."""
+        from worker.trainer.fused_decoder import FusedDecoder, supports
 
         if self.fused is None and supports(self.model.config):
-            self.fused = FusedLlama(self.decoder, self.autocast_dtype)
+            self.fused = FusedDecoder(self.decoder, self.autocast_dtype)
         return self.fused
 
     def autocast(self) -> Any:
@@ -245,7 +284,10 @@ def load_policy(
     import torch
 
     device = device or pick_device()
-    model, tokenizer = load_model_and_tokenizer(model_dir, lora_rank, lora_alpha, device)
+    autocast_dtype = pick_autocast_dtype(device, precision)
+    model, tokenizer = load_model_and_tokenizer(
+        model_dir, lora_rank, lora_alpha, device, weights_dtype(device, autocast_dtype)
+    )
     eos = {tokenizer.eos_token_id}
     generation_eos = getattr(model.generation_config, "eos_token_id", None)
     if generation_eos is not None:
@@ -253,7 +295,6 @@ def load_policy(
     from worker.trainer.frozen_linear import FrozenLinear
 
     output_layer = model.get_output_embeddings()
-    autocast_dtype = pick_autocast_dtype(device, precision)
     if getattr(output_layer, "bias", None) is not None:
         raise ValueError("models whose output layer has a bias are not supported")
     return Policy(
@@ -264,4 +305,12 @@ def load_policy(
         eos_ids=torch.tensor(sorted(eos), device=device),
         pad_id=tokenizer.pad_token_id,
         head=FrozenLinear(output_layer.weight, autocast_dtype),
+        logit_softcap=getattr(model.config.get_text_config(), "final_logit_softcapping", None),
     )
+
+
+def soft_cap(logits: Any, cap: float | None) -> Any:
+    """cap * tanh(logits / cap) in place (Gemma 2 and 3); the logits unchanged for None."""
+    if cap is None:
+        return logits
+    return logits.div_(cap).tanh_().mul_(cap)

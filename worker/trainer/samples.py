@@ -26,10 +26,16 @@ def shown_prompt(row: dict[str, Any]) -> list[dict[str, Any]]:
     messages = list(row["messages"])
     if messages and messages[-1]["role"] == "assistant":
         messages = messages[:-1]
-    return [
-        {"role": message["role"], "content": message_text(message.get("content"))}
-        for message in messages
-    ]
+    return [_shown_message(message) for message in messages]
+
+
+def _shown_message(message: dict[str, Any]) -> dict[str, Any]:
+    shown = {"role": message["role"], "content": message_text(message.get("content"))}
+    # the calls of an assistant turn and the call a tool result answers, as the dataset gave them
+    for key in ("tool_calls", "tool_call_id"):
+        if message.get(key):
+            shown[key] = message[key]
+    return shown
 
 
 def spread(values: Sequence[float], count: int) -> list[int]:

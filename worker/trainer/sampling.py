@@ -25,12 +25,14 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from worker.constrained import ConstraintBatch
-from worker.trainer.fused_llama import FusedLlama
+from worker.trainer.fused_decoder import FusedDecoder
 from worker.trainer.kv_cache import sampling_cache
 from worker.trainer.models import Policy
 
 # compact the decoding batch once this fraction of its rows has ended
 COMPACT_FRACTION = 0.25
+# tokens searched first for the top-p nucleus (top_p_filter)
+TOP_P_CANDIDATES = 1024
 
 
 @dataclass
@@ -119,15 +121,29 @@ class Rollout:
 
 
 def top_p_filter(logprobs: Tensor, top_p: float) -> Tensor:
-    """Nucleus filtering: keep the most likely tokens whose mass reaches `top_p`."""
+    """Nucleus filtering: keep the most likely tokens whose mass reaches `top_p`.
+
+    The nucleus is looked for among the TOP_P_CANDIDATES most likely tokens first: where they
+    hold more than `top_p` in every row, no token outside them can be kept, and sorting those
+    few replaces sorting the whole vocabulary (~40 ms a decoding step over 49k tokens on two
+    CPU cores). Otherwise the whole vocabulary is sorted."""
     if top_p >= 1.0:
         return logprobs
+    candidates = min(TOP_P_CANDIDATES, logprobs.shape[-1])
+    top_logprobs, top_order = logprobs.topk(candidates, dim=-1)  # sorted, most likely first
+    if bool((top_logprobs.exp().sum(-1) > top_p).all()):
+        kept = nucleus(top_logprobs, top_p)
+        return torch.full_like(logprobs, float("-inf")).scatter_(-1, top_order, kept)
     sorted_logprobs, order = logprobs.sort(dim=-1, descending=True)
+    return torch.empty_like(logprobs).scatter_(-1, order, nucleus(sorted_logprobs, top_p))
+
+
+def nucleus(sorted_logprobs: Tensor, top_p: float) -> Tensor:
+    """Log-probs sorted most likely first, with -inf past the nucleus of mass `top_p`."""
     sorted_probs = sorted_logprobs.exp()
     # a token is dropped when the tokens ranked above it already hold top_p of the mass
     drop = (sorted_probs.cumsum(-1) - sorted_probs) > top_p
-    sorted_logprobs = sorted_logprobs.masked_fill(drop, float("-inf"))
-    return torch.empty_like(logprobs).scatter_(-1, order, sorted_logprobs)
+    return sorted_logprobs.masked_fill(drop, float("-inf"))
 
 
 def draw(logprobs: Tensor, top_p: float, generator: torch.Generator) -> Tensor:
@@ -147,7 +163,7 @@ def entropy(logprobs: Tensor) -> Tensor:
 
 
 @contextmanager
-def decoding(policy: Policy) -> Iterator[FusedLlama | None]:
+def decoding(policy: Policy) -> Iterator[FusedDecoder | None]:
     """The policy's current weights prepared for decoding: the fused fast decoder where the
     architecture allows it, else the model's own forward with LoRA merged into the weights."""
     fused = policy.fused_model()
@@ -169,7 +185,7 @@ def sample(
     top_p: float,
     generator: torch.Generator,
     eos_ids: Tensor | None = None,
-    fast: FusedLlama | None = None,
+    fast: FusedDecoder | None = None,
     constraints: ConstraintBatch | None = None,
 ) -> Rollout:
     """Sample `group_size` completions of up to `max_tokens` tokens for each prompt, within a
@@ -199,7 +215,7 @@ def sample(
             prompts.padded,
         )
     cache.batch_repeat_interleave(group_size)
-    logits = policy.head(hidden).repeat_interleave(group_size, 0)
+    logits = policy.logits(hidden).repeat_interleave(group_size, 0)
     attention_mask = prompts.attention_mask.repeat_interleave(group_size, 0)
     position = prompts.position_ids[:, -1:].repeat_interleave(group_size, 0)
     active = torch.arange(n_rows, device=device)  # rows still in the decoding batch
@@ -235,7 +251,7 @@ def sample(
             hidden, cache = forward(
                 policy, token[:, None], attention_mask, position, cache, prompts.padded
             )
-        logits = policy.head(hidden)
+        logits = policy.logits(hidden)
     width = int(lengths.max())
     completion_mask = (torch.arange(width, device=device)[None, :] < lengths[:, None]).float()
     return Rollout(

@@ -1,15 +1,16 @@
-"""Llama-architecture models (Llama, SmolLM2, ...) run as fused layers instead of the layers of
-module calls around them: decoding steps, prompt prefill, and the training forward.
+"""Llama-style decoders (Llama, SmolLM2, Qwen2/2.5, Qwen3) run as fused layers instead of the
+layers of module calls around them: decoding steps, prompt prefill, and the training forward.
 
 Per layer there are four matrix multiplies by the frozen base weights: q/k/v fused, o,
 gate/up fused, down, each followed by its LoRA update as one low-rank product (x A^T) B^T
-(block-diagonal B across the fused parts, the scale folded in). For sampling the base weights
-are packed once per run for the CPU kernel (frozen_linear.py) and the adapter is read where the
-optimizer keeps it, so nothing is merged or repacked per call (merging and repacking 135M
-weights cost ~0.7 s per call). For training the same layers run under autograd, with gradients
-for the adapter only; that saves peft's per-module scaling and the separate projections (~20%
-of the forward). Norms and rotary embeddings are the model's own modules, so the numbers match
-the model's forward. Other architectures run through the model's own forward.
+(block-diagonal B across the fused parts, the scale folded in) and by its bias where the
+model has one (Qwen2's q/k/v). For sampling the base weights are packed once per run for the
+CPU kernel (frozen_linear.py) and the adapter is read where the optimizer keeps it, so nothing
+is merged or repacked per call (merging and repacking 135M weights cost ~0.7 s per call). For
+training the same layers run under autograd, with gradients for the adapter only; that saves
+peft's per-module scaling and the separate projections (~20% of the forward). Norms (Qwen3's
+per-head q/k norms included) and rotary embeddings are the model's own modules, so the numbers
+match the model's forward. Other architectures run through the model's own forward.
 """
 
 from __future__ import annotations
@@ -27,22 +28,44 @@ from worker.trainer.kv_cache import ReservedLayer
 ADAPTER = "default"
 
 
+# the architectures whose blocks are pre-norm attention + SiLU-gated MLP with the projections,
+# norms and rotary embedding this module reads by name
+FUSED_MODEL_TYPES = ("llama", "qwen2", "qwen3")
+
+
 def supports(config: Any) -> bool:
-    """Llama-style blocks: no projection biases, SiLU MLP, every layer full attention."""
+    """A Llama-style architecture with a SiLU MLP and every layer attending to the whole
+    context (a sliding window would need its own masks)."""
     text_config = config.get_text_config(decoder=True)
     layer_types = getattr(text_config, "layer_types", None) or ["full_attention"]
     return (
-        text_config.model_type == "llama"
-        and not getattr(text_config, "attention_bias", False)
-        and not getattr(text_config, "mlp_bias", False)
+        text_config.model_type in FUSED_MODEL_TYPES
         and text_config.hidden_act == "silu"
+        and getattr(text_config, "sliding_window", None) is None
         and all(layer_type == "full_attention" for layer_type in layer_types)
     )
 
 
+def base_layer(module: Any) -> Any:
+    return module.get_base_layer() if hasattr(module, "get_base_layer") else module
+
+
 def base_weight(module: Any) -> Tensor:
-    base = module.get_base_layer() if hasattr(module, "get_base_layer") else module
-    return base.weight.detach()
+    return base_layer(module).weight.detach()
+
+
+def stacked_bias(modules: tuple[Any, ...]) -> Tensor | None:
+    """The parts' biases end to end (zeros for a part without one); None when none has one."""
+    biases = [base_layer(module).bias for module in modules]
+    if all(bias is None for bias in biases):
+        return None
+    weights = [base_weight(module) for module in modules]
+    return torch.cat(
+        [
+            weight.new_zeros(weight.shape[0]) if bias is None else bias.detach()
+            for weight, bias in zip(weights, biases, strict=True)
+        ]
+    )
 
 
 def low_rank_parts(module: Any) -> tuple[Tensor, Tensor]:
@@ -58,7 +81,8 @@ def low_rank_parts(module: Any) -> tuple[Tensor, Tensor]:
 
 class Projection:
     """Several linear layers that read the same input, as one multiply by their stacked frozen
-    base weights plus their LoRA updates (block-diagonal B, so one low-rank product)."""
+    base weights plus their biases and LoRA updates (block-diagonal B, so one low-rank
+    product)."""
 
     def __init__(self, modules: tuple[Any, ...], autocast_dtype: torch.dtype | None) -> None:
         self.modules = modules
@@ -66,6 +90,7 @@ class Projection:
         # a single layer keeps its own weight; only stacked layers need a copy
         stacked = weights[0] if len(weights) == 1 else torch.cat(weights)
         self.base = FrozenLinear(stacked, autocast_dtype)
+        self.bias = stacked_bias(modules)
         self.a_t: Tensor | None = None  # [in, r]
         self.b_t: Tensor | None = None  # [r, out], scaled
 
@@ -83,7 +108,7 @@ class Projection:
 
     def __call__(self, x: Tensor) -> Tensor:
         """x [N, in] -> [N, out] with the adapter as last read, no autograd (sampling)."""
-        out = self.base(x)
+        out = self.with_bias(self.base(x))
         if self.a_t is None or self.b_t is None:
             return out
         # in place, so autocast does not cast: match the base output's dtype by hand
@@ -91,18 +116,23 @@ class Projection:
 
     def trainable(self, x: Tensor) -> Tensor:
         """x [N, in] -> [N, out] with the adapter as it is now, under autograd."""
-        out = self.base(x)
+        out = self.with_bias(self.base(x))
         adapter = self.adapter()
         if adapter is None:
             return out
         a, b = adapter
         return torch.addmm(out, x @ a.T, b.T)
 
+    def with_bias(self, out: Tensor) -> Tensor:
+        return out if self.bias is None else out + self.bias.to(out.dtype)
+
 
 @dataclass
 class LayerWeights:
     input_norm: Any
     post_norm: Any
+    q_norm: Any  # per-head RMSNorm on queries before the rotary embedding (Qwen3), or None
+    k_norm: Any
     qkv: Projection  # hidden -> (heads + 2 * kv_heads) * head_dim
     o: Projection
     gate_up: Projection  # hidden -> 2 * intermediate
@@ -112,7 +142,7 @@ class LayerWeights:
         return (self.qkv, self.o, self.gate_up, self.down)
 
 
-class FusedLlama:
+class FusedDecoder:
     """Build once per model (packing the base weights takes ~0.3 s for 135M parameters). For
     sampling, call `read_adapter()` first: the adapter's weights change every step."""
 
@@ -124,7 +154,7 @@ class FusedLlama:
         self.heads = config.num_attention_heads
         self.kv_heads = config.num_key_value_heads
         self.head_dim = getattr(config, "head_dim", None) or config.hidden_size // self.heads
-        self.scaling = self.head_dim**-0.5
+        self.scaling = decoder.layers[0].self_attn.scaling
         kv_size = self.kv_heads * self.head_dim
         self.qkv_sizes = [self.heads * self.head_dim, kv_size, kv_size]
         self.layers = []
@@ -139,12 +169,25 @@ class FusedLlama:
                     LayerWeights(
                         input_norm=layer.input_layernorm,
                         post_norm=layer.post_attention_layernorm,
+                        q_norm=getattr(attention, "q_norm", None),
+                        k_norm=getattr(attention, "k_norm", None),
                         qkv=fuse(attention.q_proj, attention.k_proj, attention.v_proj),
                         o=fuse(attention.o_proj),
                         gate_up=fuse(mlp.gate_proj, mlp.up_proj),
                         down=fuse(mlp.down_proj),
                     )
                 )
+
+    def queries_keys(
+        self, weights: LayerWeights, q: Tensor, k: Tensor, leading: tuple[int, ...]
+    ) -> tuple[Tensor, Tensor]:
+        """Queries and keys split into heads [*leading, heads, head_dim], per-head normed
+        where the model norms them."""
+        q = q.view(*leading, self.heads, self.head_dim)
+        k = k.view(*leading, self.kv_heads, self.head_dim)
+        if weights.q_norm is not None:
+            q, k = weights.q_norm(q), weights.k_norm(k)
+        return q, k
 
     @torch.no_grad()
     def read_adapter(self) -> None:
@@ -169,8 +212,8 @@ class FusedLlama:
             normed = weights.input_norm(hidden)
             qkv = weights.qkv(normed)
             q, k, v = qkv.split(self.qkv_sizes, dim=-1)
-            q = rotate(q.view(rows, self.heads, self.head_dim), cos, sin)
-            k = rotate(k.view(rows, self.kv_heads, self.head_dim), cos, sin)
+            q, k = self.queries_keys(weights, q, k, (rows,))
+            q, k = rotate(q, cos, sin), rotate(k, cos, sin)
             keys, values = append(cache_layer, k, v.view(rows, self.kv_heads, self.head_dim))
             # grouped-query attention for one query position: [N, kv, group, d] x [N, kv, L, d]
             q = q.view(rows, self.kv_heads, group, self.head_dim)
@@ -202,8 +245,8 @@ class FusedLlama:
         group = self.heads // self.kv_heads
         for weights, cache_layer in zip(self.layers, cache.layers, strict=True):
             q, k, v = weights.qkv(weights.input_norm(hidden)).split(self.qkv_sizes, dim=-1)
-            q = rotate(q.view(rows, width, self.heads, self.head_dim), cos, sin)
-            k = rotate(k.view(rows, width, self.kv_heads, self.head_dim), cos, sin)
+            q, k = self.queries_keys(weights, q, k, (rows, width))
+            q, k = rotate(q, cos, sin), rotate(k, cos, sin)
             v = v.view(rows, width, self.kv_heads, self.head_dim)
             keys, values = cache_layer.update(k.transpose(1, 2), v.transpose(1, 2))
             attended = F.scaled_dot_product_attention(
@@ -230,8 +273,8 @@ class FusedLlama:
         for weights in self.layers:
             normed = weights.input_norm(hidden)
             q, k, v = weights.qkv.trainable(normed).split(self.qkv_sizes, dim=-1)
-            q = rotate(q.view(sequences, width, self.heads, self.head_dim), cos, sin)
-            k = rotate(k.view(sequences, width, self.kv_heads, self.head_dim), cos, sin)
+            q, k = self.queries_keys(weights, q, k, (sequences, width))
+            q, k = rotate(q, cos, sin), rotate(k, cos, sin)
             v = v.view(sequences, width, self.kv_heads, self.head_dim)
             attended = F.scaled_dot_product_attention(
                 q.transpose(1, 2),
