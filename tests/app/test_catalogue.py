@@ -168,3 +168,36 @@ def test_models_pull_says_why_it_cannot_download(tmp_path: Path) -> None:
     assert str(tmp_path / "cache") in unreachable.stderr
     bad = _cli("models", "pull", "not-a-hub-id")
     assert bad.returncode == 2 and "is not a hub id" in bad.stderr
+
+
+def test_gemma_downloads_carry_the_terms_notice(tmp_path: Path) -> None:
+    """The Gemma Terms of Use ask every distribution of a model derived from Gemma for a NOTICE
+    file; a download of an adapter trained on gemma-3-270m has one, a SmolLM2 one has none."""
+    import io
+    import tarfile
+
+    from app.artifact_store import artifact_store
+    from app.models.artifacts import GEMMA_NOTICE, adapter_archive
+    from app.models.service import ServedModel
+    from app.settings import Settings
+
+    settings = Settings(data_dir=tmp_path / "data")
+    adapter = tmp_path / "adapter"
+    adapter.mkdir()
+    (adapter / "adapter_config.json").write_text("{}")
+    (adapter / "adapter_model.safetensors").write_bytes(b"weights")
+    artifact_store(settings, "checkpoints", "test").put_dir(adapter, "ftjob-1/final")
+
+    def members(base_model: str) -> dict[str, bytes]:
+        model = ServedModel(f"ft:{base_model}:p::ftjob-1", base_model, "ftjob-1/final", 0, "p")
+        data = b"".join(adapter_archive(settings, model).chunks)
+        with tarfile.open(fileobj=io.BytesIO(data)) as archive:
+            return {
+                member.name.split("/", 1)[1]: archive.extractfile(member).read()  # type: ignore[union-attr]
+                for member in archive.getmembers()
+            }
+
+    gemma = members(GEMMA3_NAME)
+    assert gemma["NOTICE"] == GEMMA_NOTICE.encode()
+    assert b"Gemma Terms of Use" in gemma["README.md"] and b"no chat template" in gemma["README.md"]
+    assert "NOTICE" not in members(SMOLLM2_NAME)
