@@ -246,10 +246,10 @@ def create_job(
         queue=placement.queue,
         gradient_checkpointing=placement.gradient_checkpointing,
     )
-    messages = [CREATED_MESSAGE, placement.message]
-    messages.append(validating_file_message("training_file", job.training_file))
+    messages = [CREATED_MESSAGE, validating_file_message("training_file", job.training_file)]
     if job.validation_file:
         messages.append(validating_file_message("validation_file", job.validation_file))
+    messages.append(placement.message)
     repository.insert_job(session, job, messages)
     session.commit()
     _send(session, job, enqueue)

@@ -20,7 +20,7 @@ from app.model_shape import ModelShape, read_gguf_shape, read_shape, shape_from_
 from app.settings import Settings
 from app.tables import Worker
 from app.workers.memory import JobSize, MemoryEstimate, estimate_memory, format_bytes
-from app.workers.queues import job_tier, served_tier, tier_label, tier_queue
+from app.workers.queues import job_tier, served_tier, tier_queue
 
 # a dataset this large resolves every "auto" to its largest value (batch_size 4, ...)
 _LARGE_DATASET = 1_000_000
@@ -107,8 +107,7 @@ def place_job(
             turned_on = " Gradient checkpointing is on so that it fits." if checkpointing else ""
             message = (
                 f"Estimated memory: {estimate.describe()}; queued for {worker.device_kind} "
-                f"workers with at least {tier_label(tier)}iB, such as {_device(worker)}."
-                + turned_on
+                f"workers with at least {tier:g} GiB, such as {_device(worker)}." + turned_on
             )
             return Placement(queue, checkpointing, message, estimate)
     largest = ordered[0]
@@ -117,7 +116,7 @@ def place_job(
     raise DoesNotFit(
         f"This job needs about {estimate.describe()}, more than any registered worker can "
         f"hold: the largest is {_device(largest)}, which takes jobs of up to "
-        f"{tier_label(offered)}iB. Lower batch_size, group_size (compute_multiplier), "
+        f"{offered:g} GiB. Lower batch_size, group_size (compute_multiplier), "
         "max_completion_tokens (reasoning_effort) or lora_rank, or add a worker with more "
         "memory."
     )
