@@ -10,7 +10,7 @@ import httpx
 import openai
 import pytest
 
-from app.base_models import SMOLLM2_NAME
+from app.base_models import packaged_models
 from tests.conftest import make_client
 from tests.inference.models import ServedModels, shared_served_models
 
@@ -153,12 +153,13 @@ def test_models_list_and_retrieve_fine_tuned_models_per_project(
 ) -> None:
     listed = {model.id: model for model in client.models.list()}
     # base models, then the project's one fine-tuned model; checkpoints are not listed
-    assert list(listed) == [SMOLLM2_NAME, served.base_dir.name, served.fine_tuned_model]
+    packaged = [model.name for model in packaged_models()]
+    assert list(listed) == [*packaged, served.base_dir.name, served.fine_tuned_model]
     assert listed[served.fine_tuned_model].owned_by == served.project_id
     retrieved = client.models.retrieve(served.checkpoint_model)
     assert (retrieved.id, retrieved.owned_by) == (served.checkpoint_model, served.project_id)
 
     other = make_client(served.service, other_key)
-    assert [model.id for model in other.models.list()] == [SMOLLM2_NAME, served.base_dir.name]
+    assert [model.id for model in other.models.list()] == [*packaged, served.base_dir.name]
     with pytest.raises(openai.NotFoundError):
         other.models.retrieve(served.fine_tuned_model)
