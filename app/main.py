@@ -26,12 +26,13 @@ from app.models import routes as models
 from app.observability import health as readiness_checks
 from app.observability.logs import request_id_var
 from app.observability.metrics import MetricsMiddleware, exposition
-from app.queue import job_sender, make_celery, validation_sender
+from app.queue import make_celery, validation_sender
 from app.rate_limits import RequestRateLimiter
 from app.settings import Settings, get_settings
 from app.storage import storage_from_settings
 from app.uploads import routes as uploads
 from app.webhooks import routes as webhooks
+from app.workers.routing import placed_job_sender
 
 logger = logging.getLogger("openrft.api")
 
@@ -127,7 +128,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app = FastAPI(title="OpenRFT", version="0.1.0")
     app.state.settings = settings
     app.state.storage = storage_from_settings(settings)
-    app.state.enqueue_job = job_sender(settings)
+    app.state.enqueue_job = placed_job_sender(settings)
     app.state.enqueue_validation = validation_sender(settings)
     app.state.session_slots = asyncio.Semaphore(POOL_SIZE)
     app.state.request_limits = (

@@ -62,9 +62,10 @@ def make_celery(settings: Settings) -> Celery:
     return celery
 
 
-def send_job(celery: Celery, settings: Settings, job_id: str) -> None:
-    """Hand a job id to the workers; raises when the broker cannot take the message."""
-    celery.send_task(RUN_JOB_TASK, args=[job_id], queue=settings.queue_name)
+def send_job(celery: Celery, settings: Settings, job_id: str, queue: str | None = None) -> None:
+    """Hand a job id to the workers, on the queue it was placed on (app.workers.queues) or the
+    plain one; raises when the broker cannot take the message."""
+    celery.send_task(RUN_JOB_TASK, args=[job_id], queue=queue or settings.queue_name)
 
 
 def send_validation(celery: Celery, settings: Settings, job_id: str) -> None:

@@ -57,6 +57,11 @@ class Settings(BaseSettings):
     max_job_attempts: int = Field(default=3, ge=1)
     # a training step whose samples the grader failed on more often than this fails the job
     max_grader_error_rate: float = 0.5
+    # training workers report their device and memory this often (the workers table); one
+    # silent for four periods no longer counts when new jobs are placed
+    worker_heartbeat_seconds: float = Field(default=15.0, gt=0)
+    # the memory a worker offers to jobs, instead of what its device has (a shared host)
+    worker_memory_bytes: int | None = Field(default=None, gt=0)
     # graded completions kept per training step and per validation run for the samples view
     # (whole prompt groups; 0 keeps none)
     samples_per_step: int = Field(default=16, ge=0)
@@ -107,6 +112,10 @@ class Settings(BaseSettings):
             parts = value.replace(",", os.pathsep).split(os.pathsep)
             return [Path(part) for part in parts if part.strip()]
         return value
+
+    @property
+    def worker_stale_seconds(self) -> float:
+        return 4 * self.worker_heartbeat_seconds
 
     @property
     def resolved_data_dir(self) -> Path:

@@ -21,6 +21,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
 )
+from sqlalchemy import false as sa_false
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -129,6 +130,13 @@ class Job(Base):
     # has sent it again since a worker last took it (each time waiting twice as long)
     enqueued_at: Mapped[float | None] = mapped_column(Float, nullable=True)
     resend_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # the training queue a fitting worker consumes (app/workers/placement.py); None: the plain
+    # queue every training worker takes from (no worker had registered when it was created)
+    queue: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    # turned on at creation when the job fits a worker only with it
+    gradient_checkpointing: Mapped[bool] = mapped_column(
+        Boolean, default=False, server_default=sa_false()
+    )
 
     @property
     def base_model_name(self) -> str:
@@ -302,3 +310,17 @@ class CheckpointPermission(Base):
         ForeignKey("projects.id", ondelete="CASCADE"), index=True
     )
     created_at: Mapped[int] = mapped_column(Integer, default=now)
+
+
+class Worker(Base):
+    """A training worker's device, as it last reported it (a heartbeat refreshes `last_seen`)."""
+
+    __tablename__ = "workers"
+
+    name: Mapped[str] = mapped_column(String(255), primary_key=True)  # Celery's node name
+    device_kind: Mapped[str] = mapped_column(String(16))  # "cpu" | "cuda"
+    device_name: Mapped[str] = mapped_column(String(255))
+    memory_bytes: Mapped[int] = mapped_column(BigInteger)  # what a job may use on the device
+    bf16: Mapped[bool] = mapped_column(Boolean)  # the trainer computes in bf16 there
+    started_at: Mapped[int] = mapped_column(Integer, default=now)
+    last_seen: Mapped[float] = mapped_column(Float)  # unix seconds

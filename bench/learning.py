@@ -13,11 +13,15 @@ a run moves from the sentence to the name varies from seed to seed) and of SFT.
 Target: RFT validation reward up by at least 0.4 absolute within 15 minutes.
 
     .venv/bin/python bench/learning.py [--skip-sft] [--skip-exact] [--seeds N]
+
+`--model gemma-3-270m` runs another catalogue model; `--task examples` trains on
+examples/capitals (its files and its multi grader) instead of the task above.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import tempfile
 import time
@@ -37,6 +41,7 @@ from worker.trainer.progress import ConsoleReporter  # noqa: E402
 from worker.trainer.spec import TrainResult, TrainSpec  # noqa: E402
 
 MODEL = "SmolLM2-135M-Instruct"
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples" / "capitals"
 N_VALID = 16
 TARGET_GAIN = 0.4
 TARGET_MINUTES = 15
@@ -64,16 +69,32 @@ class CurveReporter(ConsoleReporter):
             self.curve.append((step, data["valid_reward_mean"], time.perf_counter() - self.started))
 
 
+def example_rows() -> tuple[list[dict[str, Any]], list[dict[str, Any]], dict[str, Any]]:
+    """examples/capitals: its training rows, validation rows and grader."""
+
+    def rows(name: str) -> list[dict[str, Any]]:
+        return [json.loads(line) for line in (EXAMPLES / name).read_text().splitlines() if line]
+
+    grader = json.loads((EXAMPLES / "grader.json").read_text())
+    return rows("train.jsonl"), rows("valid.jsonl"), grader
+
+
 def run(
-    method: str, grader: dict, hyperparameters: dict, out_dir: Path, seed: int = 0
+    method: str,
+    grader: dict,
+    hyperparameters: dict,
+    out_dir: Path,
+    seed: int = 0,
+    model: str = MODEL,
+    rows: tuple[list[dict[str, Any]], list[dict[str, Any]]] | None = None,
 ) -> tuple[TrainResult, CurveReporter]:
     with_answer = method == "supervised"
-    train_rows, valid_rows = split(capital_rows(with_answer=with_answer), N_VALID)
+    train_rows, valid_rows = rows or split(capital_rows(with_answer=with_answer), N_VALID)
     reporter = CurveReporter()
     settings = get_settings()
     spec = TrainSpec(
-        model=MODEL,
-        model_dir=resolve_model_dir(MODEL, settings.model_dirs, settings.model_cache_dir),
+        model=model,
+        model_dir=resolve_model_dir(model, settings.model_dirs, settings.model_cache_dir),
         train_rows=tuple(train_rows),
         valid_rows=tuple(valid_rows),
         method=method,
@@ -101,24 +122,31 @@ def main() -> int:
     parser.add_argument("--skip-exact", action="store_true")
     parser.add_argument("--hyperparameters", default="{}", help="JSON overrides of 'auto'")
     parser.add_argument("--seeds", type=int, default=4, help="RFT runs, seeds 0 to N-1")
+    parser.add_argument("--model", default=MODEL, help="a catalogue model")
+    parser.add_argument("--task", choices=("capitals", "examples"), default="capitals")
     args = parser.parse_args()
-    import json
 
     overrides = json.loads(args.hyperparameters)
+    rft_grader, rows = ROUGE_GRADER, None
+    if args.task == "examples":
+        train_rows, valid_rows, rft_grader = example_rows()
+        rows = (train_rows, valid_rows)
     summary = []
     with tempfile.TemporaryDirectory(prefix="openrft-learning-") as scratch:
         for seed in range(args.seeds):
             out_dir = Path(scratch) / f"rft-{seed}"
-            _, curve = run("reinforcement", ROUGE_GRADER, overrides, out_dir, seed)
+            _, curve = run("reinforcement", rft_grader, overrides, out_dir, seed, args.model, rows)
             print_curve(f"RFT seed {seed} (ROUGE-1 partial credit, auto hyperparameters)", curve)
             summary.append((f"RFT s{seed}", curve))
         if not args.skip_sft:
-            _, sft_curve = run("supervised", ROUGE_GRADER, {}, Path(scratch) / "sft", 0)
+            _, sft_curve = run("supervised", ROUGE_GRADER, {}, Path(scratch) / "sft", 0, args.model)
             print_curve("SFT (same rows, answer as the assistant message)", sft_curve)
             summary.append(("SFT s0", sft_curve))
         if not args.skip_exact:
             exact_hp = {"n_epochs": 1, "batch_size": 4, "eval_interval": 100}
-            _, exact_curve = run("reinforcement", EXACT_GRADER, exact_hp, Path(scratch) / "exact")
+            _, exact_curve = run(
+                "reinforcement", EXACT_GRADER, exact_hp, Path(scratch) / "exact", 0, args.model
+            )
             no_signal = [w for w in exact_curve.warnings if "no learning signal" in w]
             print(f"\nExact-match grader: {len(no_signal)} of 8 steps reported no learning signal")
             if no_signal:

@@ -117,6 +117,9 @@ def service_env(
         OPENRFT_QUEUE_NAME=f"openrft-test-{secrets.token_hex(4)}",
         OPENRFT_INFERENCE_PORT=str(free_port()),
         PYTHONUNBUFFERED="1",
+        # an empty Hugging Face cache of its own: the models a developer has cached are not
+        # offered by the service under test
+        HF_HUB_CACHE=str(data_dir.parent / f"{data_dir.name}-hf-cache"),
     )
     if backend == "postgres":
         assert database_url and TEST_BROKER_URL

@@ -285,6 +285,7 @@ def build_spec(
         work_dir=work_dir(settings, job.id, writer.fence.attempt),
         grader_config=GraderConfig.from_settings(settings, own_key=own_key),
         samples_per_step=settings.samples_per_step,
+        gradient_checkpointing=job.gradient_checkpointing,
     )
 
 

@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 
 from app import ids
 from app.artifact_store import artifact_store
-from app.base_models import find_base_model
+from app.base_models import find_base_model, model_search_places
 from app.errors import APIError, bad_request, not_found
 from app.files.service import not_expired
 from app.graders import normalize_grader, validate_grader
@@ -39,8 +39,10 @@ from app.jobs.tool_support import check_tool_support
 from app.quotas import check_active_jobs
 from app.settings import Settings
 from app.tables import Checkpoint, File, Job, JobEvent, JobSample, Project, now
+from app.workers.placement import DoesNotFit, Placement, job_size, model_shape, place_job
+from app.workers.registry import live_workers
 
-# sends a committed job to the workers (app.queue.job_sender in the API)
+# sends a committed job to the workers (app.workers.routing.placed_job_sender in the API)
 Enqueue = Callable[[str], None]
 GRADER_PARAM = "method.reinforcement.grader"
 # OpenAI's SFT job echo: these three only
@@ -99,11 +101,11 @@ def _stored_files(settings: Settings, adapter_path: str) -> dict[str, int]:
 
 
 def _model_not_available(
-    model: str, reason: str = "does not exist or is not available"
+    model: str, reason: str = "does not exist or is not available for fine-tuning."
 ) -> APIError:
     return APIError(
         400,
-        f"Model '{model}' {reason} for fine-tuning.",
+        f"Model '{model}' {reason}",
         param="model",
         code="model_not_available",
     )
@@ -117,7 +119,12 @@ def _starting_point(
     if find_base_model(settings, model) is not None:
         return StartingPoint(model)
     if not model.startswith("ft:"):
-        raise _model_not_available(model)
+        raise _model_not_available(
+            model,
+            "does not exist or is not available for fine-tuning; base models are looked for in "
+            + model_search_places(settings)
+            + ".",
+        )
     parent = session.scalar(
         select(Job).where(Job.fine_tuned_model == model, Job.project_id == project.id)
     )
@@ -134,10 +141,14 @@ def _starting_point(
     if parent is None or adapter_path is None:
         raise _model_not_available(model)
     if ADAPTER_CONFIG not in _stored_files(settings, adapter_path):
-        raise _model_not_available(model, "has no weights left on this server to train on")
+        raise _model_not_available(
+            model, "has no weights left on this server to train on for fine-tuning."
+        )
     if find_base_model(settings, parent.base_model_name) is None:
         raise _model_not_available(
-            model, f"was trained on '{parent.base_model_name}', which is no longer offered"
+            model,
+            f"was trained on '{parent.base_model_name}', which is no longer offered for "
+            "fine-tuning.",
         )
     return StartingPoint(parent.base_model_name, parent.id, adapter_path)
 
@@ -167,6 +178,20 @@ def _check_continued_hyperparameters(
             "its reference would be the base model, not the model given; leave beta out.",
             param=f"{path}.beta",
         )
+
+
+def _place(
+    session: Session, settings: Settings, base_model: str, method: NormalizedMethod
+) -> Placement:
+    """Where the job goes (app.workers.placement); a 400 with the estimate when nowhere."""
+    base = find_base_model(settings, base_model)
+    shape = model_shape(settings, base) if base is not None else None
+    size = job_size(method.type, dict(method.hyperparameters))
+    workers = live_workers(session, settings.worker_stale_seconds)
+    try:
+        return place_job(shape, size, workers, settings.queue_name)
+    except DoesNotFit as error:
+        raise bad_request(str(error), code="insufficient_worker_memory") from None
 
 
 def create_job(
@@ -202,6 +227,7 @@ def create_job(
                 "Reinforcement fine-tuning requires a validation_file.", param="validation_file"
             )
         method_echo["reinforcement"]["grader"] = _check_grader(method.grader or {}, settings)
+    placement = _place(session, settings, start.base_model, method)
     job = Job(
         id=ids.new_job_id(),
         project_id=project.id,
@@ -222,10 +248,13 @@ def create_job(
         integrations=integrations,
         result_files=[],
         created_at=now(),
+        queue=placement.queue,
+        gradient_checkpointing=placement.gradient_checkpointing,
     )
     messages = [CREATED_MESSAGE, validating_file_message("training_file", job.training_file)]
     if job.validation_file:
         messages.append(validating_file_message("validation_file", job.validation_file))
+    messages.append(placement.message)
     repository.insert_job(session, job, messages)
     session.commit()
     _send(session, job, enqueue)

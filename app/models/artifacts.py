@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from app.artifact_store import ArtifactStore, artifact_store
-from app.base_models import SMOLLM2_NAME
+from app.base_models import GEMMA3_NAME, SMOLLM2_NAME
 from app.inference_protocol import MergeRequest
 from app.models.inference import InferenceClient
 from app.models.service import ServedModel
@@ -33,7 +33,16 @@ ADAPTER_FILES = re.compile(
     r"^(adapter_.*|tokenizer.*|special_tokens_map\.json|chat_template\..*|vocab\.json|"
     r"merges\.txt|added_tokens\.json|generation_config\.json)$"
 )
-HUB_IDS = {SMOLLM2_NAME: "HuggingFaceTB/SmolLM2-135M-Instruct"}
+HUB_IDS = {
+    SMOLLM2_NAME: "HuggingFaceTB/SmolLM2-135M-Instruct",
+    GEMMA3_NAME: "google/gemma-3-270m",
+}
+# the Gemma Terms of Use (section 3.1) ask every distribution of Gemma or a model derived from
+# it to carry this notice in a "NOTICE" file
+GEMMA_NOTICE = (
+    "Gemma is provided under and subject to the Gemma Terms of Use found at "
+    "ai.google.dev/gemma/terms\n"
+)
 
 
 @dataclass(frozen=True)
@@ -75,6 +84,7 @@ def adapter_archive(settings: Settings, model: ServedModel) -> Archive:
     folder = archive_folder_name(model.id)
     store = artifact_store(settings, "checkpoints", "api")
     members: list[tuple[str, Member]] = [(f"{folder}/README.md", readme(model, folder).encode())]
+    members += _notice(model, folder)
     members += _stored_members(
         store, model.adapter_key, folder, lambda name: bool(ADAPTER_FILES.match(name))
     )
@@ -93,9 +103,16 @@ async def merged_archive(settings: Settings, model: ServedModel) -> Archive:
     output_key = (await InferenceClient(settings.resolved_inference_url).merge(request)).output_key
     folder = f"{archive_folder_name(model.id)}-merged"
     store = artifact_store(settings, "merged", "api")
-    members = _stored_members(store, output_key, folder, lambda name: "/" not in name)
+    members = _notice(model, folder)
+    members += _stored_members(store, output_key, folder, lambda name: "/" not in name)
     # weights barely compress: the fastest level keeps the download CPU-light
     return Archive(f"{folder}.tar.gz", stream_tar_gz(members, level=1))
+
+
+def _notice(model: ServedModel, folder: str) -> list[tuple[str, Member]]:
+    if model.base_model != GEMMA3_NAME:
+        return []
+    return [(f"{folder}/NOTICE", GEMMA_NOTICE.encode())]
 
 
 def merged_model_key(adapters: ArtifactStore, adapter_key: str) -> str:
@@ -192,6 +209,17 @@ def readme(model: ServedModel, folder: str) -> str:
             f"OpenRFT trains on the de-quantised weights of `{SMOLLM2_NAME}.Q4_1.gguf`, which",
             f"differ slightly from `{base}` on the Hub; the merged download holds exactly the",
             "weights the adapter was trained with.",
+        ]
+    if model.base_model == GEMMA3_NAME:
+        lines += [
+            "",
+            "OpenRFT trains on the de-quantised weights of `gemma-3-270m-q4_k_m.gguf` (the",
+            f"pretrained model, Q4_K_M), which differ slightly from `{base}` on the Hub. That",
+            "GGUF carries no chat template: prompts were rendered as plain `User: ...` lines",
+            "ending in `Assistant:` (see the tokenizer's `chat_template` in the merged download).",
+            "",
+            "Gemma is provided under and subject to the Gemma Terms of Use",
+            "(ai.google.dev/gemma/terms), and so is this model derived from it: see `NOTICE`.",
         ]
     return "\n".join(lines) + "\n"
 

@@ -1,15 +1,15 @@
 """fair dispatch: when a worker last took a job of each project; job-scoped internal keys
 
-Revision ID: 0009_fair_dispatch
-Revises: 0007
+Revision ID: 0009
+Revises: 0008
 Create Date: 2026-12-01
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0009_fair_dispatch"
-down_revision = "0007"
+revision = "0009"
+down_revision = "0008"
 branch_labels = None
 depends_on = None
 

@@ -8,6 +8,7 @@ import httpx
 import openai
 import pytest
 
+from app.base_models import packaged_models
 from tests.api.jobfiles import BASE_MODEL, sft_rows, upload_rows
 from tests.conftest import make_client
 from tests.services import LiveService
@@ -72,8 +73,11 @@ def test_unknown_route_and_bad_query_use_the_envelope(service: LiveService) -> N
 
 def test_models_list_and_retrieve(client: openai.OpenAI) -> None:
     ids = [model.id for model in client.models.list()]
-    # the base models come first; fine-tuned models of jobs other tests ran may follow
-    assert ids[:2] == ["SmolLM2-135M-Instruct", BASE_MODEL]
+    # the packaged base models come first, then the model dirs'; fine-tuned models of jobs
+    # other tests ran may follow
+    packaged = [model.name for model in packaged_models()]
+    assert packaged[0] == "SmolLM2-135M-Instruct"
+    assert ids[: len(packaged) + 1] == [*packaged, BASE_MODEL]
     model = client.models.retrieve(BASE_MODEL)
     assert (model.id, model.object) == (BASE_MODEL, "model")
     with pytest.raises(openai.NotFoundError):

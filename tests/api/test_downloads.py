@@ -10,7 +10,7 @@ import httpx
 import openai
 import pytest
 
-from app.base_models import SMOLLM2_NAME
+from app.base_models import packaged_models
 from tests.conftest import make_client
 from tests.inference.models import ServedModels, shared_served_models
 
@@ -153,8 +153,9 @@ def test_models_list_and_retrieve_fine_tuned_models_per_project(
 ) -> None:
     listed = {model.id: model for model in client.models.list()}
     # base models, then the project's one fine-tuned model; checkpoints are not listed
+    packaged = [model.name for model in packaged_models()]
     assert list(listed) == [
-        SMOLLM2_NAME,
+        *packaged,
         served.base_dir.name,
         served.tool_model_dir.name,
         served.fine_tuned_model,
@@ -165,7 +166,7 @@ def test_models_list_and_retrieve_fine_tuned_models_per_project(
 
     other = make_client(served.service, other_key)
     assert [model.id for model in other.models.list()] == [
-        SMOLLM2_NAME,
+        *packaged,
         served.base_dir.name,
         served.tool_model_dir.name,
     ]

@@ -10,7 +10,9 @@ from pathlib import Path
 import openai
 import pytest
 
-from tests.api.jobfiles import BASE_MODEL, rft_method, rft_rows, upload_rows
+from app.model_shape import read_shape
+from app.workers.placement import job_size, place_job
+from tests.api.jobfiles import BASE_MODEL, FAST_RFT, rft_method, rft_rows, upload_rows
 from tests.conftest import make_client
 from tests.services import LiveService, live_service, service_env
 
@@ -58,17 +60,27 @@ def _state_error(message: str) -> dict[str, object]:
     }
 
 
-def _creation_messages(client: openai.OpenAI, job_id: str) -> list[str]:
+@pytest.fixture(scope="module")
+def placement_note(tiny_models_root: Path) -> str:
+    """What a new job's events say of its memory while no worker has registered."""
+    shape = read_shape(tiny_models_root / BASE_MODEL / "config.json")
+    note = place_job(shape, job_size("reinforcement", FAST_RFT), [], "openrft").message
+    assert "No worker has registered yet, so the fit was not checked" in note
+    return note
+
+
+def _creation_messages(client: openai.OpenAI, job_id: str, placement_note: str) -> list[str]:
     """The events a new job starts with, newest first."""
     job = client.fine_tuning.jobs.retrieve(job_id)
     return [
+        placement_note,
         f"Validating validation file: {job.validation_file}",
         f"Validating training file: {job.training_file}",
         "Created fine-tuning job",
     ]
 
 
-def test_pause_then_resume_requeues(new_job) -> None:  # type: ignore[no-untyped-def]
+def test_pause_then_resume_requeues(new_job, placement_note: str) -> None:  # type: ignore[no-untyped-def]
     client, create = new_job
     job_id = create()
     assert client.fine_tuning.jobs.pause(job_id).status == "paused"
@@ -83,11 +95,11 @@ def test_pause_then_resume_requeues(new_job) -> None:  # type: ignore[no-untyped
     assert _messages(client, job_id) == [
         "Job resumed",
         "The job has been paused",
-        *_creation_messages(client, job_id),
+        *_creation_messages(client, job_id, placement_note),
     ]
 
 
-def test_cancel_is_immediate_and_final(new_job) -> None:  # type: ignore[no-untyped-def]
+def test_cancel_is_immediate_and_final(new_job, placement_note: str) -> None:  # type: ignore[no-untyped-def]
     client, create = new_job
     job_id = create()
     job = client.fine_tuning.jobs.cancel(job_id)
@@ -103,7 +115,7 @@ def test_cancel_is_immediate_and_final(new_job) -> None:  # type: ignore[no-unty
         assert raised.value.body == _state_error(f"Cannot {name} a job that is cancelled.")
     assert _messages(client, job_id) == [
         "Fine-tuning job cancelled",
-        *_creation_messages(client, job_id),
+        *_creation_messages(client, job_id, placement_note),
     ]
 
 

@@ -58,12 +58,14 @@ def test_rft_job_validates_files_then_starts(
     job = wait_for_job(client, job.id, VALIDATED)
     assert job.error is None
     messages = [event.message for event in client.fine_tuning.jobs.list_events(job.id, limit=50)]
-    assert messages[::-1][:4] == [
+    oldest = messages[::-1]
+    assert oldest[:3] == [
         "Created fine-tuning job",
         f"Validating training file: {training}",
         f"Validating validation file: {validation}",
-        "Files validated, moving job to queued state",
     ]
+    assert oldest[3].startswith("Estimated memory: ")  # where the job was placed, and why
+    assert oldest[4] == "Files validated, moving job to queued state"
 
 
 def test_supervised_job_with_deprecated_hyperparameters(
@@ -247,7 +249,8 @@ def test_events_page_newest_first(client: openai.OpenAI, rft_files: tuple[str, s
     )
     client.fine_tuning.jobs.cancel(job.id)
     everything = client.fine_tuning.jobs.list_events(job.id, limit=100).data
-    # the creation's three events, then the cancel's and whatever the worker did before it
+    # the creation's four events (the memory estimate last), then the cancel's and whatever the
+    # worker did before it
     assert len(everything) >= 4
     assert [event.message for event in everything[-3:]] == [
         f"Validating validation file: {validation}",

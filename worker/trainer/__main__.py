@@ -72,6 +72,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--out", required=True, type=Path, help="output directory")
     parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda when present)")
     parser.add_argument("--precision", choices=["auto", "bf16", "fp32"], default="auto")
+    parser.add_argument(
+        "--gradient-checkpointing",
+        action="store_true",
+        help="recompute activations in the backward pass (less memory, more time)",
+    )
     return parser.parse_args(argv)
 
 
@@ -103,6 +108,7 @@ def main(argv: list[str] | None = None) -> int:
         grader_config=GraderConfig(),
         device=args.device,
         precision=args.precision,
+        gradient_checkpointing=args.gradient_checkpointing,
     )
     result = train(spec, ConsoleReporter(), PrintingCheckpointStore(args.out / "checkpoints"))
     print(

@@ -31,7 +31,7 @@ from worker.trainer.checkpoints import (
 )
 from worker.trainer.methods import Preference, Reinforcement, Supervised
 from worker.trainer.metrics import MetricsCSV
-from worker.trainer.models import Policy, load_policy
+from worker.trainer.models import PLAIN_TEMPLATE_NOTE, Policy, has_plain_template, load_policy
 from worker.trainer.progress import Reporter
 from worker.trainer.spec import TrainResult, TrainSpec
 
@@ -56,7 +56,16 @@ def train(spec: TrainSpec, reporter: Reporter, checkpoints: CheckpointStore) -> 
     )
 
     torch.manual_seed(spec.seed)  # the LoRA initialisation draws from the global generator
-    policy = load_policy(spec.model_dir, hp.lora_rank, hp.lora_alpha, spec.device, spec.precision)
+    policy = load_policy(
+        spec.model_dir,
+        hp.lora_rank,
+        hp.lora_alpha,
+        spec.device,
+        spec.precision,
+        gradient_checkpointing=spec.gradient_checkpointing,
+    )
+    if has_plain_template(policy.tokenizer):
+        reporter.on_event("warn", PLAIN_TEMPLATE_NOTE.format(model=spec.model))
     if spec.init_adapter_dir is not None:
         # the same adapter trained further; a resume below then loads its own checkpoint
         load_adapter_weights(spec.init_adapter_dir, policy.model)

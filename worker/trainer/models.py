@@ -1,13 +1,15 @@
 """Base models: find or build a Hugging Face model directory, load it, wrap it in LoRA.
 
-The default base model ships as a Q4_1 GGUF file. Loading a GGUF de-quantises every tensor (about
-20 s), so it is converted once into a plain safetensors directory in the model cache; later loads
-take a fraction of a second.
+The packaged base models ship as GGUF files (SmolLM2 as one Q4_1 file, Gemma 3 270M as a Q4_K_M
+file split across four packages, joined here). Loading a GGUF de-quantises every tensor (20 s to
+a minute), so it is converted once into a plain safetensors directory in the model cache; later
+loads take a fraction of a second.
 """
 
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import importlib.util
 import os
 import warnings
@@ -18,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from app.atomic import atomic_directory
-from app.base_models import SMOLLM2_GGUF, find_base_model_in
+from app.base_models import SMOLLM2_GGUF, BaseModel, find_base_model_in
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -76,14 +78,43 @@ def resolve_model_dir(name_or_dir: str, model_dirs: Sequence[Path], cache_dir: P
         raise ValueError(f"unknown model {name_or_dir!r}: not in the catalogue and not a directory")
     if base.hf_dir is not None:
         return base.hf_dir
-    assert base.gguf_file is not None
     target = cache_dir / base.name
     if is_model_dir(target):
         return target
     with file_lock(cache_dir / f".{base.name}.lock"):
         if not is_model_dir(target):
-            convert_gguf(base.gguf_file, target)
+            _convert(base, target)
     return target
+
+
+def _convert(base: BaseModel, target: Path) -> None:
+    if base.gguf_file is not None:
+        convert_gguf(base.gguf_file, target)
+        return
+    joined = target.parent / f".{base.name}.joined.gguf"
+    try:
+        join_parts(base.gguf_parts, joined, base.gguf_sha256)
+        convert_gguf(joined, target)
+    finally:
+        joined.unlink(missing_ok=True)
+
+
+def join_parts(parts: Sequence[Path], target: Path, sha256: str | None) -> None:
+    """Write the parts of a split file one after another into `target`; raises ValueError when
+    the result is not the file of `sha256` (a part is damaged or from another release)."""
+    digest = hashlib.sha256()
+    with target.open("wb") as out:
+        for part in parts:
+            with part.open("rb") as source:
+                while block := source.read(8 * 1024 * 1024):
+                    digest.update(block)
+                    out.write(block)
+    if sha256 is not None and digest.hexdigest() != sha256:
+        target.unlink()
+        raise ValueError(
+            f"the parts {', '.join(part.name for part in parts)} do not join into the expected "
+            f"file (sha256 {digest.hexdigest()}, expected {sha256}); reinstall their packages"
+        )
 
 
 def convert_gguf(gguf_file: Path, target: Path) -> None:
@@ -105,15 +136,43 @@ def convert_gguf(gguf_file: Path, target: Path) -> None:
         tokenizer.save_pretrained(staging)
 
 
+# for a model that brings no chat template (a pretrained model such as gemma-3-270m, whose GGUF
+# carries none): each turn as a "Role: text" line, an assistant turn ending in end-of-sequence
+# (what sampling stops on), the prompt ending in "Assistant:"
+PLAIN_CHAT_TEMPLATE = (
+    "{{ bos_token if bos_token else '' }}"
+    "{% for message in messages %}"
+    "{{ message['role'] | capitalize }}:"
+    "{% if message['content'] is string %} {{ message['content'] }}"
+    "{% else %}{% for part in message['content'] %} {{ part['text'] }}{% endfor %}{% endif %}"
+    "{% if message['role'] == 'assistant' %}{{ eos_token }}{% endif %}"
+    "{{ '\\n' }}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}Assistant:{% endif %}"
+)
+PLAIN_TEMPLATE_NOTE = (
+    "{model} has no chat template (it is a pretrained model, not a chat model): prompts are "
+    "rendered as plain 'User: ...' lines ending in 'Assistant:', and the model learns to answer "
+    "and stop there"
+)
+
+
 def load_tokenizer(model_dir: Path) -> Any:
+    """The model's tokenizer with a pad token; one without a chat template gets
+    PLAIN_CHAT_TEMPLATE (`has_plain_template` tells)."""
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     if tokenizer.chat_template is None:
-        raise ValueError(f"model {model_dir} has no chat template; RFT needs a chat model")
+        tokenizer.chat_template = PLAIN_CHAT_TEMPLATE
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     return tokenizer
+
+
+def has_plain_template(tokenizer: Any) -> bool:
+    """Whether the model came without a chat template and prompts use PLAIN_CHAT_TEMPLATE."""
+    return bool(tokenizer.chat_template == PLAIN_CHAT_TEMPLATE)
 
 
 def load_model_and_tokenizer(
@@ -218,6 +277,9 @@ class Policy:
     # Gemma's final soft-capping: logits = cap * tanh(logits / cap); None for most models
     logit_softcap: float | None = None
     fused: Any = None  # FusedDecoder, built on first use (fused_model)
+    # the training forward keeps only each block's input and recomputes the rest in the
+    # backward pass (less memory, about a third more compute); set when a job would not fit
+    gradient_checkpointing: bool = False
 
     @property
     def decoder(self) -> Any:
@@ -256,9 +318,12 @@ class Policy:
 
     def fused_model(self) -> Any:
         """The model as fused layers (fused_decoder.py), built on first use; None where the
-        architecture has no fused form."""
+        architecture has no fused form, or with gradient checkpointing (which runs through the
+        model's own layers)."""
         from worker.trainer.fused_decoder import FusedDecoder, supports
 
+        if self.gradient_checkpointing:
+            return None
         if self.fused is None and supports(self.model.config):
             self.fused = FusedDecoder(self.decoder, self.autocast_dtype)
         return self.fused
@@ -274,12 +339,23 @@ class Policy:
         return [parameter for parameter in self.model.parameters() if parameter.requires_grad]
 
 
+def enable_gradient_checkpointing(model: Any) -> None:
+    """Checkpoint every decoder block (transformers renamed the switch in 5.x)."""
+    # non-reentrant: the frozen embeddings' output needs no grad for the blocks to get one
+    options = {"use_reentrant": False}
+    if hasattr(model, "activation_checkpointing_enable"):
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs=options)
+    else:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=options)
+
+
 def load_policy(
     model_dir: Path,
     lora_rank: int,
     lora_alpha: float,
     device: str | None = None,
     precision: str = "auto",
+    gradient_checkpointing: bool = False,
 ) -> Policy:
     import torch
 
@@ -288,6 +364,8 @@ def load_policy(
     model, tokenizer = load_model_and_tokenizer(
         model_dir, lora_rank, lora_alpha, device, weights_dtype(device, autocast_dtype)
     )
+    if gradient_checkpointing:
+        enable_gradient_checkpointing(model.get_base_model())
     eos = {tokenizer.eos_token_id}
     generation_eos = getattr(model.generation_config, "eos_token_id", None)
     if generation_eos is not None:
@@ -306,6 +384,7 @@ def load_policy(
         pad_id=tokenizer.pad_token_id,
         head=FrozenLinear(output_layer.weight, autocast_dtype),
         logit_softcap=getattr(model.config.get_text_config(), "final_logit_softcapping", None),
+        gradient_checkpointing=gradient_checkpointing,
     )
 
 

@@ -30,6 +30,8 @@ class TrainSpec:
     init_adapter_dir: Path | None = None
     device: str | None = None  # None: CUDA when present, else CPU
     precision: str = "auto"  # "auto" (bf16 where native), "bf16" or "fp32"
+    # recompute activations in the backward pass: set at job creation when only then it fits
+    gradient_checkpointing: bool = False
     # graded completions reported per step and per validation run (whole groups; 0: none)
     samples_per_step: int = 16
     # reinforcement: OpenAI's response_format ({"type": "json_schema", "json_schema": {...}} or
