@@ -11,6 +11,9 @@ The order, over projects with a queued job nobody holds:
    alternates between projects rather than draining the older one;
 3. the project's oldest waiting job first, and between projects the one that waited longer.
 
+Only jobs placed on the named job's queue compete (`jobs.queue`, the memory tier a fitting
+worker consumes): a message never has a worker take a job it cannot hold.
+
 Every waiting job keeps at least one message in the queue (sent on creation, validation,
 resume and by the sweep), so each message taken by another job's start leaves one behind for
 the job it named. A message that finds nothing to take does nothing.
@@ -31,13 +34,15 @@ _HELD_STATUSES = (JobStatus.VALIDATING_FILES, JobStatus.QUEUED, JobStatus.RUNNIN
 def fair_order(session: Session, sent_job_id: str | None = None, limit: int = 8) -> list[str]:
     """The oldest waiting job of each project, fairest project first (at most `limit`).
 
-    Waiting means queued with no worker on it; `sent_job_id`, the job the message named, is a
-    candidate while it still validates its files too (no light worker checked it yet).
+    Waiting means queued with no worker on it and, given `sent_job_id` (the job the message
+    named), placed on that job's queue; the named job is a candidate while it still validates
+    its files too (no light worker checked it yet).
     """
     waiting_filter = Job.status == JobStatus.QUEUED.value
     if sent_job_id is not None:
+        queue = session.scalar(select(Job.queue).where(Job.id == sent_job_id))
         waiting_filter = or_(
-            waiting_filter,
+            waiting_filter & Job.queue.is_not_distinct_from(queue),
             (Job.id == sent_job_id) & (Job.status == JobStatus.VALIDATING_FILES.value),
         )
     waiting = (

@@ -6,11 +6,12 @@ as a worker does; training is a stand-in that only records which job it was give
 
 from __future__ import annotations
 
+from sqlalchemy import update
 from sqlalchemy.orm import Session
 
 from app.jobs.dispatch import fair_order
 from app.jobs.states import JobStatus
-from app.tables import Project
+from app.tables import Job, Project
 from tests.jobs.database import JobDatabase
 from worker.lease import take_fair_lease, take_lease
 from worker.light import validate_job
@@ -110,3 +111,17 @@ def test_a_validating_job_whose_turn_went_elsewhere_is_sent_again(
 
 def _served(session: Session, project: Project) -> float | None:
     return session.get_one(Project, project.id).last_dispatched_at
+
+
+def test_a_message_takes_only_jobs_placed_on_its_own_queue(job_database: JobDatabase) -> None:
+    db = job_database
+    small = _queued(db, db.create_job())
+    large = _queued(db, db.create_job_in("project-b"))
+    with db.sessions.begin() as session:  # placed where only a large worker takes from
+        session.execute(update(Job).where(Job.id == large).values(queue="openrft.cuda.80"))
+    # the other project is fairer, but its job waits on a queue this message did not come from
+    fence = take_fair_lease(db.sessions, small, "worker-1", 30, 3)
+    assert fence is not None and fence.job_id == small
+    assert take_fair_lease(db.sessions, small, "worker-2", 30, 3) is None
+    fence = take_fair_lease(db.sessions, large, "worker-3", 30, 3)
+    assert fence is not None and fence.job_id == large
