@@ -1,7 +1,8 @@
 """How much memory a training job needs on one device, from the model's shape and the job's
 hyperparameters (no torch: the API decides with it before a job is queued).
 
-The trainer keeps fp32 base weights (plus a bf16 copy where it computes in bf16), a LoRA
+The trainer keeps bf16 base weights on a GPU, and fp32 ones on a CPU (plus a bf16 copy where
+the CPU computes in bf16), a LoRA
 adapter with its gradients and two AdamW moments, and, at its peak, either the training
 forward's saved activations or the sampling KV cache: sampling and training take turns, so
 the larger of the two counts. A packed training sequence holds a prompt and all its group's
@@ -79,14 +80,16 @@ def format_bytes(size: int) -> str:
 
 
 def estimate_memory(
-    shape: ModelShape, size: JobSize, bf16: bool, gradient_checkpointing: bool = False
+    shape: ModelShape,
+    size: JobSize,
+    bf16: bool,
+    gradient_checkpointing: bool = False,
+    device_kind: str = "cpu",
 ) -> MemoryEstimate:
     """Peak bytes of one training run on a device that computes in bf16 or in fp32."""
     activation_bytes = 2 if bf16 else 4
-    parameters = shape.parameters
     return MemoryEstimate(
-        # fp32 master weights, and the bf16 copy that decoding and the forward use
-        weights=parameters * (4 + (2 if bf16 else 0)),
+        weights=shape.parameters * _bytes_per_weight(bf16, device_kind),
         adapter_and_optimizer=shape.lora_parameters(size.lora_rank) * BYTES_PER_TRAINED_PARAMETER,
         training_activations=_training_activations(
             shape, size, activation_bytes, gradient_checkpointing
@@ -95,6 +98,14 @@ def estimate_memory(
         runtime=RUNTIME_BYTES,
         gradient_checkpointing=gradient_checkpointing,
     )
+
+
+def _bytes_per_weight(bf16: bool, device_kind: str) -> int:
+    """The frozen base weights: loaded in bf16 on a GPU that computes in it; on a CPU in fp32,
+    with a bf16 copy for decoding and the forward where the CPU computes in bf16."""
+    if device_kind == "cuda" and bf16:
+        return 2
+    return 4 + (2 if bf16 else 0)
 
 
 def _saved_per_token(shape: ModelShape, rank: int) -> int:

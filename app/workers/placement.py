@@ -99,7 +99,7 @@ def place_job(
     ordered = sorted(workers, key=lambda w: (w.device_kind != "cuda", -w.memory_bytes))
     for checkpointing in (False, True):
         for worker in ordered:
-            estimate = estimate_memory(shape, size, worker.bf16, checkpointing)
+            estimate = estimate_memory(shape, size, worker.bf16, checkpointing, worker.device_kind)
             tier, offered = job_tier(estimate.total), served_tier(worker.memory_bytes)
             if tier is None or offered is None or tier > offered:
                 continue
@@ -111,7 +111,9 @@ def place_job(
             )
             return Placement(queue, checkpointing, message, estimate)
     largest = ordered[0]
-    estimate = estimate_memory(shape, size, largest.bf16, gradient_checkpointing=True)
+    estimate = estimate_memory(
+        shape, size, largest.bf16, gradient_checkpointing=True, device_kind=largest.device_kind
+    )
     offered = served_tier(largest.memory_bytes) or 0
     raise DoesNotFit(
         f"This job needs about {estimate.describe()}, more than any registered worker can "

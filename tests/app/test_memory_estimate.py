@@ -76,7 +76,9 @@ def test_each_part_of_the_estimate_by_hand() -> None:
     parameters = 2 * 64_000 + 2 * (8192 + 4096 + 24576 + 256) + 64
     assert TINY.parameters == parameters
     assert fp32.weights == parameters * 4
+    # a bf16 CPU keeps fp32 weights and a bf16 copy; a GPU loads them in bf16 alone
     assert estimate_memory(TINY, size, bf16=True).weights == parameters * 6
+    assert estimate_memory(TINY, size, bf16=True, device_kind="cuda").weights == parameters * 2
     # LoRA: rank 4 x (in + out) for each of the seven linears, fp32 + grad + two moments
     lora = 2 * 4 * ((64 + 64) * 2 + (64 + 32) * 2 + (64 + 128) * 2 + (128 + 64))
     assert fp32.adapter_and_optimizer == lora * 16
