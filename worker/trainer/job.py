@@ -71,7 +71,12 @@ def train(spec: TrainSpec, reporter: Reporter, checkpoints: CheckpointStore) -> 
         if spec.method == "reinforcement":
             assert grader is not None
             method = Reinforcement(
-                policy, optimizer, grader, *data, samples_per_step=spec.samples_per_step
+                policy,
+                optimizer,
+                grader,
+                *data,
+                samples_per_step=spec.samples_per_step,
+                model_name=spec.model,
             )
         elif spec.method == "dpo":
             method = Preference(policy, optimizer, *data)
@@ -113,6 +118,8 @@ def _loop(
         step_started = time.perf_counter()
         report = method.train_step(step)
         trained_tokens += report.trained_tokens
+        for level, text, event_data in report.events:
+            reporter.on_event(level, text, event_data)
         for warning in report.warnings:
             reporter.on_event("warn", warning)
 
@@ -192,7 +199,7 @@ def _report_baseline(
 ) -> None:
     """The validation figures before any training: step 0 of the metrics file."""
     shown = {k: v for k, v in valid.items() if isinstance(v, (int, float))}
-    for figure in ("reward_mean", "reward_min", "reward_max"):
+    for figure in ("reward_mean", "reward_min", "reward_max", "reward_top_share"):
         if figure in shown:
             shown[f"valid_{figure}"] = shown.pop(figure)
     row = {"step": 0, "total_steps": steps} | shown | {"timing": {"step": {"eval": seconds}}}
