@@ -33,8 +33,9 @@ from worker.trainer.metrics import MetricsCSV
 from worker.trainer.models import Policy, load_policy
 from worker.trainer.progress import Reporter
 from worker.trainer.spec import TrainResult, TrainSpec
+from worker.trainer.warm_start import WarmStarted, answered_rows
 
-Method = Reinforcement | Supervised | Preference
+Method = Reinforcement | Supervised | Preference | WarmStarted
 
 
 def train(spec: TrainSpec, reporter: Reporter, checkpoints: CheckpointStore) -> TrainResult:
@@ -45,7 +46,10 @@ def train(spec: TrainSpec, reporter: Reporter, checkpoints: CheckpointStore) -> 
         raise ValueError("reinforcement fine-tuning needs a grader")
     if hp.method != spec.method:
         raise ValueError(f"{hp.method} hyperparameters for a {spec.method} run")
-    steps = hp.total_steps(len(spec.train_rows))
+    if spec.warm_start is not None and spec.method != "reinforcement":
+        raise ValueError("a warm start comes before reinforcement fine-tuning only")
+    warm_steps = _warm_steps(spec)
+    steps = warm_steps + hp.total_steps(len(spec.train_rows))
     spec.work_dir.mkdir(parents=True, exist_ok=True)
     resolved = hp.as_dict()
     reporter.on_event(
@@ -53,6 +57,15 @@ def train(spec: TrainSpec, reporter: Reporter, checkpoints: CheckpointStore) -> 
         f"Hyperparameters: {_describe(resolved)}; {steps} steps on {spec.model}",
         {"hyperparameters": resolved},
     )
+    if spec.warm_start is not None:
+        warm = spec.warm_start.hyperparameters.as_dict()
+        reporter.on_event(
+            "info",
+            f"Warm start: {warm_steps} supervised steps with each training row's "
+            f'"{spec.warm_start.field}" as the answer ({_describe(warm)}), then '
+            f"{steps - warm_steps} reinforcement steps",
+            {"warm_start": {"field": spec.warm_start.field, "steps": warm_steps} | warm},
+        )
 
     torch.manual_seed(spec.seed)  # the LoRA initialisation draws from the global generator
     policy = load_policy(spec.model_dir, hp.lora_rank, hp.lora_alpha, spec.device, spec.precision)
@@ -76,8 +89,10 @@ def train(spec: TrainSpec, reporter: Reporter, checkpoints: CheckpointStore) -> 
                 grader,
                 *data,
                 samples_per_step=spec.samples_per_step,
-                model_name=spec.model,
+                model_name=spec.model if not warm_steps else f"{spec.model} after the warm start",
             )
+            if spec.warm_start is not None:
+                method = _warm_started(spec, policy, optimizer, method, warm_steps)
         elif spec.method == "dpo":
             method = Preference(policy, optimizer, *data)
         else:
@@ -123,7 +138,10 @@ def _loop(
         for warning in report.warnings:
             reporter.on_event("warn", warning)
 
-        evaluate_now = step % hp.eval_interval == 0 or step == steps
+        if isinstance(method, WarmStarted):
+            evaluate_now = method.evaluates_at(step, steps)
+        else:
+            evaluate_now = step % hp.eval_interval == 0 or step == steps
         valid: dict[str, Any] | None = None
         if evaluate_now:
             eval_started = time.perf_counter()
@@ -163,6 +181,31 @@ def _loop(
         + (f", best validation score at step {best.step}" if best else ""),
     )
     return _result(checkpoints, csv, "completed", steps, steps, trained_tokens, adapter_dir)
+
+
+def _warm_steps(spec: TrainSpec) -> int:
+    if spec.warm_start is None:
+        return 0
+    return spec.warm_start.hyperparameters.total_steps(len(spec.train_rows))
+
+
+def _warm_started(
+    spec: TrainSpec,
+    policy: Policy,
+    optimizer: torch.optim.Optimizer,
+    reinforcement: Reinforcement,
+    warm_steps: int,
+) -> WarmStarted:
+    assert spec.warm_start is not None
+    warm_hp = spec.warm_start.hyperparameters
+    field = spec.warm_start.field
+    rows = answered_rows(spec.train_rows, field)
+    # the validation rows give a supervised loss where they hold the field too
+    valid = answered_rows([row for row in spec.valid_rows if field in row], field)
+    supervised = Supervised(policy, optimizer, None, rows, valid, warm_hp, spec.seed)
+    rates = (warm_hp.learning_rate, spec.hyperparameters.learning_rate)
+    interval = spec.hyperparameters.eval_interval
+    return WarmStarted(supervised, reinforcement, warm_steps, optimizer, rates, interval)
 
 
 def _resume(
