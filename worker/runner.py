@@ -205,7 +205,7 @@ def build_spec(
 
     `resuming`: the job has published checkpoints, which the trainer continues from."""
     from worker.base_model_dirs import base_model_dir
-    from worker.trainer.spec import TrainSpec
+    from worker.trainer.spec import TrainSpec, WarmStart
 
     method = _method_type(job)
     body = job.method.get(method, {})
@@ -221,6 +221,7 @@ def build_spec(
         given |= parent_adapter_shape(init_adapter_dir)
     hyperparameters = resolve_hyperparameters(method, given, len(train_rows), len(valid_rows))
     writer.echo_hyperparameters(method, hyperparameters.as_dict())
+    warm_start = body.get("warm_start") if method == "reinforcement" else None
     if init_adapter_dir is not None:
         writer.event(f"Training on from the adapter of {job.model} (job {job.parent_job_id})")
     base_model = job.base_model_name
@@ -237,6 +238,9 @@ def build_spec(
         work_dir=work_dir(settings, job.id, writer.fence.attempt),
         grader_config=GraderConfig.from_settings(settings),
         samples_per_step=settings.samples_per_step,
+        warm_start=(
+            WarmStart.resolve(warm_start, hyperparameters, len(train_rows)) if warm_start else None
+        ),
     )
 
 

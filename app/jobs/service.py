@@ -26,6 +26,7 @@ from app.jobs import (
     JobStatus,
     NormalizedMethod,
     ParamError,
+    line_without_field,
     normalize_method,
     repository,
     validate_integrations,
@@ -37,11 +38,13 @@ from app.jobs.schemas import JobCreateRequest
 from app.jobs.states import CREATED_MESSAGE, UserAction, validating_file_message
 from app.quotas import check_active_jobs
 from app.settings import Settings
+from app.storage import Storage
 from app.tables import Checkpoint, File, Job, JobEvent, JobSample, Project, now
 
 # sends a committed job to the workers (app.queue.job_sender in the API)
 Enqueue = Callable[[str], None]
 GRADER_PARAM = "method.reinforcement.grader"
+WARM_START_PARAM = "method.reinforcement.warm_start"
 # OpenAI's SFT job echo: these three only
 SUPERVISED_ECHO_KEYS = ("batch_size", "learning_rate_multiplier", "n_epochs")
 # written beside every saved LoRA adapter (peft's save_pretrained): its rank, alpha, targets
@@ -75,6 +78,23 @@ def _check_grader(grader: dict[str, Any], settings: Settings) -> dict[str, Any]:
             f"Invalid grader: {first.message}", param=first.path, code="invalid_grader"
         )
     return normalize_grader(grader)
+
+
+def _check_warm_start_field(
+    storage: Storage, training_file: File, warm_start: dict[str, Any] | None
+) -> None:
+    """Every training line must hold the field the warm start learns as its answer."""
+    if warm_start is None:
+        return
+    field = warm_start["field"]
+    with storage.open(training_file.storage_key) as lines:
+        line_number = line_without_field(lines, field)
+    if line_number is not None:
+        raise bad_request(
+            f'Line {line_number} of the training file has no "{field}", which '
+            f"{WARM_START_PARAM}.field names as the answer to learn in the warm start.",
+            param=f"{WARM_START_PARAM}.field",
+        )
 
 
 def _param(error: ParamError) -> APIError:
@@ -169,11 +189,16 @@ def _check_continued_hyperparameters(
 
 
 def create_job(
-    session: Session, settings: Settings, project: Project, body: JobCreateRequest, enqueue: Enqueue
+    session: Session,
+    settings: Settings,
+    project: Project,
+    body: JobCreateRequest,
+    enqueue: Enqueue,
+    storage: Storage,
 ) -> Job:
     check_active_jobs(session, settings, project)
     start = _starting_point(session, settings, project, body.model)
-    _training_input(session, project, body.training_file, "training_file")
+    training_file = _training_input(session, project, body.training_file, "training_file")
     if body.validation_file is not None:
         _training_input(session, project, body.validation_file, "validation_file")
     try:
@@ -197,6 +222,7 @@ def create_job(
                 "Reinforcement fine-tuning requires a validation_file.", param="validation_file"
             )
         method_echo["reinforcement"]["grader"] = _check_grader(method.grader or {}, settings)
+        _check_warm_start_field(storage, training_file, method.warm_start)
     job = Job(
         id=ids.new_job_id(),
         project_id=project.id,

@@ -42,7 +42,8 @@ class JobDatabase:
             method=rft_method(**hyperparameters),
         )
         with self.sessions() as session:
-            return create_job(session, self.settings, self.project, body, self.send).id
+            storage = LocalStorage(self.settings.uploads_dir)
+            return create_job(session, self.settings, self.project, body, self.send, storage).id
 
     def job(self, job_id: str) -> Job:
         with self.sessions() as session:
