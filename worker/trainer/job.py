@@ -36,6 +36,8 @@ from worker.trainer.spec import TrainResult, TrainSpec
 from worker.trainer.warm_start import WarmStarted, answered_rows
 
 Method = Reinforcement | Supervised | Preference | WarmStarted
+# the warm start's own hyperparameters, as its event shows them
+WARM_START_ECHO = ("n_epochs", "batch_size", "learning_rate_multiplier", "learning_rate")
 
 
 def train(spec: TrainSpec, reporter: Reporter, checkpoints: CheckpointStore) -> TrainResult:
@@ -58,7 +60,8 @@ def train(spec: TrainSpec, reporter: Reporter, checkpoints: CheckpointStore) -> 
         {"hyperparameters": resolved},
     )
     if spec.warm_start is not None:
-        warm = spec.warm_start.hyperparameters.as_dict()
+        warm_hp = spec.warm_start.hyperparameters.as_dict()
+        warm = {key: warm_hp[key] for key in WARM_START_ECHO}
         reporter.on_event(
             "info",
             f"Warm start: {warm_steps} supervised steps with each training row's "
