@@ -5,14 +5,15 @@ The suite (bench/tasks.py `task_families`): short-answer format following (capit
 instruction in the user turn, no worked example, 0.5 contains + 0.5 fuzzy_match), arithmetic
 with an exact answer, extraction into JSON read by a python grader, classification into three
 labels, and capitals in capital letters (a behaviour the base model rarely shows). Each family
-has a few dozen rows, every third one held out for validation.
+has a few dozen rows, every third one held out for validation. `--families worked_example`
+runs the earlier benchmark's task (a developer message and one worked example turn, ROUGE-1).
 
 For each family and seed: validation reward before and after, the share of validation samples
 at the grader's top score before and after, the share at the top among the base model's first
 training samples, and minutes. Each run is appended as one JSON line to `--out` as it ends,
 and the table is printed at the end (`--table FILE` prints it again from such a file).
 
-    .venv/bin/python bench/learning.py [--families a,b] [--seeds N] [--epochs N]
+    .venv/bin/python bench/learning.py [--families a,b] [--seeds N] [--first-seed K] [--epochs N]
         [--hyperparameters JSON] [--warm-start FIELD] [--label NAME] [--out FILE]
 """
 
@@ -32,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from app.graders import GraderConfig  # noqa: E402
 from app.jobs.hyperparameters import resolve_hyperparameters  # noqa: E402
 from app.settings import get_settings  # noqa: E402
-from bench.tasks import TaskFamily, split, task_families  # noqa: E402
+from bench.tasks import SUITE, TaskFamily, split, task_families  # noqa: E402
 from worker.trainer.checkpoints import DirectoryCheckpointStore  # noqa: E402
 from worker.trainer.job import train  # noqa: E402
 from worker.trainer.models import resolve_model_dir  # noqa: E402
@@ -148,8 +149,9 @@ def print_table(results: list[dict[str, Any]]) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     families = task_families()
-    parser.add_argument("--families", default=",".join(families))
+    parser.add_argument("--families", default=",".join(SUITE), help=", ".join(families))
     parser.add_argument("--seeds", type=int, default=2, help="seeds 0 to N-1")
+    parser.add_argument("--first-seed", type=int, default=0, help="seeds from this one on")
     parser.add_argument("--epochs", type=int, help="n_epochs (auto: about 64 steps)")
     parser.add_argument("--hyperparameters", default="{}", help="JSON overrides of 'auto'")
     parser.add_argument("--warm-start", help="JSON method.reinforcement.warm_start")
@@ -167,7 +169,7 @@ def main() -> int:
     results = []
     with tempfile.TemporaryDirectory(prefix="openrft-learning-") as scratch:
         # every family once before any twice: a run cut short still covers the suite
-        for seed in range(args.seeds):
+        for seed in range(args.first_seed, args.first_seed + args.seeds):
             for name in args.families.split(","):
                 out_dir = Path(scratch) / f"{name}-{seed}"
                 reporter = run(families[name], overrides, seed, out_dir, warm_start)

@@ -344,13 +344,19 @@ class TaskFamily:
     n_valid: int
 
 
+SUITE = ("short_answer", "arithmetic", "extraction", "classification", "uppercase")
+
+
 def task_families() -> dict[str, TaskFamily]:
-    """The learning suite's families, by name."""
+    """The learning suite's families (SUITE, run by default) and the earlier worked-example
+    task, by name."""
     families = [
         TaskFamily("short_answer", short_answer_rows(), CONTAINS_FUZZY_GRADER, 16),
         TaskFamily("arithmetic", arithmetic_rows(), CONTAINS_EXACT_GRADER, 14),
         TaskFamily("extraction", extraction_rows(), JSON_FIELDS_GRADER, 12),
         TaskFamily("classification", classification_rows(), CONTAINS_EXACT_GRADER, 12),
         TaskFamily("uppercase", uppercase_rows(), UPPERCASE_GRADER, 16),
+        # the earlier benchmark: a developer message and one worked example turn, ROUGE-1
+        TaskFamily("worked_example", capital_rows(), ROUGE_GRADER, 16),
     ]
     return {family.name: family for family in families}
