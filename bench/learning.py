@@ -1,21 +1,20 @@
-"""Does RFT teach SmolLM2-135M-Instruct a behaviour it lacks, within minutes on this machine?
+"""Does RFT with "auto" hyperparameters teach SmolLM2-135M-Instruct what a grader asks, across
+tasks a new user would write, within minutes on this machine?
 
-Task: "What is the capital of X?" answered with the city's name alone, as a developer message
-asks, with one worked example as an earlier turn. The model knows many capitals but rarely
-gives the bare name: mostly it answers with the wrong word, sometimes in a sentence. Graded
-with partial credit (ROUGE-1 overlap with the name: the bare name scores 1, "The capital of
-France is Paris." about 0.3), with "auto" hyperparameters. Then SFT on the same rows (with the
-answer as the assistant message), and, to show why partial credit matters, a few RFT steps
-with an exact-match grader.
+The suite (bench/tasks.py `task_families`): short-answer format following (capitals, the
+instruction in the user turn, no worked example, 0.5 contains + 0.5 fuzzy_match), arithmetic
+with an exact answer, extraction into JSON read by a python grader, classification into three
+labels, and capitals in capital letters (a behaviour the base model rarely shows). Each family
+has a few dozen rows, every third one held out for validation. `--families worked_example`
+runs the earlier benchmark's task (a developer message and one worked example turn, ROUGE-1).
 
-Prints the validation curves and the before/after figures of RFT from several seeds (how soon
-a run moves from the sentence to the name varies from seed to seed) and of SFT.
-Target: RFT validation reward up by at least 0.4 absolute within 15 minutes.
+For each family and seed: validation reward before and after, the share of validation samples
+at the grader's top score before and after, the share at the top among the base model's first
+training samples, and minutes. Each run is appended as one JSON line to `--out` as it ends,
+and the table is printed at the end (`--table FILE` prints it again from such a file).
 
-    .venv/bin/python bench/learning.py [--skip-sft] [--skip-exact] [--seeds N]
-
-`--model gemma-3-270m` runs another catalogue model; `--task examples` trains on
-examples/capitals (its files and its multi grader) instead of the task above.
+    .venv/bin/python bench/learning.py [--families a,b] [--seeds N] [--first-seed K] [--epochs N]
+        [--hyperparameters JSON] [--warm-start FIELD] [--label NAME] [--out FILE]
 """
 
 from __future__ import annotations
@@ -26,6 +25,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from statistics import fmean
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -33,141 +33,154 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from app.graders import GraderConfig  # noqa: E402
 from app.jobs.hyperparameters import resolve_hyperparameters  # noqa: E402
 from app.settings import get_settings  # noqa: E402
-from bench.tasks import EXACT_GRADER, ROUGE_GRADER, capital_rows, split  # noqa: E402
+from bench.tasks import SUITE, TaskFamily, task_families  # noqa: E402
 from worker.trainer.checkpoints import DirectoryCheckpointStore  # noqa: E402
 from worker.trainer.job import train  # noqa: E402
 from worker.trainer.models import resolve_model_dir  # noqa: E402
 from worker.trainer.progress import ConsoleReporter  # noqa: E402
-from worker.trainer.spec import TrainResult, TrainSpec  # noqa: E402
+from worker.trainer.spec import TrainSpec, WarmStart  # noqa: E402
 
 MODEL = "SmolLM2-135M-Instruct"
-EXAMPLES = Path(__file__).resolve().parent.parent / "examples" / "capitals"
-N_VALID = 16
-TARGET_GAIN = 0.4
-TARGET_MINUTES = 15
 
 
 class CurveReporter(ConsoleReporter):
-    """Console output plus the validation curve: (step, valid_reward_mean, seconds)."""
+    """Console output plus the validation curve: (step, reward, share at top, seconds), and
+    the grades of the model RL starts from."""
 
     def __init__(self) -> None:
         super().__init__()
         self.started = time.perf_counter()
-        self.curve: list[tuple[int, float, float]] = []
-        self.warnings: list[str] = []
+        self.curve: list[tuple[int, float, float, float]] = []
+        self.base_model: dict[str, Any] = {}
 
     def on_event(self, level: str, message: str, data: dict[str, Any] | None = None) -> None:
         super().on_event(level, message, data)
-        if level == "warn":
-            self.warnings.append(message)
+        if data and "base_model" in data:
+            self.base_model = data["base_model"]
         if data and data.get("step") == 0 and "valid_reward_mean" in data:
-            self.curve.append((0, data["valid_reward_mean"], time.perf_counter() - self.started))
+            self.point(0, data)
 
     def on_step(self, step: int, total_steps: int, message: str, data: dict[str, Any]) -> None:
         super().on_step(step, total_steps, message, data)
         if "valid_reward_mean" in data:
-            self.curve.append((step, data["valid_reward_mean"], time.perf_counter() - self.started))
+            self.point(step, data)
 
-
-def example_rows() -> tuple[list[dict[str, Any]], list[dict[str, Any]], dict[str, Any]]:
-    """examples/capitals: its training rows, validation rows and grader."""
-
-    def rows(name: str) -> list[dict[str, Any]]:
-        return [json.loads(line) for line in (EXAMPLES / name).read_text().splitlines() if line]
-
-    grader = json.loads((EXAMPLES / "grader.json").read_text())
-    return rows("train.jsonl"), rows("valid.jsonl"), grader
+    def point(self, step: int, data: dict[str, Any]) -> None:
+        seconds = time.perf_counter() - self.started
+        share = float(data.get("valid_reward_top_share", 0.0))
+        self.curve.append((step, float(data["valid_reward_mean"]), share, seconds))
 
 
 def run(
-    method: str,
-    grader: dict,
-    hyperparameters: dict,
+    family: TaskFamily,
+    hyperparameters: dict[str, Any],
+    seed: int,
     out_dir: Path,
-    seed: int = 0,
+    warm_start: dict[str, Any] | None = None,
     model: str = MODEL,
-    rows: tuple[list[dict[str, Any]], list[dict[str, Any]]] | None = None,
-) -> tuple[TrainResult, CurveReporter]:
-    with_answer = method == "supervised"
-    train_rows, valid_rows = rows or split(capital_rows(with_answer=with_answer), N_VALID)
-    reporter = CurveReporter()
+) -> CurveReporter:
+    train_rows, valid_rows = family.splits()
     settings = get_settings()
+    reporter = CurveReporter()
+    hp = resolve_hyperparameters("reinforcement", hyperparameters, len(train_rows), len(valid_rows))
     spec = TrainSpec(
         model=model,
         model_dir=resolve_model_dir(model, settings.model_dirs, settings.model_cache_dir),
         train_rows=tuple(train_rows),
         valid_rows=tuple(valid_rows),
-        method=method,
-        grader=grader,
-        hyperparameters=resolve_hyperparameters(
-            method, hyperparameters, len(train_rows), len(valid_rows)
-        ),
+        method="reinforcement",
+        grader=family.grader,
+        hyperparameters=hp,
         seed=seed,
         work_dir=out_dir,
         grader_config=GraderConfig.from_settings(settings),
+        samples_per_step=0,
+        warm_start=WarmStart.resolve(warm_start, hp, len(train_rows)) if warm_start else None,
     )
-    return train(spec, reporter, DirectoryCheckpointStore(out_dir / "checkpoints")), reporter
+    train(spec, reporter, DirectoryCheckpointStore(out_dir / "checkpoints"))
+    return reporter
 
 
-def print_curve(title: str, reporter: CurveReporter) -> None:
-    print(f"\n{title}: validation reward by step")
-    print(f"{'step':>6} {'valid_reward_mean':>18} {'minutes':>8}")
-    for step, reward, seconds in reporter.curve:
-        print(f"{step:>6} {reward:>18.3f} {seconds / 60:>8.1f}")
+def record(
+    label: str, family: str, seed: int, reporter: CurveReporter, overrides: dict[str, Any]
+) -> dict[str, Any]:
+    first, last = reporter.curve[0], reporter.curve[-1]
+    return {
+        "label": label,
+        "family": family,
+        "seed": seed,
+        "hyperparameters": overrides,
+        "steps": last[0],
+        "reward_before": first[1],
+        "reward_after": last[1],
+        "reward_best": max(point[1] for point in reporter.curve),
+        "top_before": first[2],
+        "top_after": last[2],
+        "base_train_top_share": reporter.base_model.get("top_share"),
+        "minutes": last[3] / 60,
+        "curve": [
+            [step, reward, share, seconds] for step, reward, share, seconds in reporter.curve
+        ],
+    }
+
+
+def print_table(results: list[dict[str, Any]]) -> None:
+    print(
+        f"\n{'label':<10} {'family':<15} {'seed':>4} {'steps':>5} {'reward':>15} "
+        f"{'at top':>13} {'base top':>8} {'minutes':>7}"
+    )
+    for r in results:
+        base = r["base_train_top_share"]
+        print(
+            f"{r['label']:<10} {r['family']:<15} {r['seed']:>4} {r['steps']:>5} "
+            f"{r['reward_before']:>6.3f} -> {r['reward_after']:<5.3f} "
+            f"{r['top_before']:>5.0%} -> {r['top_after']:<4.0%} "
+            f"{'-' if base is None else f'{base:.0%}':>8} {r['minutes']:>7.1f}"
+        )
+    by_run: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for r in results:
+        by_run.setdefault((r["label"], r["family"]), []).append(r)
+    print(f"\n{'label':<10} {'family':<15} {'seeds':>5} {'mean gain':>9} {'top after':>9}")
+    for (label, family), runs in by_run.items():
+        gain = fmean(r["reward_after"] - r["reward_before"] for r in runs)
+        top = fmean(r["top_after"] for r in runs)
+        print(f"{label:<10} {family:<15} {len(runs):>5} {gain:>+9.3f} {top:>9.0%}")
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--skip-sft", action="store_true")
-    parser.add_argument("--skip-exact", action="store_true")
+    families = task_families()
+    parser.add_argument("--families", default=",".join(SUITE), help=", ".join(families))
+    parser.add_argument("--seeds", type=int, default=2, help="seeds 0 to N-1")
+    parser.add_argument("--first-seed", type=int, default=0, help="seeds from this one on")
+    parser.add_argument("--epochs", type=int, help="n_epochs (auto: about 64 steps)")
     parser.add_argument("--hyperparameters", default="{}", help="JSON overrides of 'auto'")
-    parser.add_argument("--seeds", type=int, default=4, help="RFT runs, seeds 0 to N-1")
-    parser.add_argument("--model", default=MODEL, help="a catalogue model")
-    parser.add_argument("--task", choices=("capitals", "examples"), default="capitals")
+    parser.add_argument("--warm-start", help="JSON method.reinforcement.warm_start")
+    parser.add_argument("--model", default=MODEL, help="a catalogue model, e.g. gemma-3-270m")
+    parser.add_argument("--label", default="auto")
+    parser.add_argument("--out", type=Path, help="append one JSON line per run here")
+    parser.add_argument("--table", type=Path, help="print the table of a results file, only")
     args = parser.parse_args()
-
+    if args.table:
+        print_table([json.loads(line) for line in args.table.read_text().splitlines() if line])
+        return 0
     overrides = json.loads(args.hyperparameters)
-    rft_grader, rows = ROUGE_GRADER, None
-    if args.task == "examples":
-        train_rows, valid_rows, rft_grader = example_rows()
-        rows = (train_rows, valid_rows)
-    summary = []
+    if args.epochs:
+        overrides["n_epochs"] = args.epochs
+    warm_start = json.loads(args.warm_start) if args.warm_start else None
+    results = []
     with tempfile.TemporaryDirectory(prefix="openrft-learning-") as scratch:
-        for seed in range(args.seeds):
-            out_dir = Path(scratch) / f"rft-{seed}"
-            _, curve = run("reinforcement", rft_grader, overrides, out_dir, seed, args.model, rows)
-            print_curve(f"RFT seed {seed} (ROUGE-1 partial credit, auto hyperparameters)", curve)
-            summary.append((f"RFT s{seed}", curve))
-        if not args.skip_sft:
-            _, sft_curve = run("supervised", ROUGE_GRADER, {}, Path(scratch) / "sft", 0, args.model)
-            print_curve("SFT (same rows, answer as the assistant message)", sft_curve)
-            summary.append(("SFT s0", sft_curve))
-        if not args.skip_exact:
-            exact_hp = {"n_epochs": 1, "batch_size": 4, "eval_interval": 100}
-            _, exact_curve = run(
-                "reinforcement", EXACT_GRADER, exact_hp, Path(scratch) / "exact", 0, args.model
-            )
-            no_signal = [w for w in exact_curve.warnings if "no learning signal" in w]
-            print(f"\nExact-match grader: {len(no_signal)} of 8 steps reported no learning signal")
-            if no_signal:
-                print(f"  e.g. {no_signal[0]}")
-
-    print(f"\n{'run':<8} {'before':>8} {'after':>8} {'best':>8} {'gain':>8} {'minutes':>8}")
-    met = 0
-    for name, curve in summary:
-        before, after = curve.curve[0][1], curve.curve[-1][1]
-        best = max(reward for _, reward, _ in curve.curve)
-        minutes = curve.curve[-1][2] / 60
-        print(
-            f"{name:<8} {before:>8.3f} {after:>8.3f} {best:>8.3f} {after - before:>+8.3f} "
-            f"{minutes:>8.1f}"
-        )
-        if name.startswith("RFT"):
-            met += after - before >= TARGET_GAIN and minutes <= TARGET_MINUTES
-    print(
-        f"\nRFT target (+{TARGET_GAIN} within {TARGET_MINUTES} min): "
-        f"met in {met} of {args.seeds} seeds"
-    )
+        # every family once before any twice: a run cut short still covers the suite
+        for seed in range(args.first_seed, args.first_seed + args.seeds):
+            for name in args.families.split(","):
+                out_dir = Path(scratch) / f"{name}-{seed}"
+                reporter = run(families[name], overrides, seed, out_dir, warm_start, args.model)
+                result = record(args.label, name, seed, reporter, overrides)
+                results.append(result)
+                if args.out:
+                    with open(args.out, "a") as handle:
+                        handle.write(json.dumps(result) + "\n")
+    print_table(results)
     return 0
 
 

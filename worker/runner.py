@@ -252,7 +252,7 @@ def build_spec(
     `resuming`: the job has published checkpoints, which the trainer continues from.
     `own_key`: the job's internal key, for model graders that call this service."""
     from worker.base_model_dirs import base_model_dir
-    from worker.trainer.spec import TrainSpec
+    from worker.trainer.spec import TrainSpec, WarmStart
 
     method = _method_type(job)
     body = job.method.get(method, {})
@@ -268,6 +268,7 @@ def build_spec(
         given |= parent_adapter_shape(init_adapter_dir)
     hyperparameters = resolve_hyperparameters(method, given, len(train_rows), len(valid_rows))
     writer.echo_hyperparameters(method, hyperparameters.as_dict())
+    warm_start = body.get("warm_start") if method == "reinforcement" else None
     if init_adapter_dir is not None:
         writer.event(f"Training on from the adapter of {job.model} (job {job.parent_job_id})")
     base_model = job.base_model_name
@@ -286,6 +287,9 @@ def build_spec(
         grader_config=GraderConfig.from_settings(settings, own_key=own_key),
         samples_per_step=settings.samples_per_step,
         gradient_checkpointing=job.gradient_checkpointing,
+        warm_start=(
+            WarmStart.resolve(warm_start, hyperparameters, len(train_rows)) if warm_start else None
+        ),
     )
 
 

@@ -7,6 +7,7 @@ from app.jobs.dataset import (
     default_example_limits,
     item_fields,
     iter_examples,
+    line_without_field,
     validate_dataset,
 )
 from app.jobs.hyperparameters import (
@@ -62,6 +63,7 @@ __all__ = [
     "event_level",
     "item_fields",
     "iter_examples",
+    "line_without_field",
     "normalize_method",
     "resolve_hyperparameters",
     "transition_message",

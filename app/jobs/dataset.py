@@ -147,6 +147,20 @@ def iter_examples(lines: Iterable[bytes | str]) -> Iterator[dict[str, Any]]:
             yield example
 
 
+def line_without_field(lines: Iterable[bytes | str], field: str) -> int | None:
+    """The 1-based number of the first line whose example has no `field` (or null there), or
+    None when every example has it. Lines that are not JSON objects are left to
+    validate_dataset."""
+    for line_number, raw_line in enumerate(lines, start=1):
+        try:
+            example = _parse_line(raw_line, first=line_number == 1)
+        except _LineProblem:
+            continue
+        if example is not None and example.get(field) is None:
+            return line_number
+    return None
+
+
 def item_fields(example: dict[str, Any]) -> dict[str, Any]:
     """The example without `messages` and `tools`: what graders see as `item`."""
     return {key: value for key, value in example.items() if key not in RESERVED_KEYS}

@@ -25,7 +25,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from typing import Any, Literal
 
 METHODS = ("supervised", "dpo", "reinforcement")
@@ -47,6 +47,11 @@ TARGET_EVALUATIONS = 8
 # evaluations sample at least this many validation completions, so the mean is not all noise
 MIN_EVAL_COMPLETIONS = 32
 DEFAULT_SAMPLING_ROUNDS = 1
+# the supervised warm start before RL (an extension): the answers' format is learned in a few
+# steps; longer makes the answers the only thing RL then explores around
+WARM_START_TARGET_STEPS = 16
+# what `method.reinforcement.warm_start` accepts besides `field`, checked as supervised ones
+WARM_START_HYPERPARAMETERS = ("n_epochs", "batch_size", "learning_rate_multiplier")
 
 
 class HyperparameterError(ValueError):
@@ -312,6 +317,31 @@ def resolve_hyperparameters(
         sampling_rounds=chosen.get("sampling_rounds", DEFAULT_SAMPLING_ROUNDS),
         epsilon=epsilon,
         epsilon_high=chosen.get("epsilon_high", epsilon),
+    )
+
+
+def resolve_warm_start(
+    given: Mapping[str, Any], reinforcement: Hyperparameters, n_train: int
+) -> Hyperparameters:
+    """The supervised phase before RL (`method.reinforcement.warm_start`): `given` holds any of
+    WARM_START_HYPERPARAMETERS; the rest is chosen for a short phase (about
+    WARM_START_TARGET_STEPS steps). Validation samples as the RL phase does, so that the two
+    phases' validation rewards compare."""
+    chosen = {name: given[name] for name in WARM_START_HYPERPARAMETERS if name in given}
+    if "n_epochs" not in chosen or chosen["n_epochs"] == "auto":
+        batch_size = chosen.get("batch_size", "auto")
+        if batch_size == "auto":
+            batch_size = min(4, max(1, n_train // 4))
+        per_epoch = math.ceil(n_train / min(batch_size, n_train))
+        chosen["n_epochs"] = max(1, round(WARM_START_TARGET_STEPS / per_epoch))
+    supervised = resolve_hyperparameters("supervised", chosen, n_train, 1)
+    return replace(
+        reinforcement,
+        method="supervised",
+        batch_size=supervised.batch_size,
+        n_epochs=supervised.n_epochs,
+        learning_rate_multiplier=supervised.learning_rate_multiplier,
+        learning_rate=supervised.learning_rate,
     )
 
 

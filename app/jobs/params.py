@@ -12,7 +12,13 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from app.jobs.hyperparameters import HyperparameterError, check_hyperparameter, echo_defaults
+from app.jobs.dataset import RESERVED_KEYS
+from app.jobs.hyperparameters import (
+    WARM_START_HYPERPARAMETERS,
+    HyperparameterError,
+    check_hyperparameter,
+    echo_defaults,
+)
 
 MAX_SEED = 2_147_483_647
 MAX_METADATA_PAIRS = 16
@@ -51,6 +57,8 @@ class NormalizedMethod:
     hyperparameters: dict[str, Any]
     grader: dict[str, Any] | None = None
     response_format: dict[str, Any] | None = None
+    # our extension: a supervised phase on a dataset field before RL ({"field", ...})
+    warm_start: dict[str, Any] | None = None
 
     def as_dict(self) -> dict[str, Any]:
         """The job object's `method` field."""
@@ -60,6 +68,8 @@ class NormalizedMethod:
                 "hyperparameters": dict(self.hyperparameters),
                 "response_format": self.response_format,
             }
+            if self.warm_start is not None:
+                body["warm_start"] = dict(self.warm_start)
         else:
             body = {"hyperparameters": dict(self.hyperparameters)}
         return {"type": self.type, self.type: body}
@@ -102,6 +112,7 @@ def normalize_method(
         normalized,
         grader=_grader(body.get("grader"), f"{path}.grader"),
         response_format=_response_format(body.get("response_format"), f"{path}.response_format"),
+        warm_start=_warm_start(body.get("warm_start"), f"{path}.warm_start"),
     )
 
 
@@ -138,7 +149,7 @@ def _method_body(method: dict[str, Any] | None, method_type: str) -> dict[str, A
     if not isinstance(body, dict):
         raise ParamError(f"method.{method_type}", f"method.{method_type} must be an object.")
     allowed = (
-        ("grader", "hyperparameters", "response_format")
+        ("grader", "hyperparameters", "response_format", "warm_start")
         if method_type == "reinforcement"
         else ("hyperparameters",)
     )
@@ -172,6 +183,36 @@ def _grader(grader: Any, path: str) -> dict[str, Any]:
     if not isinstance(grader, dict):
         raise ParamError(path, "The grader must be an object.")
     return grader
+
+
+def _warm_start(warm_start: Any, path: str) -> dict[str, Any] | None:
+    """`{"field": "<dataset key>", "n_epochs"?, "batch_size"?, "learning_rate_multiplier"?}`,
+    the last three checked as supervised hyperparameters; None passes (no warm start)."""
+    if warm_start is None:
+        return None
+    if not isinstance(warm_start, dict):
+        raise ParamError(path, f'{path} must be an object such as {{"field": "answer"}}.')
+    for key in warm_start:
+        if key != "field" and key not in WARM_START_HYPERPARAMETERS:
+            accepted = ", ".join(("field", *WARM_START_HYPERPARAMETERS))
+            raise ParamError(
+                f"{path}.{key}", f"Unknown parameter {path}.{key}; accepted: {accepted}."
+            )
+    field = warm_start.get("field")
+    if not isinstance(field, str) or not field or field in RESERVED_KEYS:
+        raise ParamError(
+            f"{path}.field",
+            f"{path}.field must name the key of each training line that holds the answer to "
+            'learn first (such as "answer"); "messages" and "tools" are not answers.',
+        )
+    normalized: dict[str, Any] = {"field": field}
+    for name in WARM_START_HYPERPARAMETERS:
+        if name in warm_start:
+            try:
+                normalized[name] = check_hyperparameter("supervised", name, warm_start[name])
+            except HyperparameterError as error:
+                raise ParamError(f"{path}.{name}", error.message) from None
+    return normalized
 
 
 def _response_format(response_format: Any, path: str) -> dict[str, Any] | None:

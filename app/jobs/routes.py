@@ -58,6 +58,7 @@ async def create_job(
         project,
         body,
         request.app.state.enqueue_validation,
+        request.app.state.storage,
     )
     return FineTuningJob.from_row(job)
 

@@ -26,6 +26,7 @@ from app.jobs import (
     JobStatus,
     NormalizedMethod,
     ParamError,
+    line_without_field,
     normalize_method,
     repository,
     validate_integrations,
@@ -38,6 +39,7 @@ from app.jobs.states import CREATED_MESSAGE, UserAction, validating_file_message
 from app.jobs.tool_support import check_tool_support
 from app.quotas import check_active_jobs
 from app.settings import Settings
+from app.storage import Storage
 from app.tables import Checkpoint, File, Job, JobEvent, JobSample, Project, now
 from app.workers.placement import DoesNotFit, Placement, job_size, model_shape, place_job
 from app.workers.registry import live_workers
@@ -45,6 +47,7 @@ from app.workers.registry import live_workers
 # sends a committed job to the workers (app.workers.routing.placed_job_sender in the API)
 Enqueue = Callable[[str], None]
 GRADER_PARAM = "method.reinforcement.grader"
+WARM_START_PARAM = "method.reinforcement.warm_start"
 # OpenAI's SFT job echo: these three only
 SUPERVISED_ECHO_KEYS = ("batch_size", "learning_rate_multiplier", "n_epochs")
 # written beside every saved LoRA adapter (peft's save_pretrained): its rank, alpha, targets
@@ -78,6 +81,23 @@ def _check_grader(grader: dict[str, Any], settings: Settings) -> dict[str, Any]:
             f"Invalid grader: {first.message}", param=first.path, code="invalid_grader"
         )
     return normalize_grader(grader)
+
+
+def _check_warm_start_field(
+    storage: Storage, training_file: File, warm_start: dict[str, Any] | None
+) -> None:
+    """Every training line must hold the field the warm start learns as its answer."""
+    if warm_start is None:
+        return
+    field = warm_start["field"]
+    with storage.open(training_file.storage_key) as lines:
+        line_number = line_without_field(lines, field)
+    if line_number is not None:
+        raise bad_request(
+            f'Line {line_number} of the training file has no "{field}", which '
+            f"{WARM_START_PARAM}.field names as the answer to learn in the warm start.",
+            param=f"{WARM_START_PARAM}.field",
+        )
 
 
 def _param(error: ParamError) -> APIError:
@@ -195,13 +215,17 @@ def _place(
 
 
 def create_job(
-    session: Session, settings: Settings, project: Project, body: JobCreateRequest, enqueue: Enqueue
+    session: Session,
+    settings: Settings,
+    project: Project,
+    body: JobCreateRequest,
+    enqueue: Enqueue,
+    storage: Storage,
 ) -> Job:
     check_active_jobs(session, settings, project)
     start = _starting_point(session, settings, project, body.model)
-    inputs = [
-        ("training_file", _training_input(session, project, body.training_file, "training_file"))
-    ]
+    training_file = _training_input(session, project, body.training_file, "training_file")
+    inputs = [("training_file", training_file)]
     if body.validation_file is not None:
         validation = _training_input(session, project, body.validation_file, "validation_file")
         inputs.append(("validation_file", validation))
@@ -227,6 +251,7 @@ def create_job(
                 "Reinforcement fine-tuning requires a validation_file.", param="validation_file"
             )
         method_echo["reinforcement"]["grader"] = _check_grader(method.grader or {}, settings)
+        _check_warm_start_field(storage, training_file, method.warm_start)
     placement = _place(session, settings, start.base_model, method)
     job = Job(
         id=ids.new_job_id(),

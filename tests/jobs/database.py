@@ -42,7 +42,8 @@ class JobDatabase:
             method=method or rft_method(**hyperparameters),
         )
         with self.sessions() as session:
-            return create_job(session, self.settings, self.project, body, self.send).id
+            storage = LocalStorage(self.settings.uploads_dir)
+            return create_job(session, self.settings, self.project, body, self.send, storage).id
 
     def create_job_in(self, project_name: str) -> str:
         """A job of another project (made on first use, with files of its own)."""
@@ -57,7 +58,8 @@ class JobDatabase:
                 validation_file=validation,
                 method=rft_method(),
             )
-            return create_job(session, self.settings, project, body, self.send).id
+            storage = LocalStorage(self.settings.uploads_dir)
+            return create_job(session, self.settings, project, body, self.send, storage).id
 
     def job(self, job_id: str) -> Job:
         with self.sessions() as session:

@@ -363,3 +363,32 @@ def test_bad_seed(seed):
     with pytest.raises(ParamError) as caught:
         validate_seed(seed)
     assert caught.value.param == "seed"
+
+
+WARM_PATH = "method.reinforcement.warm_start"
+
+
+def test_warm_start_is_echoed_as_given():
+    warm = {"field": "answer", "n_epochs": 2, "learning_rate_multiplier": "auto"}
+    normalized = normalize_method(rft(warm_start=warm), None)
+    assert normalized.warm_start == warm
+    assert normalized.as_dict()["reinforcement"]["warm_start"] == warm
+    # off by default, and absent from the echo then
+    assert "warm_start" not in normalize_method(rft(), None).as_dict()["reinforcement"]
+
+
+@pytest.mark.parametrize(
+    ("warm", "param", "words"),
+    [
+        ({"field": "answer", "steps": 4}, f"{WARM_PATH}.steps", "Unknown parameter"),
+        ({"n_epochs": 2}, f"{WARM_PATH}.field", "must name the key"),
+        ({"field": "messages"}, f"{WARM_PATH}.field", "not answers"),
+        ({"field": 3}, f"{WARM_PATH}.field", "must name the key"),
+        ({"field": "answer", "n_epochs": 0}, f"{WARM_PATH}.n_epochs", "n_epochs must be"),
+        ("answer", WARM_PATH, "must be an object"),
+    ],
+)
+def test_bad_warm_start_names_the_field(warm, param, words):
+    error = param_error(rft(warm_start=warm))
+    assert error.param == param
+    assert words in error.message

@@ -275,11 +275,14 @@ def rft_step(
     draws: Iterable[Draw],
     config: RFTConfig,
     generator: torch.Generator,
+    collected: Collected | None = None,
 ) -> StepOutcome:
     """One step on the step's own batch, the first of `draws`, topped up from the others
-    where its groups lack signal."""
+    where its groups lack signal. `collected`: the step's samples, already drawn from the
+    current weights (the first step's, looked at before training)."""
     policy.model.eval()
-    collected = collect_groups(policy, grader, draws, config, generator)
+    if collected is None:
+        collected = collect_groups(policy, grader, draws, config, generator)
     training_started = time.perf_counter()
     rollout = collected.graded.rollout
     advantages = collected.first_advantages

@@ -34,8 +34,11 @@ from worker.trainer.metrics import MetricsCSV
 from worker.trainer.models import PLAIN_TEMPLATE_NOTE, Policy, has_plain_template, load_policy
 from worker.trainer.progress import Reporter
 from worker.trainer.spec import TrainResult, TrainSpec
+from worker.trainer.warm_start import WarmStarted, answered_rows
 
-Method = Reinforcement | Supervised | Preference
+Method = Reinforcement | Supervised | Preference | WarmStarted
+# the warm start's own hyperparameters, as its event shows them
+WARM_START_ECHO = ("n_epochs", "batch_size", "learning_rate_multiplier", "learning_rate")
 
 
 def train(spec: TrainSpec, reporter: Reporter, checkpoints: CheckpointStore) -> TrainResult:
@@ -46,7 +49,10 @@ def train(spec: TrainSpec, reporter: Reporter, checkpoints: CheckpointStore) -> 
         raise ValueError("reinforcement fine-tuning needs a grader")
     if hp.method != spec.method:
         raise ValueError(f"{hp.method} hyperparameters for a {spec.method} run")
-    steps = hp.total_steps(len(spec.train_rows))
+    if spec.warm_start is not None and spec.method != "reinforcement":
+        raise ValueError("a warm start comes before reinforcement fine-tuning only")
+    warm_steps = _warm_steps(spec)
+    steps = warm_steps + hp.total_steps(len(spec.train_rows))
     spec.work_dir.mkdir(parents=True, exist_ok=True)
     resolved = hp.as_dict()
     reporter.on_event(
@@ -54,6 +60,16 @@ def train(spec: TrainSpec, reporter: Reporter, checkpoints: CheckpointStore) -> 
         f"Hyperparameters: {_describe(resolved)}; {steps} steps on {spec.model}",
         {"hyperparameters": resolved},
     )
+    if spec.warm_start is not None:
+        warm_hp = spec.warm_start.hyperparameters.as_dict()
+        warm = {key: warm_hp[key] for key in WARM_START_ECHO}
+        reporter.on_event(
+            "info",
+            f"Warm start: {warm_steps} supervised steps with each training row's "
+            f'"{spec.warm_start.field}" as the answer ({_describe(warm)}), then '
+            f"{steps - warm_steps} reinforcement steps",
+            {"warm_start": {"field": spec.warm_start.field, "steps": warm_steps} | warm},
+        )
 
     torch.manual_seed(spec.seed)  # the LoRA initialisation draws from the global generator
     policy = load_policy(
@@ -87,7 +103,10 @@ def train(spec: TrainSpec, reporter: Reporter, checkpoints: CheckpointStore) -> 
                 *data,
                 samples_per_step=spec.samples_per_step,
                 constraint=Constraint.from_response_format(spec.response_format),
+                model_name=spec.model if not warm_steps else f"{spec.model} after the warm start",
             )
+            if spec.warm_start is not None:
+                method = _warm_started(spec, policy, optimizer, method, warm_steps)
         elif spec.method == "dpo":
             method = Preference(policy, optimizer, *data)
         else:
@@ -128,10 +147,15 @@ def _loop(
         step_started = time.perf_counter()
         report = method.train_step(step)
         trained_tokens += report.trained_tokens
+        for level, text, event_data in report.events:
+            reporter.on_event(level, text, event_data)
         for warning in report.warnings:
             reporter.on_event("warn", warning)
 
-        evaluate_now = step % hp.eval_interval == 0 or step == steps
+        if isinstance(method, WarmStarted):
+            evaluate_now = method.evaluates_at(step, steps)
+        else:
+            evaluate_now = step % hp.eval_interval == 0 or step == steps
         valid: dict[str, Any] | None = None
         if evaluate_now:
             eval_started = time.perf_counter()
@@ -173,6 +197,31 @@ def _loop(
     return _result(checkpoints, csv, "completed", steps, steps, trained_tokens, adapter_dir)
 
 
+def _warm_steps(spec: TrainSpec) -> int:
+    if spec.warm_start is None:
+        return 0
+    return spec.warm_start.hyperparameters.total_steps(len(spec.train_rows))
+
+
+def _warm_started(
+    spec: TrainSpec,
+    policy: Policy,
+    optimizer: torch.optim.Optimizer,
+    reinforcement: Reinforcement,
+    warm_steps: int,
+) -> WarmStarted:
+    assert spec.warm_start is not None
+    warm_hp = spec.warm_start.hyperparameters
+    field = spec.warm_start.field
+    rows = answered_rows(spec.train_rows, field)
+    # the validation rows give a supervised loss where they hold the field too
+    valid = answered_rows([row for row in spec.valid_rows if field in row], field)
+    supervised = Supervised(policy, optimizer, None, rows, valid, warm_hp, spec.seed)
+    rates = (warm_hp.learning_rate, spec.hyperparameters.learning_rate)
+    interval = spec.hyperparameters.eval_interval
+    return WarmStarted(supervised, reinforcement, warm_steps, optimizer, rates, interval)
+
+
 def _resume(
     checkpoints: CheckpointStore,
     metrics_file: Path,
@@ -207,7 +256,7 @@ def _report_baseline(
 ) -> None:
     """The validation figures before any training: step 0 of the metrics file."""
     shown = {k: v for k, v in valid.items() if isinstance(v, (int, float))}
-    for figure in ("reward_mean", "reward_min", "reward_max"):
+    for figure in ("reward_mean", "reward_min", "reward_max", "reward_top_share"):
         if figure in shown:
             shown[f"valid_{figure}"] = shown.pop(figure)
     row = {"step": 0, "total_steps": steps} | shown | {"timing": {"step": {"eval": seconds}}}

@@ -4,6 +4,7 @@ for each: `train_step`, `evaluate`, `event`, `score`."""
 from __future__ import annotations
 
 import itertools
+import math
 import random
 import time
 from collections.abc import Iterator, Sequence
@@ -25,15 +26,30 @@ from worker.trainer.data import (
     model_tool_format,
 )
 from worker.trainer.dpo import PreferenceBatch, dpo_step, evaluate_preferences
-from worker.trainer.grpo import Draw, RFTConfig, StepOutcome, evaluate_rewards, rft_step
+from worker.trainer.grpo import (
+    Collected,
+    Draw,
+    RFTConfig,
+    StepOutcome,
+    collect_groups,
+    evaluate_rewards,
+    grade,
+    rft_step,
+    sample_rollout,
+)
 from worker.trainer.metrics import rft_event_data, rft_message, sft_event_data, sft_message
 from worker.trainer.models import Policy
 from worker.trainer.samples import kept_samples, shown_prompt
-from worker.trainer.sampling import PromptBatch
+from worker.trainer.sampling import PromptBatch, decoding
 from worker.trainer.sft import AnswerBatch, evaluate_loss, sft_step
+from worker.trainer.signal import GradeDistribution, top_score, top_share
 
 # validation prompts sampled together (times eval_samples completions each)
 EVAL_ROWS_PER_BATCH = 64
+# when the first step's samples never reach the top score, more training prompts are sampled
+# from the same weights, up to this many samples in all, before the job says so: one step's
+# 32 samples miss a behaviour the model shows 5% of the time about one time in five
+PROBE_SAMPLES = 128
 NO_SIGNAL_ADVICE = (
     "GRPO learns only from differences between completions of the same prompt. "
     "A grader that gives partial credit (text_similarity with fuzzy_match, string_check with "
@@ -48,12 +64,20 @@ class StepReport:
     trained_tokens: int
     warnings: list[str] = field(default_factory=list)
     samples: list[dict[str, Any]] = field(default_factory=list)  # kept graded completions
+    # other job events of the step: (level, message, data)
+    events: list[tuple[str, str, dict[str, Any]]] = field(default_factory=list)
 
 
 def step_generator(seed: int, step: int, device: torch.device) -> torch.Generator:
     """Sampling randomness is a function of (seed, step), so a resumed run draws the same."""
     generator = torch.Generator(device=device)
     generator.manual_seed(seed * 1_000_003 + step)
+    return generator
+
+
+def probe_generator(seed: int, device: torch.device) -> torch.Generator:
+    generator = torch.Generator(device=device)
+    generator.manual_seed(seed * 1_000_003 + 999_999_929)
     return generator
 
 
@@ -114,6 +138,7 @@ class RewardEvaluator:
         grades, mean_length, texts = evaluate_rewards(
             self.policy, self.grader, self.batches, self.samples_per_prompt, self.config, generator
         )
+        top = top_score(self.grader.definition)
         self.samples = kept_samples(
             texts,
             grades.results,
@@ -122,7 +147,10 @@ class RewardEvaluator:
             self.references,
             self.samples_per_run,
         )
-        return grades.metrics("valid") | {"completion_tokens_mean": mean_length}
+        return grades.metrics("valid") | {
+            "reward_top_share": top_share(grades.rewards, top),
+            "completion_tokens_mean": mean_length,
+        }
 
 
 class Reinforcement:
@@ -137,10 +165,13 @@ class Reinforcement:
         seed: int,
         samples_per_step: int = 0,
         constraint: Constraint | None = None,
+        model_name: str = "the model",
     ) -> None:
         self.policy = policy
         self.optimizer = optimizer
         self.grader = grader
+        self.top_score = top_score(grader.definition)
+        self.model_name = model_name
         self.config = RFTConfig.from_hyperparameters(hp, constraint)
         self.seed = seed
         self.samples_per_step = samples_per_step
@@ -174,25 +205,71 @@ class Reinforcement:
         )
 
     def train_step(self, step: int) -> StepReport:
+        """One GRPO step; the first also reports how the grades of the model it starts from
+        are spread (from its own samples, drawn before the update)."""
+        generator = step_generator(self.seed, step, self.policy.device)
+        collected = distribution = None
+        probe_time = 0.0
+        if step == 1:
+            collected = collect_groups(
+                self.policy, self.grader, self.draws(step), self.config, generator
+            )
+            started = time.perf_counter()
+            distribution = self.grade_distribution(step, collected)
+            probe_time = time.perf_counter() - started
         outcome = rft_step(
             self.policy,
             self.optimizer,
             self.grader,
             self.draws(step),
             self.config,
-            step_generator(self.seed, step, self.policy.device),
+            generator,
+            collected,
         )
-        data = {
-            "train": outcome.graded.grades.metrics("train"),
+        train = outcome.graded.grades.metrics("train")
+        train["reward_top_share"] = top_share(outcome.graded.grades.rewards, self.top_score)
+        data: dict[str, Any] = {
+            "train": train,
             "completion_tokens_mean": float(outcome.graded.rollout.lengths.mean()),
             "trl": outcome.trl | {"learning_rate": self.optimizer.param_groups[0]["lr"]},
         }
         warnings = []
         if outcome.trl["sampling/signal_groups"] == 0:
             warnings.append(self.no_signal_warning(step, outcome))
-        return StepReport(
+        report = StepReport(
             data, outcome.timing, outcome.trained_tokens, warnings, self.kept(step, outcome)
         )
+        if distribution is not None:
+            level, message = distribution.describe(self.model_name)
+            report.events.append((level, message, {"base_model": distribution.as_dict()}))
+            data["trl"]["base_model"] = distribution.as_dict()
+            report.timing["base_model_probe"] = probe_time
+        return report
+
+    def grade_distribution(self, step: int, collected: Collected) -> GradeDistribution:
+        """The grades of the step's own samples; when none reached the top score, with those
+        of more training prompts sampled from the same weights (up to PROBE_SAMPLES in all,
+        each prompt at most once), so that a behaviour the model rarely shows is not missed."""
+        G = self.config.group_size
+        rewards = list(collected.first.grades.rewards)
+        distribution = GradeDistribution.of(rewards, G, self.top_score)
+        if distribution.reaches_top:
+            return distribution
+        prompts_per_batch = len(rewards) // G
+        batches = min(
+            math.ceil(PROBE_SAMPLES / len(rewards)),
+            math.ceil(len(self.prompt_ids) / prompts_per_batch),
+        )
+        generator = probe_generator(self.seed, self.policy.device)
+        for draw in itertools.islice(self.draws(step), 1, batches):
+            with decoding(self.policy) as fast:
+                rollout = sample_rollout(self.policy, draw.prompts, G, self.config, generator, fast)
+            graded = grade(self.policy, self.grader, rollout, draw.items, G, draw.answer_formats)
+            more = graded.grades.rewards
+            rewards += more
+            if top_share(more, self.top_score) > 0:
+                break
+        return GradeDistribution.of(rewards, G, self.top_score)
 
     def kept(self, step: int, outcome: StepOutcome) -> list[dict[str, Any]]:
         """Samples of the step's own batch (the groups its figures describe), bounded."""
@@ -318,7 +395,11 @@ class Supervised:
         }
         if self.evaluator is not None:
             rewards = self.evaluator.evaluate()
-            valid |= {"valid_reward_mean": rewards["reward_mean"], "rewards": rewards}
+            valid |= {
+                "valid_reward_mean": rewards["reward_mean"],
+                "valid_reward_top_share": rewards["reward_top_share"],
+                "rewards": rewards,
+            }
         return valid
 
     def event(

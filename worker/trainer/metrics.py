@@ -40,6 +40,8 @@ def rft_event_data(
         "train_mean_reward": train["reward_mean"],
         "train_reward_min": train.get("reward_min", train["reward_mean"]),
         "train_reward_max": train.get("reward_max", train["reward_mean"]),
+        # the share of samples at the grader's top score: the behaviour, not only the mean
+        "train_reward_top_share": train.get("reward_top_share", 0.0),
         "completion_tokens_mean": samples["train_completion_tokens_mean"],
         # these models produce no separate reasoning tokens
         "reasoning_tokens_mean": 0.0,
@@ -51,6 +53,7 @@ def rft_event_data(
             "valid_reward_mean": valid["reward_mean"],
             "valid_reward_min": valid.get("reward_min", valid["reward_mean"]),
             "valid_reward_max": valid.get("reward_max", valid["reward_mean"]),
+            "valid_reward_top_share": valid.get("reward_top_share", 0.0),
             "full_valid_mean_reward": valid["reward_mean"],
             "full_valid_mean_parse_error": valid.get("sample_parse_error_mean", 0.0),
             "valid_reasoning_tokens_mean": 0.0,
@@ -95,8 +98,11 @@ def sft_event_data(
 def rft_message(data: dict[str, Any]) -> str:
     parts = [f"Step {data['step']}/{data['total_steps']}"]
     parts.append(f"train mean reward={data['train_reward_mean']:.2f}")
+    parts.append(f"at top score={data['train_reward_top_share']:.0%}")
+    parts.append(f"mean length={data['completion_tokens_mean']:.1f} tokens")
     if "valid_reward_mean" in data:
         parts.append(f"full validation mean reward={data['valid_reward_mean']:.2f}")
+        parts.append(f"validation at top score={data['valid_reward_top_share']:.0%}")
         parts.append(f"full validation mean parse error={data['full_valid_mean_parse_error']:.2f}")
     return ", ".join(parts)
 

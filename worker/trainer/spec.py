@@ -7,7 +7,22 @@ from pathlib import Path
 from typing import Any
 
 from app.graders import GraderConfig
-from app.jobs.hyperparameters import Hyperparameters
+from app.jobs.hyperparameters import Hyperparameters, resolve_warm_start
+
+
+@dataclass(frozen=True)
+class WarmStart:
+    """A supervised phase before RL, on the dataset field `field` as the assistant's answer."""
+
+    field: str
+    hyperparameters: Hyperparameters  # method "supervised" (resolve_warm_start)
+
+    @classmethod
+    def resolve(
+        cls, given: dict[str, Any], reinforcement: Hyperparameters, n_train: int
+    ) -> WarmStart:
+        """From `method.reinforcement.warm_start` as the API accepted it."""
+        return cls(given["field"], resolve_warm_start(given, reinforcement, n_train))
 
 
 @dataclass(frozen=True)
@@ -37,6 +52,8 @@ class TrainSpec:
     # reinforcement: OpenAI's response_format ({"type": "json_schema", "json_schema": {...}} or
     # {"type": "json_object"}), enforced token by token on every sampled completion
     response_format: dict[str, Any] | None = None
+    # reinforcement only: supervised steps on a dataset field first, in the same run
+    warm_start: WarmStart | None = None
 
     def __post_init__(self) -> None:
         # rows given as lists are copied into tuples: nothing the caller keeps can change them
