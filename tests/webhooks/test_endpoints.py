@@ -5,6 +5,7 @@ and job events that `client.webhooks.unwrap` verifies, a retry after a 500, the 
 from __future__ import annotations
 
 import secrets
+import time
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +39,17 @@ def _log(client: openai.OpenAI, endpoint_id: str) -> list[dict[str, Any]]:
     page = client.get(f"/webhook_endpoints/{endpoint_id}/deliveries", cast_to=object)
     assert isinstance(page, dict) and page["object"] == "list"
     return page["data"]
+
+
+def _settled_log(client: openai.OpenAI, endpoint_id: str, timeout: float = 10) -> list[dict]:
+    """The delivery log once no delivery is pending: the receiver has its request before the
+    worker records the answer."""
+    deadline = time.monotonic() + timeout
+    while True:
+        log = _log(client, endpoint_id)
+        if all(d["status"] != "pending" for d in log) or time.monotonic() > deadline:
+            return log
+        time.sleep(0.2)
 
 
 def test_create_retrieve_list_update_rotate_and_delete(
@@ -211,7 +223,7 @@ def test_job_events_are_delivered_signed_and_a_500_is_retried(
     assert isinstance(event, openai.types.webhooks.FineTuningJobSucceededWebhookEvent)
     assert event.data.id == succeeded.id and event.created_at >= job.created_at
 
-    log = _log(hooks, everything.id)
+    log = _settled_log(hooks, everything.id)
     assert [(d["event_type"], d["status"]) for d in log] == [
         (SUCCEEDED, "delivered"), (FAILED, "delivered"), (CANCELLED, "delivered"),
     ]  # fmt: skip
