@@ -10,6 +10,7 @@ it from there).
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import os
 import re
@@ -83,7 +84,15 @@ def _gemma3() -> BaseModel | None:
 
 def packaged_models() -> list[BaseModel]:
     """The base models shipped in installed Python packages."""
-    return [model for model in (_smollm2(), _gemma3()) if model is not None]
+    return list(_packaged_models())
+
+
+@functools.cache
+def _packaged_models() -> tuple[BaseModel, ...]:
+    # looked up once per process: finding the packages costs a path search per package, and
+    # every catalogue read (each /v1/models request) starts here; installing a model package
+    # needs a restart anyway, as installing any code does
+    return tuple(model for model in (_smollm2(), _gemma3()) if model is not None)
 
 
 def _is_hf_model_dir(path: Path) -> bool:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import lru_cache
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, Float, create_engine, event
@@ -51,6 +52,16 @@ def _session_factory(database_url: str) -> sessionmaker[Session]:
 
 
 def session_factory(settings: Settings) -> sessionmaker[Session]:
+    # every API request asks for one: resolving the data folder and making sure it exists is
+    # done once per folder (and working directory, for a relative one), not per request
+    folder = settings.data_dir.expanduser()
+    folder = folder if folder.is_absolute() else Path.cwd() / folder
+    return _factory_for(folder, settings.database_url)
+
+
+@lru_cache(maxsize=64)
+def _factory_for(data_dir: Path, database_url: str | None) -> sessionmaker[Session]:
+    settings = Settings(data_dir=data_dir, database_url=database_url)
     settings.resolved_data_dir.mkdir(parents=True, exist_ok=True)
     return _session_factory(settings.resolved_database_url)
 

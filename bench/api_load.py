@@ -16,7 +16,7 @@ Targets (issue 14): closed loop >= 70% of /health's requests/s, p99 <= 3x p50, 0
 open loop p99 < 50 ms.
 
 Run: .venv/bin/python bench/api_load.py [--seconds 10] [--backends sqlite,postgres]
-     [--postgres-url postgresql+psycopg://postgres@127.0.0.1:5432/test] [--api-workers 1]
+     [--postgres-url postgresql+psycopg://postgres@127.0.0.1:5432/test] [--api-workers N (default: one per CPU)]
 """
 
 from __future__ import annotations
@@ -332,14 +332,17 @@ class GraderLoad:
         body = {"grader": SLOW_GRADER, "model_sample": "x"}
         with httpx.Client(base_url=server.base_url, headers=headers, timeout=120) as client:
             while not self.stop.is_set():
+                retry_after = 0.0
                 try:
-                    status = client.post("/v1/fine_tuning/alpha/graders/run", json=body).status_code
+                    answer = client.post("/v1/fine_tuning/alpha/graders/run", json=body)
+                    status = answer.status_code
+                    retry_after = float(answer.headers.get("retry-after", 0))
                 except httpx.HTTPError:
                     status = 0
                 with self.lock:
                     self.answered[status] = self.answered.get(status, 0) + 1
                 if status == 429:
-                    self.stop.wait(0.5)  # as a client honouring retry-after would, roughly
+                    self.stop.wait(retry_after)  # as the SDK's own retries would
 
 
 # --- the table -------------------------------------------------------------------------------
@@ -380,7 +383,8 @@ def main() -> None:
     parser.add_argument("--postgres-url", default=os.environ.get(
         "OPENRFT_TEST_DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"))  # fmt: skip
     parser.add_argument("--processes", type=int, default=max(2, (os.cpu_count() or 2)))
-    parser.add_argument("--api-workers", type=int, default=1)
+    parser.add_argument("--api-workers", type=int, default=os.cpu_count() or 1,
+                        help="OPENRFT_API_WORKERS of the server (default: one per CPU)")
     args = parser.parse_args()
     print(f"load average before: {os.getloadavg()}; {os.cpu_count()} CPUs shared by the server "
           "and the load generator")  # fmt: skip

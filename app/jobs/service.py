@@ -322,11 +322,17 @@ def _metadata_matches(job: Job, wanted: dict[str, str] | None) -> bool:
     return all(stored.get(key, None if value else "") == value for key, value in wanted.items())
 
 
-def _jobs_newest_first(session: Session, project: Project, before_seq: int | None) -> Iterator[Job]:
+def _jobs_newest_first(
+    session: Session, project: Project, before_seq: int | None, limit: int | None
+) -> Iterator[Job]:
+    """The project's jobs, newest first; at most `limit` of them when given (a metadata filter
+    reads on, in batches, until it has a page)."""
     query = select(Job).where(Job.project_id == project.id).order_by(Job.seq.desc())
     if before_seq is not None:
         query = query.where(Job.seq < before_seq)
-    yield from session.scalars(query.execution_options(yield_per=200))
+    if limit is not None:
+        query = query.limit(limit)
+    yield from session.scalars(query.execution_options(yield_per=100))
 
 
 def list_jobs(
@@ -339,7 +345,9 @@ def list_jobs(
 ) -> tuple[list[Job], bool]:
     before_seq = get_job(session, project, after).seq if after else None
     matches: list[Job] = []
-    for job in _jobs_newest_first(session, project, before_seq):
+    # without a filter, a page is the next limit+1 jobs; SQL reads no more than that
+    read_limit = limit + 1 if metadata is None else None
+    for job in _jobs_newest_first(session, project, before_seq, read_limit):
         if _metadata_matches(job, metadata):
             matches.append(job)
             if len(matches) > limit:

@@ -48,10 +48,18 @@ def create_key(session: Session, project_name: str) -> str:
 
 
 def project_for_key(session: Session, api_key: str) -> Project | None:
-    key = session.scalar(select(ApiKey).where(ApiKey.key_hash == hash_key(api_key)))
-    if key is None or (key.job_id is not None and not _job_key_alive(session, key)):
+    query = (
+        select(ApiKey, Project)
+        .join(Project, Project.id == ApiKey.project_id)
+        .where(ApiKey.key_hash == hash_key(api_key))
+    )
+    found = session.execute(query).first()
+    if found is None:
         return None
-    return session.get(Project, key.project_id)
+    key, project = found
+    if key.job_id is not None and not _job_key_alive(session, key):
+        return None
+    return project
 
 
 def _job_key_alive(session: Session, key: ApiKey) -> bool:
