@@ -383,8 +383,12 @@ def main() -> None:
     parser.add_argument("--postgres-url", default=os.environ.get(
         "OPENRFT_TEST_DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"))  # fmt: skip
     parser.add_argument("--processes", type=int, default=max(2, (os.cpu_count() or 2)))
-    parser.add_argument("--api-workers", type=int, default=os.cpu_count() or 1,
-                        help="OPENRFT_API_WORKERS of the server (default: one per CPU)")
+    parser.add_argument(
+        "--api-workers",
+        type=int,
+        default=os.cpu_count() or 1,
+        help="OPENRFT_API_WORKERS of the server (default: one per CPU)",
+    )
     args = parser.parse_args()
     print(f"load average before: {os.getloadavg()}; {os.cpu_count()} CPUs shared by the server "
           "and the load generator")  # fmt: skip
