@@ -16,6 +16,7 @@ from worker.trainer.data import encode_prompt, model_tool_format
 from worker.trainer.grpo import grade
 from worker.trainer.job import train
 from worker.trainer.sampling import Rollout
+from worker.trainer.spec import WarmStart
 
 from .reporting import RecordingReporter
 from .test_train import spec_for, store_in
@@ -161,3 +162,37 @@ def test_a_tools_dataset_trains_end_to_end(tool_model_dir: Path, tmp_path: Path)
     result = train(spec, reporter, store_in(tmp_path))
     assert result.status == "completed"
     assert reporter.steps
+
+
+def test_a_model_that_learned_to_call_is_graded_on_its_own_calls(
+    tool_model_dir: Path, tmp_path: Path
+) -> None:
+    """The whole run: a short supervised warm start teaches the tiny model to answer with a
+    call (the rows' `call` field), then RL samples it. The calls the model itself writes are
+    parsed and graded on `sample.output_tools[0].function.name`."""
+    reporter = RecordingReporter()
+    rows = [{**row, "call": CALL} for row in tool_rows(8)]
+    hp = {"max_completion_tokens": 32, "batch_size": 4, "group_size": 2, "n_epochs": 1}
+    hp |= {"eval_interval": 100, "learning_rate_multiplier": 20}
+    spec = spec_for(
+        tool_model_dir, tmp_path, hp, train_rows=rows, valid_rows=rows[:2], grader=TOOL_NAME_GRADER
+    )
+    warm = {"field": "call", "n_epochs": 20, "batch_size": 4, "learning_rate_multiplier": 30}
+    warm_start = WarmStart.resolve(warm, spec.hyperparameters, len(rows))
+    spec = type(spec)(**{**spec.__dict__, "warm_start": warm_start})
+    result = train(spec, reporter, store_in(tmp_path))
+    assert result.status == "completed"
+    baseline = next(d for _, m, d in reporter.events if m.startswith("Validation before"))
+    assert baseline["valid_reward_mean"] == 0.0  # the random model writes no call
+    rl_steps = [n for n, data in enumerate(reporter.steps, 1) if data["phase"] == "reinforcement"]
+    rl_samples = [
+        sample
+        for step, split, samples in reporter.samples
+        if split == "train" and step in rl_steps
+        for sample in samples
+    ]
+    # a reward of 1 is the grader reading get_weather from a call the model wrote
+    called = [sample for sample in rl_samples if sample["reward"] == 1.0]
+    assert called, [sample["completion"] for sample in rl_samples][:2]
+    assert all("<tool_call>" in sample["completion"] for sample in called)
+    assert max(reporter.steps[n - 1]["train_reward_mean"] for n in rl_steps) > 0
