@@ -7,22 +7,9 @@ import time
 import openai
 import pytest
 
-from tests.conftest import make_client
-from tests.inference.models import ServedModels, shared_served_models
+from tests.inference.models import ServedModels
 
 HELLO = [{"role": "user", "content": "Say hello."}]
-
-
-@pytest.fixture(scope="module")
-def served(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> ServedModels:
-    return shared_served_models(request, tmp_path_factory)
-
-
-@pytest.fixture(scope="module")
-def client(served: ServedModels) -> openai.OpenAI:
-    return make_client(served.service)
 
 
 def test_streamed_chunks_join_to_the_completion_of_the_same_seed(

@@ -11,8 +11,7 @@ import openai
 import pytest
 
 from app.tool_calls import template_messages
-from tests.conftest import make_client
-from tests.inference.models import ServedModels, shared_served_models
+from tests.inference.models import ServedModels
 
 WEATHER = {
     "type": "function",
@@ -47,18 +46,6 @@ HISTORY = [
     },
     {"role": "tool", "tool_call_id": "call_1", "content": "Sunny, 21 C"},
 ]
-
-
-@pytest.fixture(scope="module")
-def served(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> ServedModels:
-    return shared_served_models(request, tmp_path_factory)
-
-
-@pytest.fixture(scope="module")
-def client(served: ServedModels) -> openai.OpenAI:
-    return make_client(served.service)
 
 
 def rendered_length(served: ServedModels, messages: list[dict[str, Any]], tools: Any) -> int:

@@ -10,22 +10,9 @@ import pytest
 
 from app.base_models import SMOLLM2_NAME
 from tests.api.jobfiles import rft_method, rft_rows, upload_rows
-from tests.conftest import make_client
-from tests.inference.models import ServedModels, shared_served_models
+from tests.inference.models import ServedModels
 
 TOOL = {"type": "function", "function": {"name": "add", "parameters": {"type": "object"}}}
-
-
-@pytest.fixture(scope="module")
-def served(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> ServedModels:
-    return shared_served_models(request, tmp_path_factory)
-
-
-@pytest.fixture(scope="module")
-def client(served: ServedModels) -> openai.OpenAI:
-    return make_client(served.service)
 
 
 def with_tools(rows: list[dict], *line_numbers: int) -> list[dict]:

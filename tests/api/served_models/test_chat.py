@@ -13,22 +13,10 @@ from pydantic import BaseModel, ConfigDict
 from app.errors import APIError
 from app.inference_protocol import GenerateRequest, Message
 from tests.conftest import make_client
-from tests.inference.models import ServedModels, shared_served_models
+from tests.inference.models import ServedModels
 from tests.loops import run_in_fresh_loop
 
 HELLO = [{"role": "user", "content": "Say hello."}]
-
-
-@pytest.fixture(scope="module")
-def served(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> ServedModels:
-    return shared_served_models(request, tmp_path_factory)
-
-
-@pytest.fixture(scope="module")
-def client(served: ServedModels) -> openai.OpenAI:
-    return make_client(served.service)
 
 
 @pytest.fixture(scope="module")

@@ -12,19 +12,7 @@ import pytest
 
 from app.base_models import packaged_models
 from tests.conftest import make_client
-from tests.inference.models import ServedModels, shared_served_models
-
-
-@pytest.fixture(scope="module")
-def served(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> ServedModels:
-    return shared_served_models(request, tmp_path_factory)
-
-
-@pytest.fixture(scope="module")
-def client(served: ServedModels) -> openai.OpenAI:
-    return make_client(served.service)
+from tests.inference.models import ServedModels
 
 
 @pytest.fixture(scope="module")
