@@ -35,14 +35,15 @@ On a 2-core CPU without native bf16 a TRL shipped step takes about 8 minutes (em
 matmuls run ~8x slower than fp32), against well under a minute for the others: `--quick` (one
 round of one timed step) then takes about 20 minutes, and `--sides ours,tuned` about 3.
 
-`--model` takes a model directory or a catalogue name (default SmolLM2-135M-Instruct). On a
-CUDA machine with vLLM installed (the `gpu` extra), `--trl-vllm` gives TRL's sides vLLM
-generation colocated with training (`use_vllm`, `vllm_mode="colocate"`); scripts/gpu_check.sh
-runs it so with a 0.5B model.
+`--model` takes model directories or catalogue names, comma-separated (default
+SmolLM2-135M-Instruct and gemma-3-270m); each is run in turn and a last table puts them side
+by side, with each step against its floors. On a CUDA machine with vLLM installed (the `gpu`
+extra), `--trl-vllm` gives TRL's sides vLLM generation colocated with training (`use_vllm`,
+`vllm_mode="colocate"`); scripts/gpu_check.sh runs it so with a 0.5B model.
 
     .venv/bin/pip install -e ".[bench]"   # TRL, benchmark-only
     .venv/bin/python bench/trainer.py [--quick] [--rounds 2] [--steps 3] [--sides ours,tuned]
-                                        [--threads N] [--model DIR_OR_NAME] [--trl-vllm]
+                                        [--threads N] [--model A,B] [--trl-vllm]
                                         [--schema]
 """
 
@@ -63,12 +64,15 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import torch  # noqa: E402
 from transformers import AutoConfig  # noqa: E402
 
+from app.base_models import GEMMA3_NAME, SMOLLM2_NAME  # noqa: E402
 from app.graders import BatchGrader, GraderConfig, make_sample  # noqa: E402
 from app.jobs.hyperparameters import Hyperparameters, resolve_hyperparameters  # noqa: E402
 from app.settings import get_settings  # noqa: E402
 from bench.tasks import ROUGE_GRADER, capital_rows  # noqa: E402
 from worker.constrained import Constraint  # noqa: E402
-from worker.trainer.data import DataOrder, prompt_messages  # noqa: E402
+from worker.trainer.data import DataOrder, encode_prompt, prompt_messages  # noqa: E402
+from worker.trainer.frozen_linear import FrozenLinear  # noqa: E402
+from worker.trainer.fused_decoder import base_weight  # noqa: E402
 from worker.trainer.methods import Reinforcement  # noqa: E402
 from worker.trainer.models import (  # noqa: E402
     load_policy,
@@ -78,7 +82,7 @@ from worker.trainer.models import (  # noqa: E402
     resolve_model_dir,
 )
 
-MODEL = "SmolLM2-135M-Instruct"
+MODEL = SMOLLM2_NAME
 PROMPTS, GROUP, TOKENS, RANK = 4, 8, 24, 16
 SEED = 0
 SIDES = {"ours": "ours", "tuned": "TRL tuned", "shipped": "TRL shipped"}
@@ -301,14 +305,21 @@ def check_same_prompt_ids(
 
 def render_prompts(model_dir: Path, rows: list[dict]) -> list[str]:
     """Each prompt as text, rendered by the chat template as our trainer renders it
-    (data.encode_prompt tokenises the same call)."""
+    (data.encode_prompt tokenises the same call), for TRL to tokenise. TRL's tokenising adds
+    the tokenizer's special tokens: where the template already wrote the BOS token (Gemma's
+    does), it is left out of the text, so that both sides see one BOS."""
     tokenizer = load_tokenizer(model_dir)
-    return [
-        tokenizer.apply_chat_template(
+    texts = []
+    for row in rows:
+        text = tokenizer.apply_chat_template(
             prompt_messages(row), add_generation_prompt=True, tokenize=False
         )
-        for row in rows
-    ]
+        ours = encode_prompt(tokenizer, row)
+        bos = tokenizer.bos_token or ""
+        if bos and text.startswith(bos) and tokenizer(text)["input_ids"] != ours:
+            text = text.removeprefix(bos)
+        texts.append(text)
+    return texts
 
 
 def matmul_rate(
@@ -337,11 +348,15 @@ def decode_step_seconds(policy: Any, rows: int = PROMPTS * GROUP, repeats: int =
     """The shortest time of one decoding step's multiplies by the frozen weights, every layer's
     projections and the output layer, for `rows` rows: the floor of a decoding step at these
     shapes, where each step streams every weight from memory for a few rows (bandwidth-bound,
-    unlike the cached 2-matrix rate above). NaN where the architecture has no fused form."""
+    unlike the cached 2-matrix rate above). The fused decoder's stacked weights where the
+    architecture has that form; else each adapted linear layer's base weight, kept in the
+    autocast dtype as the fused form keeps it."""
     fused = policy.fused_model()
-    if fused is None:
-        return float("nan")
-    linears = [part.base for layer in fused.layers for part in layer.projections()]
+    if fused is not None:
+        linears = [part.base for layer in fused.layers for part in layer.projections()]
+    else:
+        adapted = [m for m in policy.model.modules() if hasattr(m, "base_layer")]
+        linears = [FrozenLinear(base_weight(m), policy.autocast_dtype) for m in adapted]
     linears.append(policy.head)
     inputs = {
         width: torch.randn(rows, width, device=policy.device)
@@ -388,7 +403,12 @@ def main() -> int:
         "--sides", default=",".join(SIDES), help=f"comma-separated, of {', '.join(SIDES)}"
     )
     parser.add_argument("--threads", type=int, default=None)
-    parser.add_argument("--model", default=MODEL, help="a model directory or catalogue name")
+    parser.add_argument(
+        "--model",
+        default=f"{MODEL},{GEMMA3_NAME}",
+        help="model directories or catalogue names, comma-separated; each is benched in turn "
+        "and a last table puts them side by side",
+    )
     parser.add_argument(
         "--trl-vllm", action="store_true", help="TRL generates with vLLM, colocated (CUDA)"
     )
@@ -407,7 +427,30 @@ def main() -> int:
         torch.set_num_threads(args.threads)
 
     settings = get_settings()
-    model_dir = resolve_model_dir(args.model, settings.model_dirs, settings.model_cache_dir)
+    summaries = [
+        bench_model(name, args, chosen, settings) for name in args.model.split(",") if name
+    ]
+    if len(summaries) > 1:
+        report_models(summaries)
+    return 0
+
+
+@dataclass
+class ModelSummary:
+    """One model's line of the closing table."""
+
+    model: str
+    ours: Side
+    trl: list[Side]
+    step_x_floor: float
+    sampling_x_decode_floor: float
+
+
+def bench_model(
+    name: str, args: argparse.Namespace, chosen: list[str], settings: Any
+) -> ModelSummary:
+    """Every chosen side on one model, in alternating blocks; its tables; its summary line."""
+    model_dir = resolve_model_dir(name, settings.model_dirs, settings.model_cache_dir)
     rows = capital_rows()
     prompt_texts = render_prompts(model_dir, rows)
     # the device and precision our trainer picks for itself (TrainSpec device None, "auto")
@@ -472,10 +515,13 @@ def main() -> int:
     rates["decode after"] = matmul_rate(32, device, matmul_dtype, *shape)
     rates["batched after"] = matmul_rate(768, device, matmul_dtype, *shape)
     report(list(sides.values()))
-    report_phases(ours, sides["ours"], ours_timings, rates, precision_name(autocast_dtype))
+    step_x_floor, sampling_x_floor = report_phases(
+        ours, sides["ours"], ours_timings, rates, precision_name(autocast_dtype)
+    )
     if constraint is not None:
         report_schema_overhead(sides["ours"], ours_timings, schema_side, schema_timings)
-    return 0
+    trl_sides = [side for key, side in sides.items() if key != "ours"]
+    return ModelSummary(name, sides["ours"], trl_sides, step_x_floor, sampling_x_floor)
 
 
 def print_block(round_number: int, side: Side, before: int) -> None:
@@ -520,7 +566,10 @@ def report_phases(
     timings: list[dict[str, float]],
     rates: dict[str, float],
     precision: str,
-) -> None:
+) -> tuple[float, float]:
+    """Prints where our step's time goes; returns the step's and sampling's ratios to their
+    floors (matmul FLOPs at the best rate; decoding steps x one decoding step's multiplies)."""
+
     def median(key: str) -> float:
         return statistics.median(step[key] for step in timings)
 
@@ -553,6 +602,26 @@ def report_phases(
         f"{PROMPTS * GROUP} rows) = {decode_floor:.2f} s; sampling is "
         f"{median('sampling') / decode_floor:.1f}x that"
     )
+    total_floor = flops["total"] / 1e9 / peak
+    return median("total") / total_floor, median("sampling") / decode_floor
+
+
+def report_models(summaries: list[ModelSummary]) -> None:
+    """All models of the run in one table: our step against TRL's and against the floors."""
+    names = [side.name for side in summaries[0].trl]
+    print("\nall models (median s/step; ratio = TRL's step time / ours, same device)")
+    header = f"{'model':<24}{'ours s':>8}" + "".join(f"{n + ' s':>14}{'ratio':>7}" for n in names)
+    print(header + f"{'step x floor':>14}{'sampling x decode floor':>25}")
+    for summary in summaries:
+        line = f"{summary.model:<24}{summary.ours.median_step():>8.2f}"
+        for side in summary.trl:
+            same = side.device == summary.ours.device
+            ratio = (
+                f"{side.median_step() / summary.ours.median_step():>7.1f}" if same else f"{'-':>7}"
+            )
+            line += f"{side.median_step():>14.2f}{ratio}"
+        line += f"{summary.step_x_floor:>14.1f}{summary.sampling_x_decode_floor:>25.1f}"
+        print(line)
 
 
 def report_schema_overhead(
