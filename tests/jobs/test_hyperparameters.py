@@ -228,3 +228,21 @@ def test_an_auto_eval_interval_stays_within_its_bound() -> None:
     echo = {k: v for k, v in resolved.as_dict().items() if k != "learning_rate"}
     again = resolve_hyperparameters("reinforcement", echo, n_train=2000, n_valid=10)
     assert again.eval_interval == resolved.eval_interval
+
+
+def test_auto_learning_rate_grows_for_short_reinforcement_runs() -> None:
+    """A run of about 64 steps or more keeps 1x; a shorter one steps harder, up to 3x, as the
+    learning suite measured; a given multiplier, and other methods, are left alone."""
+    full = resolve_hyperparameters("reinforcement", {}, 32, 16)
+    assert full.n_epochs * 8 == 64 and full.learning_rate_multiplier == 1.0
+    eight = resolve_hyperparameters("reinforcement", {"n_epochs": 1}, 32, 16)
+    assert eight.learning_rate_multiplier == pytest.approx(2.83)
+    assert eight.learning_rate == pytest.approx(2.83e-4)
+    two = resolve_hyperparameters("reinforcement", {"n_epochs": 1}, 8, 4)
+    assert two.learning_rate_multiplier == 3.0
+    given = resolve_hyperparameters(
+        "reinforcement", {"n_epochs": 1, "learning_rate_multiplier": 1}, 32, 16
+    )
+    assert given.learning_rate_multiplier == 1.0
+    supervised = resolve_hyperparameters("supervised", {"n_epochs": 1}, 32, 16)
+    assert supervised.learning_rate_multiplier == 1.0
