@@ -293,7 +293,8 @@ def resolve_hyperparameters(
         batch_size=batch_size,
         n_epochs=n_epochs,
         learning_rate_multiplier=multiplier,
-        learning_rate=BASE_LEARNING_RATE[method] * multiplier,
+        # 12 significant digits: 3 x 1e-4 is 0.0003, not 0.00030000000000000003
+        learning_rate=float(f"{BASE_LEARNING_RATE[method] * multiplier:.12g}"),
         # kept within the table's bound, so that the echoed value passes its check on resume
         eval_interval=chosen.get(
             "eval_interval",

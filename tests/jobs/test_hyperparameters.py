@@ -240,6 +240,7 @@ def test_auto_learning_rate_grows_for_short_reinforcement_runs() -> None:
     assert eight.learning_rate == pytest.approx(2.83e-4)
     two = resolve_hyperparameters("reinforcement", {"n_epochs": 1}, 8, 4)
     assert two.learning_rate_multiplier == 3.0
+    assert two.learning_rate == 0.0003  # as echoed, not 0.00030000000000000003
     given = resolve_hyperparameters(
         "reinforcement", {"n_epochs": 1, "learning_rate_multiplier": 1}, 32, 16
     )

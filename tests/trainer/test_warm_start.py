@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from worker.trainer.job import train
 from worker.trainer.spec import WarmStart
 
@@ -59,7 +61,9 @@ def test_warm_start_then_reinforcement_in_one_run(tiny_model_dir: Path, tmp_path
     [(level, message)] = [(lv, m) for lv, m, d in reporter.events if d and "base_model" in d]
     assert "after the warm start" in message and level == "warn"
     assert "base_model" in reporter.steps[4]
-    assert reporter.steps[4]["learning_rate"] == FAST["learning_rate_multiplier"] * 1e-4
+    assert reporter.steps[4]["learning_rate"] == pytest.approx(
+        FAST["learning_rate_multiplier"] * 1e-4
+    )
     rows = read_csv(tmp_path / "metrics.csv")
     assert [row["phase"] for row in rows[1:]] == phases
     assert sorted(c.step for c in store.list()) == [4, 6]
