@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import importlib.util
+import json
 import os
 import re
 import threading
@@ -19,6 +20,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from app.settings import Settings
 
@@ -224,6 +226,21 @@ def find_base_model(settings: Settings, name: str) -> BaseModel | None:
     if local is not None or not STORED_NAME.match(name):
         return local
     return BaseModel(name=name, stored_key=name) if name in stored_model_names(settings) else None
+
+
+def base_model_config(settings: Settings, name: str) -> dict[str, Any] | None:
+    """The config.json of base model `name`; None for a GGUF file (or an unknown name)."""
+    base = find_base_model(settings, name)
+    if base is None:
+        return None
+    if base.hf_dir is not None:
+        return dict(json.loads((base.hf_dir / "config.json").read_text()))
+    if base.stored_key is not None:
+        from app.artifact_store import artifact_store
+
+        store = artifact_store(settings, "models", "catalogue")
+        return dict(json.loads(store.read_file(base.stored_key, "config.json")))
+    return None
 
 
 def find_base_model_in(model_dirs: Sequence[Path], name: str) -> BaseModel | None:

@@ -30,7 +30,7 @@ def validate_job(job_id: str, settings: Settings, send_to_training: Callable[[st
         job = session.scalar(select(Job).where(Job.id == job_id))
     if job is None or job.status != JobStatus.VALIDATING_FILES.value or job.lease_owner:
         return  # moved on already: cancelled, paused, or a training worker has it
-    error = files_error(sessions, storage_from_settings(settings), job)
+    error = files_error(sessions, storage_from_settings(settings), job, settings)
     with sessions.begin() as session:
         settled = repository.settle_validation(session, job_id, job.attempt, error)
     if not settled:

@@ -19,8 +19,10 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from app import ids
 from app.artifact_store import MissingArtifact, artifact_store
+from app.base_models import base_model_config
 from app.db import session_factory
 from app.graders import GraderConfig
+from app.images import vision_refusal
 from app.jobs import iter_examples, validate_dataset
 from app.jobs.hyperparameters import accepted_hyperparameters, resolve_hyperparameters
 from app.jobs.repository import WAITING_STATUSES, StaleAttempt, lease_view
@@ -105,7 +107,12 @@ def _file_row(sessions: sessionmaker[Session], job: Job, file_id: str) -> File |
 
 
 def _file_error(
-    sessions: sessionmaker[Session], storage: Storage, job: Job, role: str, file_id: str
+    sessions: sessionmaker[Session],
+    storage: Storage,
+    job: Job,
+    role: str,
+    file_id: str,
+    settings: Settings,
 ) -> dict[str, str | None] | None:
     """The job's `error` for the first bad line of the file, or None when the file is good."""
     row = _file_row(sessions, job, file_id)
@@ -121,6 +128,7 @@ def _file_error(
             method=_method_type(job),  # type: ignore[arg-type]
             role=role,  # type: ignore[arg-type]
             model=job.base_model_name,
+            image_support=lambda: vision_refusal(base_model_config(settings, job.base_model_name)),
         )
     return None if report.error is None else report.error.as_dict()
 
@@ -142,7 +150,7 @@ def response_format_error(job: Job) -> dict[str, str | None] | None:
 
 
 def files_error(
-    sessions: sessionmaker[Session], storage: Storage, job: Job
+    sessions: sessionmaker[Session], storage: Storage, job: Job, settings: Settings
 ) -> dict[str, str | None] | None:
     """The job's `error` for its response_format, or for the first bad line of its training or
     validation file; None when all are good."""
@@ -152,7 +160,7 @@ def files_error(
     if job.validation_file:
         inputs.append(("validation_file", job.validation_file))
     for role, file_id in inputs:
-        error = _file_error(sessions, storage, job, role, file_id)
+        error = _file_error(sessions, storage, job, role, file_id, settings)
         if error is not None:
             return {
                 "code": error["code"] or "invalid_file",
@@ -162,13 +170,13 @@ def files_error(
     return None
 
 
-def validate_files(writer: JobWriter, storage: Storage, job: Job) -> bool:
+def validate_files(writer: JobWriter, storage: Storage, job: Job, settings: Settings) -> bool:
     """Check both files line by line; fail the job on the first bad line, else queue it.
 
     A queued job is checked again too: it may have been paused before validation finished.
     """
     expected = JobStatus(job.status)
-    error = files_error(writer.sessions, storage, job)
+    error = files_error(writer.sessions, storage, job, settings)
     if error is not None:
         writer.fail(expected, error["code"] or "", error["message"] or "", error["param"])
         return False
@@ -447,7 +455,7 @@ def _fail_unfinished(writer: JobWriter, message: str) -> None:
 def _attempt(writer: JobWriter, heartbeat: Heartbeat, settings: Settings, train: Train) -> None:
     job = writer.job()
     storage = storage_from_settings(settings)
-    if not validate_files(writer, storage, job):
+    if not validate_files(writer, storage, job, settings):
         return  # failed, or paused or cancelled meanwhile
     if not writer.move(JobStatus.QUEUED, JobStatus.RUNNING):
         return  # paused or cancelled meanwhile

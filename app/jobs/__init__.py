@@ -7,6 +7,7 @@ from app.jobs.dataset import (
     default_example_limits,
     item_fields,
     iter_examples,
+    line_with_image,
     line_without_field,
     validate_dataset,
 )
@@ -63,6 +64,7 @@ __all__ = [
     "event_level",
     "item_fields",
     "iter_examples",
+    "line_with_image",
     "line_without_field",
     "normalize_method",
     "resolve_hyperparameters",

@@ -7,9 +7,11 @@ The first bad line stops the check; its 1-based number is in the message.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, Literal
+
+from app.images import ImageError, check_image
 
 Method = Literal["reinforcement", "supervised", "dpo"]
 FileParam = Literal["training_file", "validation_file"]
@@ -64,19 +66,9 @@ class _LineProblem(Exception):
     """One line breaks a rule; the message says which, without the line number."""
 
 
-class _ImagePart(_LineProblem):
-    """A well-formed image part: refused, not dropped, since the models trained here read text
-    only; training on the text alone would answer a different question."""
-
-    def __init__(self, where: str) -> None:
-        super().__init__(f"{where}: images are not supported; the models here read text only.")
-        self.where = where
-
-    def for_model(self, model: str) -> str:
-        return (
-            f"{self.where}: images are not supported: {model} reads text only, and training on "
-            "the text without the image would answer a different question."
-        )
+# what a model that can read images answers: None where the job may train on them, else why
+# not ("it reads text only"); asked only when a file has an image
+ImageSupport = Callable[[], "str | None"]
 
 
 def default_example_limits(method: Method, role: FileParam) -> tuple[int, int | None]:
@@ -92,17 +84,20 @@ def validate_dataset(
     min_examples: int | None = None,
     max_examples: int | None = None,
     model: str | None = None,
+    image_support: ImageSupport | None = None,
 ) -> DatasetReport:
     """Check a JSONL file line by line; stop at the first bad line.
 
-    `min_examples`/`max_examples` default to `default_example_limits(method, role)`. `model`,
-    the job's base model, is named where a line holds what it cannot read (an image).
+    `min_examples`/`max_examples` default to `default_example_limits(method, role)`. Images
+    are trained on only by reinforcement jobs on a model `image_support` accepts (asked at the
+    first image); elsewhere the line is refused, naming `model`, the job's base model.
     Blank lines are skipped but still counted in line numbers.
     """
     default_min, default_max = default_example_limits(method, role)
     min_examples = default_min if min_examples is None else min_examples
     max_examples = default_max if max_examples is None else max_examples
     kind = "training" if role == "training_file" else "validation"
+    images = _ImageRules(method, model, image_support)
 
     def failed(message: str, example_count: int) -> DatasetReport:
         return DatasetReport(example_count, DatasetError(f"invalid_{role}", message, role))
@@ -114,9 +109,7 @@ def validate_dataset(
             if example is None:
                 continue
             _check_example(example, method)
-        except _ImagePart as problem:
-            message = problem.for_model(model) if model else str(problem)
-            return failed(f"Line {line_number}: {message}", example_count)
+            images.check(example)
         except _LineProblem as problem:
             return failed(f"Line {line_number}: {problem}", example_count)
         example_count += 1
@@ -157,6 +150,20 @@ def line_without_field(lines: Iterable[bytes | str], field: str) -> int | None:
         except _LineProblem:
             continue
         if example is not None and example.get(field) is None:
+            return line_number
+    return None
+
+
+def line_with_image(lines: Iterable[bytes | str]) -> int | None:
+    """The 1-based number of the first line with an image part, or None."""
+    for line_number, raw_line in enumerate(lines, start=1):
+        if "image_url" not in (raw_line if isinstance(raw_line, str) else str(raw_line)):
+            continue
+        try:
+            example = _parse_line(raw_line, first=line_number == 1)
+        except _LineProblem:
+            continue
+        if example is not None and next(_image_parts(example), None) is not None:
             return line_number
     return None
 
@@ -327,13 +334,65 @@ def _check_content_part(part: Any, where: str, role: str) -> None:
         image = part.get("image_url")
         if not isinstance(image, dict) or not isinstance(image.get("url"), str):
             raise _LineProblem(f'{where} of type "image_url" needs an "image_url" with a "url".')
-        raise _ImagePart(where)
     elif part_type in _UNSUPPORTED_PART_TYPES:
         raise _LineProblem(f"{where}: {_UNSUPPORTED_PART_TYPES[part_type]}.")
     else:
         raise _LineProblem(
             f'{where}.type must be "text" or "image_url", got {json.dumps(part_type)}.'
         )
+
+
+class _ImageRules:
+    """Whether a file's images can be trained on (the method and the model are asked once,
+    at the first image), and each image checked. Refused rather than dropped: training on
+    the text without its image would answer a different question."""
+
+    def __init__(self, method: Method, model: str | None, support: ImageSupport | None) -> None:
+        self.method = method
+        self.model = model or "the model"
+        self.support = support
+        self.refusal: str | None = None
+        self.asked = False
+
+    def check(self, example: dict[str, Any]) -> None:
+        for where, url in _image_parts(example):
+            refusal = self._refusal()
+            if refusal is not None:
+                raise _LineProblem(f"{where}: images are not supported: {refusal}.")
+            try:
+                check_image(url)
+            except ImageError as error:
+                raise _LineProblem(f"{where}: {error}.") from None
+
+    def _refusal(self) -> str | None:
+        if not self.asked:
+            self.asked = True
+            if self.method != "reinforcement":
+                self.refusal = (
+                    f"they are trained on by reinforcement fine-tuning only, not {self.method}"
+                )
+            else:
+                reason = self.support() if self.support else "it reads text only"
+                if reason is not None:
+                    self.refusal = (
+                        f"{self.model} {reason.removeprefix('it ')}, and training on the text "
+                        "without the image would answer a different question"
+                    )
+        return self.refusal
+
+
+def _image_parts(example: dict[str, Any]) -> Iterator[tuple[str, str]]:
+    """(where, url) of each well-formed image part of an example."""
+    prompt = example.get("input") if "input" in example else example
+    prefix = "input.messages" if "input" in example else "messages"
+    messages = prompt.get("messages") if isinstance(prompt, dict) else None
+    for index, message in enumerate(messages if isinstance(messages, list) else []):
+        content = message.get("content") if isinstance(message, dict) else None
+        for part_index, part in enumerate(content if isinstance(content, list) else []):
+            image = part.get("image_url") if isinstance(part, dict) else None
+            if isinstance(image, dict) and part.get("type") == "image_url":
+                if isinstance(image.get("url"), str):
+                    yield f"{prefix}[{index}].content[{part_index}]", image["url"]
 
 
 def _check_tools(tools: Any, where: str) -> None:

@@ -26,6 +26,7 @@ from app.jobs import (
     JobStatus,
     NormalizedMethod,
     ParamError,
+    line_with_image,
     line_without_field,
     normalize_method,
     repository,
@@ -90,6 +91,14 @@ def _check_warm_start_field(
     if warm_start is None:
         return
     field = warm_start["field"]
+    with storage.open(training_file.storage_key) as lines:
+        image_line = line_with_image(lines)
+    if image_line is not None:
+        raise bad_request(
+            f"Line {image_line} of the training file has an image, and the warm start trains "
+            "on text only; leave out warm_start to train on images with reinforcement alone.",
+            param=WARM_START_PARAM,
+        )
     with storage.open(training_file.storage_key) as lines:
         line_number = line_without_field(lines, field)
     if line_number is not None:

@@ -1,5 +1,5 @@
-"""Tiny models for inference tests: a random Llama with the SmolLM2 tokenizer, LoRA adapters on
-it, and a live server that serves them, with job and checkpoint rows written straight to its
+"""Tiny models for inference tests: a random Llama with the SmolLM2 tokenizer (also with a tool
+template, and a tiny LLaVA beside it), LoRA adapters on it, and a live server that serves them, with job and checkpoint rows written straight to its
 database as the worker would."""
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import pytest
 
 from tests.services import LiveService, free_port, live_service, service_env
 from tests.tool_models import build_tiny_tool_model
+from tests.vision_models import VISION_MODEL_NAME, build_tiny_vision_model
 
 TINY_MODEL_NAME = "tiny-chat"
 
@@ -53,6 +54,7 @@ class ServedModels:
     base_dir: Path
     # the tiny model again, with a chat template that renders tools
     tool_model_dir: Path
+    vision_model_dir: Path  # a tiny LLaVA model
     fine_tuned_model: str
     fine_tuned_adapter: Path
     checkpoint_model: str
@@ -62,7 +64,9 @@ class ServedModels:
     project_id: str
 
 
-def _write_rows(service: LiveService, base_dir: Path, tool_model_dir: Path) -> ServedModels:
+def _write_rows(
+    service: LiveService, base_dir: Path, tool_model_dir: Path, vision_model_dir: Path
+) -> ServedModels:
     """A succeeded job with a fine-tuned model and one checkpoint, adapters in place."""
     from app import ids
     from app.db import session_factory
@@ -114,6 +118,7 @@ def _write_rows(service: LiveService, base_dir: Path, tool_model_dir: Path) -> S
         service=service,
         base_dir=base_dir,
         tool_model_dir=tool_model_dir,
+        vision_model_dir=vision_model_dir,
         fine_tuned_model=fine_tuned,
         fine_tuned_adapter=settings.checkpoints_dir / result_path,
         checkpoint_model=checkpoint_model,
@@ -142,6 +147,7 @@ def serving_tiny_models(root: Path) -> Iterator[ServedModels]:
     """`openrft serve` with the tiny model as a base model and its inference process."""
     base_dir = build_tiny_base(root / "models")
     tool_model_dir = build_tiny_tool_model(root / "models")
+    vision_model_dir = build_tiny_vision_model(root / "models" / VISION_MODEL_NAME)
     data_dir = root / "data"
     inference_port = free_port()
     env = service_env(
@@ -155,7 +161,7 @@ def serving_tiny_models(root: Path) -> Iterator[ServedModels]:
     )
     with live_service(env, data_dir) as service:
         _wait_for_inference(f"http://127.0.0.1:{inference_port}", service)
-        yield _write_rows(service, base_dir, tool_model_dir)
+        yield _write_rows(service, base_dir, tool_model_dir, vision_model_dir)
 
 
 _shared: dict[str, ServedModels] = {}

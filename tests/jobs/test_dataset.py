@@ -422,3 +422,70 @@ def test_bad_dpo_lines_name_the_line_and_the_field(path, value, fragment):
     assert_line_error(report, 4, fragment)
     assert report.error.code == "invalid_validation_file"
     assert report.example_count == 3
+
+
+def _png_url(size: tuple[int, int] = (8, 8)) -> str:
+    import base64
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("RGB", size, (1, 2, 3)).save(buffer, format="PNG")
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
+
+
+def _with_image(url: str) -> dict:
+    image = {"type": "image_url", "image_url": {"url": url}}
+    return {"messages": [{"role": "user", "content": [{"type": "text", "text": "?"}, image]}]}
+
+
+def test_images_pass_for_a_model_that_reads_them_and_are_checked_one_by_one():
+    asked = []
+
+    def reads_images() -> None:
+        asked.append(True)
+        return None
+
+    def check(lines: list[bytes]) -> DatasetReport:
+        return validate_dataset(
+            lines, method="reinforcement", role="training_file", image_support=reads_images
+        )
+
+    assert check(jsonl(*[_with_image(_png_url())] * 10)).ok
+    assert asked == [True], "the model is asked once, at the first image"
+    bad = [
+        ("https://example.com/a.png", "image URLs are not fetched"),
+        ("data:image/bmp;base64,AAAA", "image/bmp is not supported"),
+        ("data:image/png;base64,not base64!", "not valid base64"),
+        ("data:image/png;base64,aGVsbG8=", "not a readable PNG image"),
+        (_png_url().replace("image/png", "image/webp"), "says image/webp, but the data is PNG"),
+        (_png_url((8000, 8000)), "is 8000x8000 pixels"),
+    ]
+    for url, message in bad:
+        assert_line_error(check(rft_file_with(_with_image(url))), 3, message)
+
+
+def test_images_are_refused_for_methods_other_than_reinforcement():
+    with_image = {**_with_image(_png_url()), "messages": [
+        *_with_image(_png_url())["messages"], {"role": "assistant", "content": "A dot."}
+    ]}  # fmt: skip
+    report = validate_dataset(
+        jsonl(*[with_image] * 10),
+        method="supervised",
+        role="training_file",
+        image_support=lambda: None,
+    )
+    assert_line_error(
+        report, 1, "images are not supported: they are trained on by reinforcement fine-tuning"
+    )
+
+
+def test_a_vision_model_of_another_kind_is_named():
+    from app.images import vision_refusal
+
+    assert vision_refusal({"model_type": "llava", "vision_config": {}}) is None
+    assert vision_refusal({"model_type": "llama"}) == "it reads text only"
+    assert vision_refusal(None) == "it reads text only"
+    refusal = vision_refusal({"model_type": "qwen2_vl", "vision_config": {}})
+    assert refusal is not None and "qwen2_vl vision model" in refusal

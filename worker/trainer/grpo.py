@@ -103,6 +103,7 @@ class Collected:
     first: Graded  # the step's own batch, whose figures the step reports
     first_advantages: Advantages
     prompt_ids: list[list[int]]  # one per group trained on
+    prompt_images: list[Tensor | None] | None  # a vision model's: each prompt's images
     graded: Graded  # the groups trained on, in the order of prompt_ids
     rounds: int
     signal_groups: int
@@ -237,11 +238,20 @@ def collect_groups(
     prompt_ids = [
         ids[g] for ids, (_, _, groups) in zip(prompt_ids, kept, strict=True) for g in groups
     ]
+    images = [d.prompts.images for d, _, _ in kept]
+    prompt_images = None
+    if all(per_prompt is not None for per_prompt in images):
+        prompt_images = [
+            per_prompt[g]  # type: ignore[index]
+            for per_prompt, (_, _, groups) in zip(images, kept, strict=True)
+            for g in groups
+        ]
     graded = merge_groups([(g, groups) for _, g, groups in kept], G, policy.pad_id)
     return Collected(
         first=first,
         first_advantages=group_advantages(first.rewards, G, config.scale_rewards),
         prompt_ids=prompt_ids,
+        prompt_images=prompt_images,
         graded=graded,
         rounds=len(rounds),
         signal_groups=signal_groups,
@@ -299,7 +309,14 @@ def rft_step(
     prompt_ids = collected.prompt_ids
     batches = micro_batches(prompt_ids, rollout.completions(), rows, config.group_size)
     parts, grad_norm = updates(
-        policy, optimizer, prompt_ids, batches, rollout, advantages.values, totals, config
+        policy,
+        optimizer,
+        (prompt_ids, collected.prompt_images),
+        batches,
+        rollout,
+        advantages.values,
+        totals,
+        config,
     )
     training_time = time.perf_counter() - training_started
     trl = step_statistics(collected.first, collected.first_advantages, parts, totals, config)
@@ -322,7 +339,7 @@ def rft_step(
 def updates(
     policy: Policy,
     optimizer: torch.optim.Optimizer,
-    prompt_ids: list[list[int]],
+    prompts: tuple[list[list[int]], list[Tensor | None] | None],  # ids, and images if any
     batches: list[list[tuple[int, int, list[int]]]],
     rollout: Rollout,
     advantages: Tensor,
@@ -333,7 +350,8 @@ def updates(
     policy.model.train()
     n_rows, n_columns = rollout.completion_mask.shape
     shape = (int(n_rows), int(n_columns))
-    packed = [pack(prompt_ids, batch, policy.pad_id, policy.device) for batch in batches]
+    prompt_ids, images = prompts
+    packed = [pack(prompt_ids, batch, policy.pad_id, policy.device, images) for batch in batches]
     ref = [reference_logprobs(policy, p, config) for p in packed] if config.loss.beta else None
     old: list[Tensor] = []
     parts: list[LossParts] = []

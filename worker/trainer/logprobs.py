@@ -38,6 +38,9 @@ class Packed:
     targets: Tensor  # [K] completion tokens
     rows: Tensor  # [K] completion row of each target
     columns: Tensor  # [K] position of each target in its completion
+    prompt_lengths: Tensor  # [S] the prompt's length in each sequence
+    # a vision model's sequences: the images of each one's prompt (pixel values, or None)
+    images: list[Tensor | None] | None = None
 
 
 def pack(
@@ -45,8 +48,10 @@ def pack(
     completions: list[tuple[int, int, list[int]]],
     pad_id: int,
     device: Any,
+    images: list[Tensor | None] | None = None,
 ) -> Packed:
-    """`completions` holds (row, prompt index, tokens); only prompts with completions are kept."""
+    """`completions` holds (row, prompt index, tokens); only prompts with completions are kept.
+    `images`, for a vision model: per prompt, its images' pixel values or None."""
     by_prompt: dict[int, list[tuple[int, list[int]]]] = {}
     for row, prompt_index, tokens in completions:
         by_prompt.setdefault(prompt_index, []).append((row, tokens))
@@ -58,6 +63,7 @@ def pack(
     targets: list[int] = []
     rows: list[int] = []
     columns: list[int] = []
+    kept: list[int] = []
     for s, (prompt_index, group) in enumerate(sorted(by_prompt.items())):
         prompt = prompts[prompt_index]
         ids, owner, position = list(prompt), [-1] * len(prompt), list(range(len(prompt)))
@@ -76,6 +82,7 @@ def pack(
         sequences.append(ids)
         segments.append(owner)
         positions.append(position)
+        kept.append(prompt_index)
     width = max(len(ids) for ids in sequences)
 
     def padded(lists: list[list[int]], fill: int) -> Tensor:
@@ -97,6 +104,8 @@ def pack(
         targets=tensor(targets, device=device),
         rows=tensor(rows, device=device),
         columns=tensor(columns, device=device),
+        prompt_lengths=tensor([len(prompts[index]) for index in kept], device=device),
+        images=[images[index] for index in kept] if images is not None else None,
     )
 
 
@@ -197,12 +206,17 @@ def score_packed(
     policy: Policy, packed: Packed, temperature: float = 1.0, hits: bool = False
 ) -> PackedScores:
     fused = policy.fused_model()
+    embeds = None
+    if packed.images is not None and any(pixels is not None for pixels in packed.images):
+        embeds = policy.input_embeddings(packed.input_ids, packed.images, packed.prompt_lengths)
+        fused = None  # the fused decoder reads token ids only
     if fused is not None:
         bias = additive_mask(packed.attention_mask, policy.autocast_dtype)
         hidden = fused.forward(packed.input_ids, bias, packed.position_ids)
     else:
         hidden = policy.decoder(
-            input_ids=packed.input_ids,
+            input_ids=None if embeds is not None else packed.input_ids,
+            inputs_embeds=embeds,
             attention_mask=decoder_masks(packed, policy.model.config, policy.autocast_dtype),
             position_ids=packed.position_ids,
             use_cache=False,

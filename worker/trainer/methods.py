@@ -43,6 +43,7 @@ from worker.trainer.samples import kept_samples, shown_prompt
 from worker.trainer.sampling import PromptBatch, decoding
 from worker.trainer.sft import AnswerBatch, evaluate_loss, sft_step
 from worker.trainer.signal import GradeDistribution, top_score, top_share
+from worker.trainer.vision import encode_prompts
 
 # validation prompts sampled together (times eval_samples completions each)
 EVAL_ROWS_PER_BATCH = 64
@@ -102,8 +103,8 @@ def eval_prompt_batches(
     batches = []
     for start in range(0, len(rows), per_batch):
         chunk = rows[start : start + per_batch]
-        ids = [encode_prompt(policy.tokenizer, row) for row in chunk]
-        prompts = PromptBatch.from_ids(ids, policy.pad_id, policy.device)
+        ids, images = encode_prompts(policy, chunk)
+        prompts = PromptBatch.from_ids(ids, policy.pad_id, policy.device, images)
         items = [grader_item(row) for row in chunk]
         batches.append(Draw(prompts, items, answer_formats(policy, chunk)))
     return batches
@@ -176,7 +177,7 @@ class Reinforcement:
         self.seed = seed
         self.samples_per_step = samples_per_step
         self.order = DataOrder(len(train_rows), hp.batch_size, seed)
-        self.prompt_ids = [encode_prompt(policy.tokenizer, row) for row in train_rows]
+        self.prompt_ids, self.prompt_images = encode_prompts(policy, train_rows)
         self.items = [grader_item(row) for row in train_rows]
         self.answer_formats = answer_formats(policy, train_rows)
         self.prompts = [shown_prompt(row) for row in train_rows] if samples_per_step else []
@@ -195,8 +196,12 @@ class Reinforcement:
             yield self.draw([others[(start + k) % len(others)] for k in range(len(own))])
 
     def draw(self, indices: list[int]) -> Draw:
+        images = self.prompt_images
         prompts = PromptBatch.from_ids(
-            [self.prompt_ids[i] for i in indices], self.policy.pad_id, self.policy.device
+            [self.prompt_ids[i] for i in indices],
+            self.policy.pad_id,
+            self.policy.device,
+            [images[i] for i in indices] if images is not None else None,
         )
         return Draw(
             prompts,

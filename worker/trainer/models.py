@@ -11,6 +11,7 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import importlib.util
+import json
 import os
 import warnings
 from collections.abc import Iterator, Sequence
@@ -182,33 +183,47 @@ def load_model_and_tokenizer(
     device: str = "cpu",
     dtype: Any = None,
 ) -> tuple[Any, Any]:
-    """Load a causal LM with its weights in `dtype` (default fp32) and, when `lora_rank` is
-    given, wrap it in a LoRA adapter on every linear layer of the decoder blocks (the base
-    weights are frozen; the adapter's stay fp32). Attention is the model's default, SDPA
-    wherever the architecture allows it (Gemma 2's soft-capping needs eager)."""
+    """Load a causal LM (or a vision model of the LLaVA kind, vision.py) with its weights in
+    `dtype` (default fp32) and, when `lora_rank` is given, wrap it in a LoRA adapter on every
+    linear layer of the decoder blocks (the base weights are frozen; the adapter's stay fp32).
+    Attention is the model's default, SDPA wherever the architecture allows it (Gemma 2's
+    soft-capping needs eager)."""
     import torch
-    from transformers import AutoModelForCausalLM
+    from transformers import AutoModelForCausalLM, AutoModelForImageTextToText
     from transformers.utils import logging
 
     logging.disable_progress_bar()
     tokenizer = load_tokenizer(model_dir)
-    model: Any = AutoModelForCausalLM.from_pretrained(model_dir, dtype=dtype or torch.float32)
+    vision = is_vision_model(model_dir)
+    auto = AutoModelForImageTextToText if vision else AutoModelForCausalLM
+    model: Any = auto.from_pretrained(model_dir, dtype=dtype or torch.float32)
     model.to(torch.device(device))
     model.config.use_cache = True
     if lora_rank is not None:
-        model = add_lora(model, lora_rank, lora_alpha if lora_alpha is not None else 2 * lora_rank)
+        alpha = lora_alpha if lora_alpha is not None else 2 * lora_rank
+        model = add_lora(model, lora_rank, alpha, language_model_only=vision)
     return model, tokenizer
 
 
-def add_lora(model: Any, rank: int, alpha: float) -> Any:
+def is_vision_model(model_dir: Path) -> bool:
+    """Whether the model reads images: a vision tower beside its language model."""
+    return "vision_config" in json.loads((Path(model_dir) / "config.json").read_text())
+
+
+def add_lora(model: Any, rank: int, alpha: float, language_model_only: bool = False) -> Any:
+    """LoRA on LORA_TARGET_MODULES; with `language_model_only`, on those of the language model
+    alone (a vision tower has q/k/v projections of the same names, and stays frozen)."""
     from peft import LoraConfig, get_peft_model
 
+    targets: Any = LORA_TARGET_MODULES
+    if language_model_only:
+        targets = rf".*language_model\..*\.({'|'.join(LORA_TARGET_MODULES)})"
     # dropout 0: the loss must see the same function that produced the old log-probabilities
     config = LoraConfig(
         r=rank,
         lora_alpha=alpha,  # type: ignore[arg-type]  # peft accepts any number
         lora_dropout=0.0,
-        target_modules=LORA_TARGET_MODULES,
+        target_modules=targets,
         task_type="CAUSAL_LM",
     )
     with warnings.catch_warnings():
@@ -280,6 +295,9 @@ class Policy:
     # the training forward keeps only each block's input and recomputes the rest in the
     # backward pass (less memory, about a third more compute); set when a job would not fit
     gradient_checkpointing: bool = False
+    # a vision model's processor and the token that holds an image's place (vision.py)
+    processor: Any = None
+    image_token_id: int | None = None
 
     @property
     def decoder(self) -> Any:
@@ -309,6 +327,20 @@ class Policy:
         finally:
             for base, original in swapped:
                 base.weight = original
+
+    def input_embeddings(self, input_ids: Any, images: Any, prompt_lengths: Any) -> Any:
+        """Embeddings of `input_ids` [S, L] with sequence s's images (`images[s]`, pixel values
+        or None) in the image placeholders of its first `prompt_lengths[s]` positions."""
+        from worker.trainer.vision import input_embeddings
+
+        return input_embeddings(
+            self.model.get_base_model(),
+            self.decoder.get_input_embeddings(),
+            input_ids,
+            images,
+            prompt_lengths,
+            self.image_token_id,
+        )
 
     def logits(self, hidden: Any) -> Any:
         """fp32 vocabulary logits [rows, vocab] from final hidden states [rows, d], soft-capped
@@ -385,7 +417,18 @@ def load_policy(
         head=FrozenLinear(output_layer.weight, autocast_dtype),
         logit_softcap=getattr(model.config.get_text_config(), "final_logit_softcapping", None),
         gradient_checkpointing=gradient_checkpointing,
+        **vision_parts(model_dir, model.config),
     )
+
+
+def vision_parts(model_dir: Path, config: Any) -> dict[str, Any]:
+    """A vision model's processor and image placeholder token, as Policy fields."""
+    if not is_vision_model(model_dir):
+        return {}
+    from transformers import AutoProcessor
+
+    processor = AutoProcessor.from_pretrained(model_dir)
+    return {"processor": processor, "image_token_id": int(config.image_token_id)}
 
 
 def soft_cap(logits: Any, cap: float | None) -> Any:

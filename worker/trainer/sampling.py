@@ -43,9 +43,17 @@ class PromptBatch:
     attention_mask: Tensor  # [B, P], 0 on padding
     position_ids: Tensor  # [B, P], counting real tokens only
     lengths: list[int]
+    # a vision model's prompts: each one's images' pixel values, or None where it has none
+    images: list[Tensor | None] | None = None
 
     @classmethod
-    def from_ids(cls, prompts: list[list[int]], pad_id: int, device: torch.device) -> PromptBatch:
+    def from_ids(
+        cls,
+        prompts: list[list[int]],
+        pad_id: int,
+        device: torch.device,
+        images: list[Tensor | None] | None = None,
+    ) -> PromptBatch:
         width = max(len(ids) for ids in prompts)
         input_ids = torch.full((len(prompts), width), pad_id, dtype=torch.long)
         attention_mask = torch.zeros((len(prompts), width), dtype=torch.long)
@@ -58,10 +66,15 @@ class PromptBatch:
             attention_mask.to(device),
             position_ids.to(device),
             [len(ids) for ids in prompts],
+            images,
         )
 
     def __len__(self) -> int:
         return self.input_ids.shape[0]
+
+    @property
+    def has_images(self) -> bool:
+        return self.images is not None and any(pixels is not None for pixels in self.images)
 
     @property
     def padded(self) -> bool:
@@ -202,7 +215,9 @@ def sample(
     ended = torch.zeros(n_rows, dtype=torch.bool, device=device)
 
     cache = sampling_cache(policy.model.config, prompts.input_ids.shape[1] + max_tokens)
-    if fast is not None:
+    if prompts.has_images:
+        hidden, cache = prefill_with_images(policy, prompts, cache)
+    elif fast is not None:
         key_mask = prompts.attention_mask if prompts.padded else None
         hidden = fast.prefill(prompts.input_ids, key_mask, prompts.position_ids, cache)
     else:
@@ -263,18 +278,41 @@ def sample(
     )
 
 
+def prefill_with_images(policy: Policy, prompts: PromptBatch, cache: Any) -> tuple[Tensor, Any]:
+    """The prompts' forward through the model's own layers, with their images' features in
+    the placeholder tokens (the fused decoder reads token ids only)."""
+    assert prompts.images is not None
+    width = prompts.input_ids.shape[1]
+    embeds = policy.input_embeddings(
+        prompts.input_ids,
+        prompts.images,
+        torch.full((len(prompts),), width, device=prompts.input_ids.device),
+    )
+    return forward(
+        policy,
+        None,
+        prompts.attention_mask,
+        prompts.position_ids,
+        cache,
+        prompts.padded,
+        inputs_embeds=embeds,
+    )
+
+
 def forward(
     policy: Policy,
-    input_ids: Tensor,
+    input_ids: Tensor | None,
     attention_mask: Tensor,
     position_ids: Tensor,
     cache: Any,
     padded: bool,
+    inputs_embeds: Tensor | None = None,
 ) -> tuple[Tensor, Any]:
     """The last position's hidden state [rows, d] and the updated cache. The attention mask
     matters only when prompts are left-padded; without it attention takes the fast path."""
     out = policy.decoder(
         input_ids=input_ids,
+        inputs_embeds=inputs_embeds,
         attention_mask=attention_mask if padded else None,
         position_ids=position_ids,
         cache=cache,

@@ -1,0 +1,143 @@
+"""Images in training data, through the official SDK: an RFT job on a vision model (the tiny
+LLaVA) trains on them and succeeds; a text model, a method other than reinforcement, a warm
+start, a URL to fetch and bytes that are not the image they claim are each refused, naming
+the line, the part and the reason. Chat with the fine-tuned vision model works."""
+
+from __future__ import annotations
+
+import base64
+from pathlib import Path
+from typing import Any
+
+import openai
+import pytest
+
+from tests.api.jobfiles import cancel_unfinished, rft_method, sft_rows, upload_rows
+from tests.conftest import wait_for_job
+from tests.inference.models import ServedModels
+from tests.vision_models import image_part, image_row, png
+
+RED, BLUE = (220, 30, 30), (30, 30, 220)
+
+
+def image_rows(count: int) -> list[dict[str, Any]]:
+    return [
+        image_row(
+            "Which colour is this?", RED if n % 2 else BLUE, answer="red" if n % 2 else "blue"
+        )
+        for n in range(count)
+    ]
+
+
+def with_part(rows: list[dict[str, Any]], line: int, part: dict[str, Any]) -> list[dict[str, Any]]:
+    """`rows` with line `line`'s image part replaced by `part`."""
+    changed = [dict(row) for row in rows]
+    question = changed[line - 1]["messages"][0]["content"][0]
+    changed[line - 1] = {**changed[line - 1], "messages": [
+        {"role": "user", "content": [question, part]}
+    ]}  # fmt: skip
+    return changed
+
+
+def failed_job(client: openai.OpenAI, model: str, training: str, validation: str) -> Any:
+    job = client.fine_tuning.jobs.create(
+        model=model, training_file=training, validation_file=validation, method=rft_method()
+    )
+    return wait_for_job(client, job.id, {"failed", "succeeded", "cancelled"}, timeout=120)
+
+
+def test_an_rft_job_on_a_vision_model_trains_on_its_images(
+    client: openai.OpenAI, served: ServedModels, tmp_path: Path
+) -> None:
+    cancel_unfinished(client)
+    training = upload_rows(client, tmp_path, "train.jsonl", image_rows(10))
+    validation = upload_rows(client, tmp_path, "valid.jsonl", image_rows(2))
+    job = client.fine_tuning.jobs.create(
+        model=served.vision_model_dir.name,
+        training_file=training,
+        validation_file=validation,
+        method=rft_method(),
+        suffix="colours",
+    )
+    job = wait_for_job(client, job.id, {"succeeded", "failed", "cancelled"}, timeout=240)
+    assert job.status == "succeeded", job.error
+    assert job.fine_tuned_model and job.trained_tokens and job.trained_tokens > 0
+
+    # the fine-tuned vision model answers chat (text; images in chat are refused by name)
+    completion = client.chat.completions.create(
+        model=job.fine_tuned_model,
+        messages=[{"role": "user", "content": "Which colour?"}],
+        max_tokens=4,
+    )
+    assert completion.usage is not None and completion.usage.completion_tokens > 0
+    with pytest.raises(openai.BadRequestError) as raised:
+        client.chat.completions.create(
+            model=job.fine_tuned_model,
+            messages=[{"role": "user", "content": [image_part(RED)]}],  # type: ignore[list-item]
+        )
+    assert "image_url" in raised.value.message
+
+
+def test_images_a_job_cannot_train_on_are_refused_by_line_and_part(
+    client: openai.OpenAI, served: ServedModels, tmp_path: Path
+) -> None:
+    cancel_unfinished(client)
+    vision = served.vision_model_dir.name
+    good = image_rows(10)
+    validation = upload_rows(client, tmp_path, "valid.jsonl", image_rows(2))
+    jpeg_claim = "data:image/jpeg;base64," + base64.b64encode(png(RED)).decode()
+    cases = [
+        (served.base_dir.name, good, "images are not supported: tiny-chat reads text only"),
+        (
+            vision,
+            with_part(good, 4, {"type": "image_url", "image_url": {"url": "https://x.test/a.png"}}),
+            "Line 4: messages[0].content[1]: image URLs are not fetched",
+        ),
+        (
+            vision,
+            with_part(
+                good, 5, {"type": "image_url", "image_url": {"url": "data:image/png;base64,@@"}}
+            ),
+            "Line 5: messages[0].content[1]: the image's data URL is not valid base64",
+        ),
+        (
+            vision,
+            with_part(good, 6, {"type": "image_url", "image_url": {"url": jpeg_claim}}),
+            "Line 6: messages[0].content[1]: the data URL says image/jpeg, but the data is PNG",
+        ),
+    ]
+    for number, (model, rows, message) in enumerate(cases):
+        training = upload_rows(client, tmp_path, f"train-{number}.jsonl", rows)
+        job = failed_job(client, model, training, validation)
+        assert job.status == "failed"
+        assert job.error is not None and job.error.param == "training_file"
+        assert message in job.error.message, job.error.message
+
+
+def test_images_are_for_reinforcement_alone(
+    client: openai.OpenAI, served: ServedModels, tmp_path: Path
+) -> None:
+    cancel_unfinished(client)
+    vision = served.vision_model_dir.name
+    rows = sft_rows(10)
+    rows[2]["messages"][0]["content"] = [{"type": "text", "text": "Colour?"}, image_part(RED)]
+    training = upload_rows(client, tmp_path, "sft.jsonl", rows)
+    job = client.fine_tuning.jobs.create(
+        model=vision, training_file=training, method={"type": "supervised"}
+    )
+    job = wait_for_job(client, job.id, {"failed", "succeeded"}, timeout=120)
+    assert job.status == "failed" and job.error is not None
+    assert (
+        "Line 3: messages[0].content[1]: images are not supported: they are trained on by "
+        "reinforcement fine-tuning only, not supervised" in job.error.message
+    )
+
+    training = upload_rows(client, tmp_path, "train.jsonl", image_rows(10))
+    method = rft_method()
+    method["reinforcement"]["warm_start"] = {"field": "answer"}
+    with pytest.raises(openai.BadRequestError) as raised:
+        client.fine_tuning.jobs.create(
+            model=vision, training_file=training, validation_file=training, method=method
+        )
+    assert raised.value.param == "method.reinforcement.warm_start"
+    assert "Line 1 of the training file has an image" in raised.value.message

@@ -1,0 +1,201 @@
+"""Prompts with images on a LLaVA-style model: the training forward equals the model's own
+forward with the images (log-probs and gradients), sampling with a seed equals `generate`
+with the same images, the image changes what the model says, and RFT runs on image rows and
+saves an adapter of the language model alone that peft loads."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from app.graders import GraderConfig
+from app.jobs.hyperparameters import resolve_hyperparameters
+from tests.vision_models import build_tiny_vision_model, image_row
+from worker.trainer.job import train
+from worker.trainer.logprobs import pack, score_packed
+from worker.trainer.models import load_policy
+from worker.trainer.sampling import PromptBatch, decoding, sample
+from worker.trainer.spec import TrainSpec
+from worker.trainer.vision import encode_prompts
+
+from .conftest import CONTAINS_E
+from .reporting import RecordingReporter, RecordingStore
+from .test_architectures import NEVER_ENDS, inverse_cdf
+
+RED, BLUE = (220, 30, 30), (30, 30, 220)
+
+
+@pytest.fixture(scope="module")
+def vision_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_tiny_vision_model(tmp_path_factory.mktemp("vision") / "tiny-vision")
+
+
+@pytest.fixture
+def policy(vision_dir: Path) -> Any:
+    torch.manual_seed(0)
+    policy = load_policy(vision_dir, 4, 8, "cpu", "fp32")
+    with torch.no_grad():
+        for name, parameter in policy.model.named_parameters():
+            if "lora_B" in name:
+                parameter.normal_(0, 0.05)
+    return policy
+
+
+def rows() -> list[dict[str, Any]]:
+    """A red and a blue image with the same question, and a prompt without an image."""
+    return [
+        image_row("Which colour is this?", RED),
+        image_row("Which colour is this?", BLUE),
+        {"messages": [{"role": "user", "content": "And without a picture?"}]},
+    ]
+
+
+def prompt_batch(policy: Any) -> PromptBatch:
+    ids, images = encode_prompts(policy, rows())
+    return PromptBatch.from_ids(ids, policy.pad_id, policy.device, images)
+
+
+def sampled(policy: Any, prompts: PromptBatch, seed: int, **options: Any) -> Any:
+    generator = torch.Generator().manual_seed(seed)
+    settings = {"group_size": 2, "max_tokens": 5, "temperature": 1.0, "top_p": 1.0} | options
+    with decoding(policy) as fast:
+        return sample(
+            policy, prompts, generator=generator, eos_ids=NEVER_ENDS, fast=fast, **settings
+        )
+
+
+def test_each_image_becomes_its_placeholder_tokens_and_pixels(policy: Any) -> None:
+    ids, images = encode_prompts(policy, rows())
+    assert images is not None
+    assert [None if pixels is None else tuple(pixels.shape) for pixels in images] == [
+        (1, 3, 28, 28),
+        (1, 3, 28, 28),
+        None,
+    ]
+    # four patches of 14x14 pixels: four placeholders where the image part was
+    assert [row.count(policy.image_token_id) for row in ids] == [4, 4, 0]
+    assert ids[0] != ids[1] or not torch.equal(images[0], images[1])
+
+
+def test_the_image_changes_the_answer(policy: Any) -> None:
+    prompts = prompt_batch(policy)
+    rollout = sampled(policy, prompts, seed=2, temperature=1.0)
+    red, blue = rollout.logprobs[0], rollout.logprobs[2]
+    # same text, same seed, different pixels: different distributions
+    assert not torch.allclose(red, blue)
+
+
+def test_training_logprobs_and_gradients_equal_the_models_forward(policy: Any) -> None:
+    prompts = prompt_batch(policy)
+    rollout = sampled(policy, prompts, seed=1)
+    completions = rollout.completions()
+    assert all(policy.image_token_id not in tokens for tokens in completions)
+    rows_ = [(row, row // 2, tokens) for row, tokens in enumerate(completions)]
+    weights = torch.linspace(-1, 1, len(rows_))
+    packed = pack(prompts.token_lists(), rows_, policy.pad_id, "cpu", prompts.images)
+    scores = score_packed(policy, packed, temperature=0.7)
+    (weights[packed.rows] * scores.logprobs).sum().backward()
+    via_packing = [p.grad.clone() for p in policy.trainable_parameters()]
+    policy.model.zero_grad()
+
+    prompt_ids = prompts.token_lists()
+    assert prompts.images is not None
+    direct_logprobs = []
+    for _, prompt_index, tokens in rows_:
+        prompt = prompt_ids[prompt_index]
+        # the model's own forward: it puts the image features in the placeholders itself
+        logits = policy.model(
+            input_ids=torch.tensor([prompt + tokens]), pixel_values=prompts.images[prompt_index]
+        ).logits[0]
+        logprobs = torch.log_softmax(logits[len(prompt) - 1 : -1].float() / 0.7, -1)
+        direct_logprobs.append(logprobs.gather(1, torch.tensor(tokens)[:, None])[:, 0])
+    direct = torch.cat(direct_logprobs)
+    total = sum(
+        weight * logprobs.sum() for weight, logprobs in zip(weights, direct_logprobs, strict=True)
+    )
+    total.backward()
+
+    assert torch.allclose(scores.logprobs, direct, atol=1e-4), (
+        (scores.logprobs - direct).abs().max()
+    )
+    # and what sampling recorded is what training scores, at the sampling temperature
+    at_one = score_packed(policy, packed, temperature=1.0).logprobs.detach()
+    recorded = rollout.logprobs[packed.rows, packed.columns]
+    assert torch.allclose(at_one, recorded, atol=1e-4)
+    gradients = [p.grad for p in policy.trainable_parameters()]
+    assert any(g.abs().sum() > 0 for g in via_packing)
+    for a, b in zip(via_packing, gradients, strict=True):
+        assert (a - b).abs().max() <= 1e-4 * b.abs().max() + 1e-7
+
+
+def test_sampling_with_a_seed_equals_generate_with_the_image(
+    policy: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from transformers import GenerationConfig
+
+    ids, images = encode_prompts(policy, rows()[:1])
+    prompts = PromptBatch.from_ids(ids, policy.pad_id, policy.device, images)
+    options = {"group_size": 2, "max_tokens": 6, "temperature": 0.5, "top_p": 0.9}
+    ours = sampled(policy, prompts, seed=5, **options)
+
+    monkeypatch.setattr(torch, "multinomial", inverse_cdf(torch.Generator().manual_seed(5)))
+    config = GenerationConfig(
+        do_sample=True,
+        temperature=0.5,
+        top_p=0.9,
+        top_k=0,
+        max_new_tokens=6,
+        min_new_tokens=6,
+        num_return_sequences=2,
+        pad_token_id=policy.pad_id,
+        eos_token_id=policy.tokenizer.eos_token_id,
+    )
+    assert images is not None
+    with torch.no_grad(), policy.merged():
+        generated = policy.model.generate(
+            input_ids=prompts.input_ids,
+            attention_mask=prompts.attention_mask,
+            pixel_values=images[0],
+            generation_config=config,
+        )
+    completions = generated[:, prompts.input_ids.shape[1] :]
+    assert completions.tolist() == ours.completion_ids.tolist()
+
+
+def test_one_rft_step_on_image_rows_saves_a_language_model_adapter(
+    vision_dir: Path, tmp_path: Path
+) -> None:
+    from peft import PeftModel
+    from transformers import AutoModelForImageTextToText
+
+    rows_ = [image_row(f"Colour {i}?", RED if i % 2 else BLUE, letter="e") for i in range(4)]
+    hp = {"learning_rate_multiplier": 100, "max_completion_tokens": 1, "batch_size": 4}
+    hp |= {"group_size": 8, "n_epochs": 1}
+    spec = TrainSpec(
+        model=vision_dir.name,
+        model_dir=vision_dir,
+        train_rows=tuple(rows_),
+        valid_rows=tuple(rows_[:2]),
+        method="reinforcement",
+        grader=CONTAINS_E,
+        seed=0,
+        work_dir=tmp_path,
+        grader_config=GraderConfig(),
+        device="cpu",
+        precision="fp32",
+        hyperparameters=resolve_hyperparameters("reinforcement", hp, 4, 2),
+        samples_per_step=8,
+    )
+    reporter = RecordingReporter()
+    result = train(spec, reporter, RecordingStore(tmp_path / "checkpoints"))
+    assert result.status == "completed" and result.steps_done == 1
+    assert reporter.steps[0]["frac_reward_zero_std"] < 1.0, "the step needs a group with signal"
+
+    base = AutoModelForImageTextToText.from_pretrained(vision_dir, dtype=torch.float32)
+    loaded = PeftModel.from_pretrained(base, str(result.adapter_dir))
+    adapted = {key.split(".lora_")[0] for key in loaded.state_dict() if ".lora_" in key}
+    assert adapted and all(".language_model." in key for key in adapted)
+    assert not any("vision_tower" in key or "projector" in key for key in adapted)
