@@ -5,6 +5,7 @@ saves an adapter of the language model alone that peft loads."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -193,6 +194,9 @@ def test_one_rft_step_on_image_rows_saves_a_language_model_adapter(
     result = train(spec, reporter, RecordingStore(tmp_path / "checkpoints"))
     assert result.status == "completed" and result.steps_done == 1
     assert reporter.steps[0]["frac_reward_zero_std"] < 1.0, "the step needs a group with signal"
+    # the samples a user reads show where each image was
+    _, _, kept = next(entry for entry in reporter.samples if entry[1] == "train")
+    assert re.fullmatch(r"Colour \d\?\[image\]", kept[0]["prompt"][0]["content"])
 
     base = AutoModelForImageTextToText.from_pretrained(vision_dir, dtype=torch.float32)
     loaded = PeftModel.from_pretrained(base, str(result.adapter_dir))

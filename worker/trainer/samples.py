@@ -19,6 +19,20 @@ from typing import Any
 from app.graders import GradeResult
 from worker.trainer.data import message_text
 
+IMAGE_MARK = "[image]"
+
+
+def _shown_text(content: Any) -> str:
+    """The content's text, each image part as IMAGE_MARK in its place (samples keep no pixels)."""
+    if not isinstance(content, list):
+        return message_text(content)
+    return "".join(
+        IMAGE_MARK
+        if isinstance(part, dict) and part.get("type") == "image_url"
+        else message_text([part])
+        for part in content
+    )
+
 
 def shown_prompt(row: dict[str, Any]) -> list[dict[str, Any]]:
     """The messages the model answered, as the dataset gave their roles: `messages` without a
@@ -30,7 +44,7 @@ def shown_prompt(row: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def _shown_message(message: dict[str, Any]) -> dict[str, Any]:
-    shown = {"role": message["role"], "content": message_text(message.get("content"))}
+    shown = {"role": message["role"], "content": _shown_text(message.get("content"))}
     # the calls of an assistant turn and the call a tool result answers, as the dataset gave them
     for key in ("tool_calls", "tool_call_id"):
         if message.get(key):
