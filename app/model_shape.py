@@ -25,6 +25,8 @@ class ModelShape:
     num_kv_heads: int
     head_dim: int
     tied_embeddings: bool
+    # weights beside the decoder: a vision model's vision tower and projector (frozen)
+    extra_parameters: int = 0
 
     @property
     def layer_linears(self) -> tuple[tuple[int, int], ...]:
@@ -49,7 +51,8 @@ class ModelShape:
         block += 4 * self.hidden_size  # up to four RMS norms per block
         embeddings = self.vocab_size * self.hidden_size
         head = 0 if self.tied_embeddings else embeddings
-        return embeddings + head + self.num_layers * block + self.hidden_size
+        decoder = embeddings + head + self.num_layers * block + self.hidden_size
+        return decoder + self.extra_parameters
 
     def lora_parameters(self, rank: int) -> int:
         """A and B of a rank-`rank` adapter on every linear layer of every block."""
@@ -71,7 +74,21 @@ def shape_from_config(config: dict[str, Any]) -> ModelShape:
         num_kv_heads=int(text.get("num_key_value_heads") or heads),
         head_dim=int(text.get("head_dim") or hidden // heads),
         tied_embeddings=bool(config.get("tie_word_embeddings", text.get("tie_word_embeddings"))),
+        extra_parameters=_vision_parameters(config, hidden),
     )
+
+
+def _vision_parameters(config: dict[str, Any], text_hidden: int) -> int:
+    """About the weights of a vision model's encoder (attention and MLP of each layer) and its
+    projector into the language model (LLaVA's two layers); 0 for a text model."""
+    vision = config.get("vision_config")
+    if not isinstance(vision, dict) or "hidden_size" not in vision:
+        return 0
+    hidden = int(vision["hidden_size"])
+    inner = int(vision.get("intermediate_size") or 4 * hidden)
+    layers = int(vision.get("num_hidden_layers") or 0)
+    projector = hidden * text_hidden + text_hidden * text_hidden
+    return layers * (4 * hidden * hidden + 2 * hidden * inner) + projector
 
 
 def shape_from_gguf(header: GGUFHeader) -> ModelShape:

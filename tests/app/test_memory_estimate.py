@@ -172,3 +172,30 @@ def test_without_registered_workers_the_job_is_not_refused() -> None:
     assert placed.queue is None and "No worker has registered yet" in placed.message
     unknown = place_job(None, job_size("supervised", {}), [_worker("w", "cpu", 1)], "q")
     assert unknown.queue is None and "could not be estimated" in unknown.message
+
+
+# LLaVA 1.5 7B: a CLIP ViT-L/14 at 336 pixels before Llama 2 7B
+LLAVA_15_7B_CONFIG: dict[str, Any] = {
+    "model_type": "llava", "image_token_index": 32000, "projector_hidden_act": "gelu",
+    "text_config": {"model_type": "llama", "vocab_size": 32064, "hidden_size": 4096,
+                    "intermediate_size": 11008, "num_hidden_layers": 32,
+                    "num_attention_heads": 32, "num_key_value_heads": 32},
+    "vision_config": {"model_type": "clip_vision_model", "hidden_size": 1024,
+                      "intermediate_size": 4096, "num_hidden_layers": 24,
+                      "num_attention_heads": 16, "image_size": 336, "patch_size": 14,
+                      "projection_dim": 768},
+}  # fmt: skip
+
+
+def test_a_vision_models_count_includes_its_vision_tower() -> None:
+    import torch
+    from transformers import AutoConfig, LlavaForConditionalGeneration
+
+    settings = {k: v for k, v in LLAVA_15_7B_CONFIG.items() if k != "model_type"}
+    hf_config = AutoConfig.for_model("llava", **settings)
+    with torch.device("meta"):
+        model = LlavaForConditionalGeneration(hf_config)
+    counted = sum(parameter.numel() for parameter in model.parameters())
+    shape = shape_from_config(LLAVA_15_7B_CONFIG)
+    assert shape.extra_parameters > 300_000_000
+    assert abs(shape.parameters - counted) / counted < 0.001
