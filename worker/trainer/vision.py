@@ -8,29 +8,23 @@ its embeddings come from `input_embeddings`, with the image features in the plac
 The vision tower and its projector are frozen; LoRA adapts the language model alone.
 
 Architectures whose image tokens need more than that (Qwen2-VL's 3-D rotary positions, Gemma
-3's bidirectional attention over an image) are not run: `vision_support` says why.
+3's bidirectional attention over an image) are refused before a job starts
+(app.images.vision_refusal).
 """
 
 from __future__ import annotations
 
 import io
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import torch
 from torch import Tensor
 
-from app.images import decode_data_url, vision_refusal
+from app.images import decode_data_url
 from app.tool_calls import template_messages
 from worker.trainer.data import encode_prompt
-
-
-def vision_support(model_dir: Path) -> str | None:
-    """None where the trainer can train `model_dir` on prompts with images; else why not."""
-    return vision_refusal(json.loads((Path(model_dir) / "config.json").read_text()))
 
 
 def prompt_turns(row: dict[str, Any]) -> list[dict[str, Any]]:
