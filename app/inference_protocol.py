@@ -26,7 +26,9 @@ MAX_TOP_LOGPROBS = 20
 
 class Message(BaseModel):
     role: Literal["system", "user", "assistant", "tool"]
-    content: str
+    # text; or a user turn with images: OpenAI's "text" and "image_url" parts in order, each
+    # image a data URL the API has checked, for a model that reads images
+    content: str | list[dict[str, Any]]
     # an assistant turn's calls, in OpenAI's shape (`arguments` a JSON string)
     tool_calls: list[dict[str, Any]] | None = None
     tool_call_id: str | None = None

@@ -18,7 +18,8 @@ class ChatMessage(BaseModel):
     model_config = ConfigDict(extra="allow")
 
     role: Literal["system", "developer", "user", "assistant", "tool"]
-    # a string, or a list of parts of which only {"type": "text", "text": ...} is supported
+    # a string, or a list of "text" parts (and "image_url" parts in a user turn, for a model
+    # that reads images)
     content: str | list[dict[str, Any]] | None = None
     # an assistant turn's calls, and the call a `tool` message answers
     tool_calls: list[dict[str, Any]] | None = None

@@ -18,7 +18,9 @@ from pydantic import BaseModel
 from sqlalchemy.orm import Session
 
 from app import ids
+from app.base_models import base_model_config
 from app.errors import APIError, bad_request
+from app.images import ImageError, check_image, vision_refusal
 from app.inference_protocol import (
     Choice,
     GenerateRequest,
@@ -137,8 +139,13 @@ async def create_chat_completion(
 ) -> ChatCompletion | StreamingResponse:
     _check_supported(body)
     tools = tool_use(body)
-    messages = _prompt_messages(body)
+    if _has_images(body):  # reading and checking images is slow work: off the event loop
+        messages = await run_in_threadpool(_prompt_messages, body)
+    else:
+        messages = _prompt_messages(body)
     model = await run_in_threadpool(resolve_model, session, settings, project, body.model)
+    if any(isinstance(message.content, list) for message in messages):
+        await run_in_threadpool(_check_reads_images, settings, model.base_model, body.model)
     request = _generate_request(model, body, messages, tools)
     client = InferenceClient(settings.resolved_inference_url)
     header = ChunkHeader(id=ids.new_chat_completion_id(), created=now(), model=body.model)
@@ -254,7 +261,8 @@ def _prompt_messages(body: ChatCompletionRequest) -> list[Message]:
     return messages
 
 
-def _text_content(message: ChatMessage, index: int) -> str:
+def _text_content(message: ChatMessage, index: int) -> str | list[dict[str, Any]]:
+    """The message's text; a user turn with images keeps its parts, each image checked."""
     if isinstance(message.content, str):
         return message.content
     param = f"messages[{index}].content"
@@ -263,13 +271,50 @@ def _text_content(message: ChatMessage, index: int) -> str:
     if message.content is None:
         raise bad_request("Each message needs text content.", param=param)
     texts = []
-    for part in message.content:
+    parts: list[dict[str, Any]] = []
+    for number, part in enumerate(message.content):
+        if part.get("type") == "image_url" and message.role == "user":
+            parts.append(_image_part(part, f"{param}[{number}]"))
+            continue
         if part.get("type") != "text" or not isinstance(part.get("text"), str):
             raise bad_request(
-                f"Only text content parts are supported, not {part.get('type')!r}.", param=param
+                f"Only text content parts (and image_url parts in user messages) are "
+                f"supported, not {part.get('type')!r}.",
+                param=param,
             )
         texts.append(part["text"])
-    return "".join(texts)
+        parts.append({"type": "text", "text": part["text"]})
+    return parts if len(parts) > len(texts) else "".join(texts)
+
+
+def _has_images(body: ChatCompletionRequest) -> bool:
+    return any(
+        isinstance(message.content, list)
+        and any(part.get("type") == "image_url" for part in message.content)
+        for message in body.messages
+    )
+
+
+def _image_part(part: dict[str, Any], param: str) -> dict[str, Any]:
+    image = part.get("image_url")
+    url = image.get("url") if isinstance(image, dict) else None
+    if not isinstance(url, str):
+        raise bad_request('An "image_url" part needs an "image_url" with a "url".', param=param)
+    try:
+        check_image(url)
+    except ImageError as error:
+        raise bad_request(f"{error}.", param=param) from None
+    return {"type": "image_url", "image_url": {"url": url}}
+
+
+def _check_reads_images(settings: Settings, base_model: str, model: str) -> None:
+    refusal = vision_refusal(base_model_config(settings, base_model))
+    if refusal is not None:
+        raise bad_request(
+            f"Model '{model}' cannot be given images: {refusal}.",
+            param="messages",
+            code="model_without_image_support",
+        )
 
 
 def _json_instruction(body: ChatCompletionRequest, messages: list[Message]) -> str | None:

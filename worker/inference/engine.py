@@ -33,6 +33,7 @@ from worker.inference.merge import merge_adapter
 from worker.inference.pool import LoadedBase, ModelPool
 from worker.inference.sampling import Completion, SamplingParams, sample, sample_steps
 from worker.inference.tool_choice import forced_call
+from worker.trainer.vision import VisionPrompt, encode_vision_prompt
 
 # the completion budget when a request sets none (OpenAI's is the rest of the context; on a CPU
 # that can mean minutes)
@@ -48,29 +49,33 @@ class InferenceEngine:
         self._lock = threading.Lock()
 
     def generate(self, request: GenerateRequest) -> GenerateResponse:
-        with self._prepared(request) as (loaded, prompt_ids, rules):
-            rows = sample(loaded.model, loaded.vocab, prompt_ids, rules.params)
+        with self._prepared(request) as (loaded, prompt, rules):
+            rows = sample(loaded.model, loaded.vocab, prompt.ids, rules.params, prompt.pixel_values)
         choices = [final_choice(row, rules) for row in rows]
-        return GenerateResponse(choices=choices, prompt_tokens=len(prompt_ids))
+        return GenerateResponse(choices=choices, prompt_tokens=len(prompt.ids))
 
     def stream(self, request: GenerateRequest) -> Generator[StreamEvent | None, None, None]:
         """`generate` as events while sampling runs; the first item, None, comes once the
         request has been checked, so that a bad request fails before anything is streamed."""
-        with self._prepared(request) as (loaded, prompt_ids, rules):
+        with self._prepared(request) as (loaded, prompt, rules):
             yield None
             streams = [ChoiceStream(index, loaded.vocab, rules) for index in range(rules.params.n)]
             rows: list[Completion] = []
-            for rows in sample_steps(loaded.model, loaded.vocab, prompt_ids, rules.params):
+            steps = sample_steps(
+                loaded.model, loaded.vocab, prompt.ids, rules.params, prompt.pixel_values
+            )
+            for rows in steps:
                 for stream, row in zip(streams, rows, strict=True):
                     yield from stream.events(row)
         completion_tokens = sum(row.completion_tokens for row in rows)
-        yield StreamEvent(prompt_tokens=len(prompt_ids), completion_tokens=completion_tokens)
+        yield StreamEvent(prompt_tokens=len(prompt.ids), completion_tokens=completion_tokens)
 
     @contextmanager
     def _prepared(
         self, request: GenerateRequest
-    ) -> Iterator[tuple[LoadedBase, list[int], AnswerRules]]:
-        """The model ready (this engine's lock held), the prompt's ids and the answer rules."""
+    ) -> Iterator[tuple[LoadedBase, VisionPrompt, AnswerRules]]:
+        """The model ready (this engine's lock held), the prompt (its ids, and its images'
+        pixels for a vision model) and the answer rules."""
         with (
             self._lock,
             _adapter(self.adapters, request.adapter_key) as adapter_dir,
@@ -102,7 +107,7 @@ class InferenceEngine:
             raise InferenceError(400, str(error), param="base_model") from error
 
 
-def _plan(loaded: LoadedBase, request: GenerateRequest) -> tuple[list[int], AnswerRules]:
+def _plan(loaded: LoadedBase, request: GenerateRequest) -> tuple[VisionPrompt, AnswerRules]:
     vocab = loaded.vocab
     uses_tools = bool(request.tools) or any(
         message.tool_calls or message.role == "tool" for message in request.messages
@@ -115,8 +120,8 @@ def _plan(loaded: LoadedBase, request: GenerateRequest) -> tuple[list[int], Answ
             "be given tools, tool calls or tool messages.",
             param=param,
         )
-    messages = template_messages([message.model_dump() for message in request.messages])
-    prompt_ids = vocab.encode_chat(messages, request.tools)
+    prompt = _encode(loaded, request)
+    prompt_ids = prompt.ids
     room = loaded.context_length - len(prompt_ids)
     if room < 1:
         raise InferenceError(
@@ -148,7 +153,21 @@ def _plan(loaded: LoadedBase, request: GenerateRequest) -> tuple[list[int], Answ
         tool_format=vocab.tool_format if request.tools else None,
         parallel_tool_calls=request.parallel_tool_calls,
     )
-    return prompt_ids, rules
+    return prompt, rules
+
+
+def _encode(loaded: LoadedBase, request: GenerateRequest) -> VisionPrompt:
+    """The prompt's token ids through the chat template; a vision model's through its
+    processor, each image written as its placeholder tokens."""
+    dumped = [message.model_dump() for message in request.messages]
+    if loaded.processor is not None:
+        row = {"messages": dumped, "tools": request.tools}
+        return encode_vision_prompt(loaded.processor, row)
+    if any(isinstance(message.content, list) for message in request.messages):
+        raise InferenceError(
+            400, f"Model '{request.base_model}' reads text only.", param="messages"
+        )
+    return VisionPrompt(loaded.vocab.encode_chat(template_messages(dumped), request.tools), None)
 
 
 def _constraint(request: GenerateRequest) -> Constraint | None:

@@ -5,7 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 from app.atomic import atomic_directory
-from worker.trainer.models import file_lock, is_model_dir, load_model_and_tokenizer
+from worker.trainer.models import (
+    file_lock,
+    is_model_dir,
+    is_vision_model,
+    load_model_and_tokenizer,
+    load_processor,
+)
 
 
 def merge_adapter(base_dir: Path, adapter_dir: Path, output_dir: Path) -> Path:
@@ -32,3 +38,5 @@ def _merge_into(base_dir: Path, adapter_dir: Path, output_dir: Path) -> None:
     with atomic_directory(output_dir) as staging:
         merged.save_pretrained(staging)
         tokenizer.save_pretrained(staging)
+        if is_vision_model(base_dir):  # its image processor and the template images use
+            load_processor(base_dir).save_pretrained(staging)

@@ -17,7 +17,12 @@ from pathlib import Path
 from typing import Any
 
 from worker.inference.sampling import Vocabulary
-from worker.trainer.models import inference_placement, load_model_and_tokenizer
+from worker.trainer.models import (
+    inference_placement,
+    is_vision_model,
+    load_model_and_tokenizer,
+    load_processor,
+)
 
 
 @dataclass
@@ -26,6 +31,8 @@ class LoadedBase:
     model: Any
     vocab: Vocabulary
     context_length: int
+    # a vision model's processor (it writes images into prompts); None for a text model
+    processor: Any = None
     # adapter key -> PEFT adapter name, least recently used first
     adapters: OrderedDict[str, str] = field(default_factory=OrderedDict)
 
@@ -66,7 +73,8 @@ class ModelPool:
         model, tokenizer = load_model_and_tokenizer(model_dir, device=device, dtype=dtype)
         context_length = int(getattr(model.config, "max_position_embeddings", 2048))
         vocab = Vocabulary(tokenizer, generation_eos_ids(model))
-        loaded = LoadedBase(model=model, vocab=vocab, context_length=context_length)
+        processor = load_processor(model_dir) if is_vision_model(model_dir) else None
+        loaded = LoadedBase(model, vocab, context_length, processor)
         self._bases[model_dir] = loaded
         while len(self._bases) > self.max_bases:
             self._bases.popitem(last=False)

@@ -119,15 +119,24 @@ def _byte_decoder() -> dict[str, int]:
 
 
 def sample(
-    model: Any, vocab: Vocabulary, prompt_ids: list[int], params: SamplingParams
+    model: Any,
+    vocab: Vocabulary,
+    prompt_ids: list[int],
+    params: SamplingParams,
+    pixel_values: torch.Tensor | None = None,
 ) -> list[Completion]:
-    """`params.n` completions of `prompt_ids`, each stopped by EOS, a stop string or the budget."""
+    """`params.n` completions of `prompt_ids`, each stopped by EOS, a stop string or the budget.
+    `pixel_values`: the prompt's images, for a vision model (its placeholders are in the ids)."""
     # every step yields the same rows, finished after the last one
-    return deque(sample_steps(model, vocab, prompt_ids, params), maxlen=1)[0]
+    return deque(sample_steps(model, vocab, prompt_ids, params, pixel_values), maxlen=1)[0]
 
 
 def sample_steps(
-    model: Any, vocab: Vocabulary, prompt_ids: list[int], params: SamplingParams
+    model: Any,
+    vocab: Vocabulary,
+    prompt_ids: list[int],
+    params: SamplingParams,
+    pixel_values: torch.Tensor | None = None,
 ) -> Iterator[list[Completion]]:
     """`sample`, yielding the rows after each token: a finished row's text is final."""
     seed = params.seed if params.seed is not None else secrets.randbits(63)
@@ -136,10 +145,15 @@ def sample_steps(
     rows = [Completion() for _ in range(params.n)]
     constraints = vocab.constraints(params.constraint, params.n)
     input_ids = torch.tensor([prompt_ids] * params.n, device=device)
+    # the images go with the prompt's forward only; each row holds their placeholders
+    images: dict[str, Any] = {}
+    if pixel_values is not None:
+        images["pixel_values"] = pixel_values.to(device, model.dtype).repeat(params.n, 1, 1, 1)
     cache = None
     with torch.inference_mode():
         while True:
-            output = model(input_ids=input_ids, cache=cache, use_cache=True)
+            output = model(input_ids=input_ids, cache=cache, use_cache=True, **images)
+            images = {}
             cache = output.cache
             logits = output.logits[:, -1, :].float()
             # a model may have more output rows than the tokenizer has tokens

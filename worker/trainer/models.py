@@ -425,10 +425,14 @@ def vision_parts(model_dir: Path, config: Any) -> dict[str, Any]:
     """A vision model's processor and image placeholder token, as Policy fields."""
     if not is_vision_model(model_dir):
         return {}
+    return {"processor": load_processor(model_dir), "image_token_id": int(config.image_token_id)}
+
+
+def load_processor(model_dir: Path) -> Any:
+    """A vision model's processor: its image processor, tokenizer and chat template."""
     from transformers import AutoProcessor
 
-    processor = AutoProcessor.from_pretrained(model_dir)
-    return {"processor": processor, "image_token_id": int(config.image_token_id)}
+    return AutoProcessor.from_pretrained(model_dir)
 
 
 def soft_cap(logits: Any, cap: float | None) -> Any:

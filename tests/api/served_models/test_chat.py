@@ -200,6 +200,10 @@ def test_unknown_and_other_projects_models_are_not_found(
         ({"messages": []}, "messages"),
         (
             {"messages": [{"role": "user", "content": [{"type": "image_url"}]}]},
+            "messages[0].content[0]",
+        ),
+        (
+            {"messages": [{"role": "user", "content": [{"type": "input_audio"}]}]},
             "messages[0].content",
         ),
         ({"tools": [{"type": "function", "function": {"name": "f"}}]}, "tools"),

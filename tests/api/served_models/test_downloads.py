@@ -142,21 +142,21 @@ def test_models_list_and_retrieve_fine_tuned_models_per_project(
     listed = {model.id: model for model in client.models.list()}
     # base models, then the project's one fine-tuned model; checkpoints are not listed
     packaged = [model.name for model in packaged_models()]
-    assert list(listed) == [
+    bases = [
         *packaged,
         served.base_dir.name,
         served.tool_model_dir.name,
-        served.fine_tuned_model,
+        served.vision_model_dir.name,
     ]
+    assert list(listed)[: len(bases)] == bases
+    # the project's fine-tuned models (other modules of this server train some too)
+    fine_tuned = list(listed)[len(bases) :]
+    assert served.fine_tuned_model in fine_tuned and all(m.startswith("ft:") for m in fine_tuned)
     assert listed[served.fine_tuned_model].owned_by == served.project_id
     retrieved = client.models.retrieve(served.checkpoint_model)
     assert (retrieved.id, retrieved.owned_by) == (served.checkpoint_model, served.project_id)
 
     other = make_client(served.service, other_key)
-    assert [model.id for model in other.models.list()] == [
-        *packaged,
-        served.base_dir.name,
-        served.tool_model_dir.name,
-    ]
+    assert [model.id for model in other.models.list()] == bases
     with pytest.raises(openai.NotFoundError):
         other.models.retrieve(served.fine_tuned_model)

@@ -1,7 +1,7 @@
 """Images in training data, through the official SDK: an RFT job on a vision model (the tiny
 LLaVA) trains on them and succeeds; a text model, a method other than reinforcement, a warm
 start, a URL to fetch and bytes that are not the image they claim are each refused, naming
-the line, the part and the reason. Chat with the fine-tuned vision model works."""
+the line, the part and the reason. Chat takes images on a vision model, streamed or not."""
 
 from __future__ import annotations
 
@@ -63,19 +63,63 @@ def test_an_rft_job_on_a_vision_model_trains_on_its_images(
     assert job.status == "succeeded", job.error
     assert job.fine_tuned_model and job.trained_tokens and job.trained_tokens > 0
 
-    # the fine-tuned vision model answers chat (text; images in chat are refused by name)
+    # the fine-tuned vision model answers chat, with text or with images
     completion = client.chat.completions.create(
         model=job.fine_tuned_model,
         messages=[{"role": "user", "content": "Which colour?"}],
         max_tokens=4,
     )
     assert completion.usage is not None and completion.usage.completion_tokens > 0
+
+
+def ask_about(
+    client: openai.OpenAI, model: str, colour: tuple[int, int, int], **options: Any
+) -> Any:
+    content = [{"type": "text", "text": "Which colour is this?"}, image_part(colour)]
+    return client.chat.completions.create(
+        model=model,
+        messages=[{"role": "user", "content": content}],  # type: ignore[list-item, misc]
+        max_tokens=6,
+        seed=11,
+        logprobs=True,
+        **options,
+    )
+
+
+def test_chat_with_an_image_reads_the_image(client: openai.OpenAI, served: ServedModels) -> None:
+    vision = served.vision_model_dir.name
+    red, blue = ask_about(client, vision, RED), ask_about(client, vision, BLUE)
+    assert red.usage.prompt_tokens == blue.usage.prompt_tokens
+    # the image is the only difference, and the model's distribution moves with it
+    red_logprobs = [token.logprob for token in red.choices[0].logprobs.content]
+    blue_logprobs = [token.logprob for token in blue.choices[0].logprobs.content]
+    assert red_logprobs != blue_logprobs
+    assert (
+        ask_about(client, vision, RED).choices[0].message.content == red.choices[0].message.content
+    )
+
+    streamed = ask_about(client, vision, RED, stream=True)
+    text = "".join(chunk.choices[0].delta.content or "" for chunk in streamed if chunk.choices)
+    assert text == red.choices[0].message.content
+
+    with pytest.raises(openai.BadRequestError) as raised:
+        ask_about(client, served.base_dir.name, RED)
+    assert raised.value.code == "model_without_image_support"
+    assert "Model 'tiny-chat' cannot be given images: it reads text only" in raised.value.message
     with pytest.raises(openai.BadRequestError) as raised:
         client.chat.completions.create(
-            model=job.fine_tuned_model,
-            messages=[{"role": "user", "content": [image_part(RED)]}],  # type: ignore[list-item]
+            model=vision,
+            messages=[
+                {
+                    "role": "user",
+                    "content": [  # type: ignore[list-item, misc]
+                        {"type": "image_url", "image_url": {"url": "https://x.test/a.png"}}
+                    ],
+                }
+            ],  # fmt: skip
         )
-    assert "image_url" in raised.value.message
+    assert raised.value.param == "messages[0].content[0]"
+    assert "image URLs are not fetched" in raised.value.message
 
 
 def test_images_a_job_cannot_train_on_are_refused_by_line_and_part(
