@@ -160,8 +160,9 @@ def test_sampling_with_a_seed_equals_generate(
     assert completions.tolist() == ours.completion_ids.tolist()
 
 
-def spec_for(model: Path, work_dir: Path) -> TrainSpec:
-    rows = question_rows(4, letter="e")
+def spec_for(model: Path, work_dir: Path, rows: list[dict[str, Any]] | None = None) -> TrainSpec:
+    """One RFT step on four rows (by default questions) graded on containing an "e"."""
+    rows = rows or question_rows(4, letter="e")
     # one-token completions contain "e" about half the time: groups of 8 carry signal
     hp = {"learning_rate_multiplier": 100, "max_completion_tokens": 1, "batch_size": 4}
     hp |= {"group_size": 8, "n_epochs": 1}

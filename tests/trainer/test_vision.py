@@ -6,25 +6,22 @@ saves an adapter of the language model alone that peft loads."""
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
 
-from app.graders import GraderConfig
-from app.jobs.hyperparameters import resolve_hyperparameters
 from tests.vision_models import build_tiny_vision_model, image_row
 from worker.trainer.job import train
 from worker.trainer.logprobs import pack, score_packed
 from worker.trainer.models import load_policy
 from worker.trainer.sampling import PromptBatch, decoding, sample
-from worker.trainer.spec import TrainSpec
 from worker.trainer.vision import encode_prompts
 
-from .conftest import CONTAINS_E
 from .reporting import RecordingReporter, RecordingStore
-from .test_architectures import NEVER_ENDS, inverse_cdf
+from .test_architectures import NEVER_ENDS, inverse_cdf, spec_for
 
 RED, BLUE = (220, 30, 30), (30, 30, 220)
 
@@ -173,23 +170,7 @@ def test_one_rft_step_on_image_rows_saves_a_language_model_adapter(
     from transformers import AutoModelForImageTextToText
 
     rows_ = [image_row(f"Colour {i}?", RED if i % 2 else BLUE, letter="e") for i in range(4)]
-    hp = {"learning_rate_multiplier": 100, "max_completion_tokens": 1, "batch_size": 4}
-    hp |= {"group_size": 8, "n_epochs": 1}
-    spec = TrainSpec(
-        model=vision_dir.name,
-        model_dir=vision_dir,
-        train_rows=tuple(rows_),
-        valid_rows=tuple(rows_[:2]),
-        method="reinforcement",
-        grader=CONTAINS_E,
-        seed=0,
-        work_dir=tmp_path,
-        grader_config=GraderConfig(),
-        device="cpu",
-        precision="fp32",
-        hyperparameters=resolve_hyperparameters("reinforcement", hp, 4, 2),
-        samples_per_step=8,
-    )
+    spec = replace(spec_for(vision_dir, tmp_path, rows_), samples_per_step=8)
     reporter = RecordingReporter()
     result = train(spec, reporter, RecordingStore(tmp_path / "checkpoints"))
     assert result.status == "completed" and result.steps_done == 1

@@ -43,14 +43,17 @@ def message_text(content: Any) -> str:
     return "" if content is None else str(content)
 
 
-def prompt_messages(row: dict[str, Any]) -> list[dict[str, Any]]:
-    """The conversation the model answers: `messages` without a trailing assistant answer, so
-    one file can feed both SFT (which needs the answer) and RFT (which must not see it); tool
-    calls and tool results as chat templates read them."""
+def prompt_turns(row: dict[str, Any]) -> list[dict[str, Any]]:
+    """The conversation the model answers, in the dataset's shape: `messages` without a
+    trailing assistant answer, so one file can feed both SFT (which needs the answer) and RFT
+    (which must not see it)."""
     messages = list(row["messages"])
-    if messages and messages[-1]["role"] == "assistant":
-        messages = messages[:-1]
-    return template_messages(messages)
+    return messages[:-1] if messages and messages[-1]["role"] == "assistant" else messages
+
+
+def prompt_messages(row: dict[str, Any]) -> list[dict[str, Any]]:
+    """`prompt_turns` with tool calls and tool results as chat templates read them."""
+    return template_messages(prompt_turns(row))
 
 
 def model_tool_format(tokenizer: Any) -> ToolFormat | None:

@@ -17,7 +17,7 @@ from statistics import fmean
 from typing import Any
 
 from app.graders import GradeResult
-from worker.trainer.data import message_text
+from worker.trainer.data import message_text, prompt_turns
 
 IMAGE_MARK = "[image]"
 
@@ -37,10 +37,7 @@ def _shown_text(content: Any) -> str:
 def shown_prompt(row: dict[str, Any]) -> list[dict[str, Any]]:
     """The messages the model answered, as the dataset gave their roles: `messages` without a
     trailing assistant answer, each content as text."""
-    messages = list(row["messages"])
-    if messages and messages[-1]["role"] == "assistant":
-        messages = messages[:-1]
-    return [_shown_message(message) for message in messages]
+    return [_shown_message(message) for message in prompt_turns(row)]
 
 
 def _shown_message(message: dict[str, Any]) -> dict[str, Any]:

@@ -24,14 +24,7 @@ from torch import Tensor
 
 from app.images import decode_data_url
 from app.tool_calls import template_messages
-from worker.trainer.data import encode_prompt
-
-
-def prompt_turns(row: dict[str, Any]) -> list[dict[str, Any]]:
-    """The row's messages without a trailing assistant answer (as data.prompt_messages), in
-    OpenAI's shape: image parts still in place."""
-    messages = list(row["messages"])
-    return messages[:-1] if messages and messages[-1]["role"] == "assistant" else messages
+from worker.trainer.data import encode_prompt, prompt_turns
 
 
 def _image_urls(content: Any) -> list[str]:
