@@ -56,6 +56,18 @@ def decode_data_url(url: str) -> DataURLImage:
     return DataURLImage(media_type, data)
 
 
+def check_image_part(image: dict[str, Any]) -> None:
+    """ImageError unless an `image_url` object's image can be trained on or shown to a model
+    as given: OpenAI's `detail` picks a resolution, which here the model's processor sets."""
+    detail = image.get("detail", "auto")
+    if detail != "auto":
+        raise ImageError(
+            f"\"detail\": {detail!r} is not supported: the model's processor sets the image's "
+            'resolution; leave "detail" out or use "auto"'
+        )
+    check_image(image["url"])
+
+
 def check_image(url: str) -> None:
     """ImageError unless `url` holds a readable image of its stated type within the limits."""
     from PIL import Image

@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from app.images import ImageError, check_image
+from app.images import ImageError, check_image_part
 
 Method = Literal["reinforcement", "supervised", "dpo"]
 FileParam = Literal["training_file", "validation_file"]
@@ -157,7 +157,8 @@ def line_without_field(lines: Iterable[bytes | str], field: str) -> int | None:
 def line_with_image(lines: Iterable[bytes | str]) -> int | None:
     """The 1-based number of the first line with an image part, or None."""
     for line_number, raw_line in enumerate(lines, start=1):
-        if "image_url" not in (raw_line if isinstance(raw_line, str) else str(raw_line)):
+        marker = "image_url" if isinstance(raw_line, str) else b"image_url"
+        if marker not in raw_line:  # type: ignore[operator]
             continue
         try:
             example = _parse_line(raw_line, first=line_number == 1)
@@ -355,12 +356,12 @@ class _ImageRules:
         self.asked = False
 
     def check(self, example: dict[str, Any]) -> None:
-        for where, url in _image_parts(example):
+        for where, image in _image_parts(example):
             refusal = self._refusal()
             if refusal is not None:
                 raise _LineProblem(f"{where}: images are not supported: {refusal}.")
             try:
-                check_image(url)
+                check_image_part(image)
             except ImageError as error:
                 raise _LineProblem(f"{where}: {error}.") from None
 
@@ -381,8 +382,8 @@ class _ImageRules:
         return self.refusal
 
 
-def _image_parts(example: dict[str, Any]) -> Iterator[tuple[str, str]]:
-    """(where, url) of each well-formed image part of an example."""
+def _image_parts(example: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
+    """(where, `image_url` object) of each well-formed image part of an example."""
     prompt = example.get("input") if "input" in example else example
     prefix = "input.messages" if "input" in example else "messages"
     messages = prompt.get("messages") if isinstance(prompt, dict) else None
@@ -392,7 +393,7 @@ def _image_parts(example: dict[str, Any]) -> Iterator[tuple[str, str]]:
             image = part.get("image_url") if isinstance(part, dict) else None
             if isinstance(image, dict) and part.get("type") == "image_url":
                 if isinstance(image.get("url"), str):
-                    yield f"{prefix}[{index}].content[{part_index}]", image["url"]
+                    yield f"{prefix}[{index}].content[{part_index}]", image
 
 
 def _check_tools(tools: Any, where: str) -> None:

@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 from app import ids
 from app.base_models import base_model_config
 from app.errors import APIError, bad_request
-from app.images import ImageError, check_image, vision_refusal
+from app.images import ImageError, check_image_part, vision_refusal
 from app.inference_protocol import (
     Choice,
     GenerateRequest,
@@ -301,7 +301,7 @@ def _image_part(part: dict[str, Any], param: str) -> dict[str, Any]:
     if not isinstance(url, str):
         raise bad_request('An "image_url" part needs an "image_url" with a "url".', param=param)
     try:
-        check_image(url)
+        check_image_part(image)  # type: ignore[arg-type]
     except ImageError as error:
         raise bad_request(f"{error}.", param=param) from None
     return {"type": "image_url", "image_url": {"url": url}}

@@ -464,6 +464,12 @@ def test_images_pass_for_a_model_that_reads_them_and_are_checked_one_by_one():
     ]
     for url, message in bad:
         assert_line_error(check(rft_file_with(_with_image(url))), 3, message)
+    low = _with_image(_png_url())
+    low["messages"][0]["content"][1]["image_url"]["detail"] = "low"
+    assert_line_error(check(rft_file_with(low)), 3, "\"detail\": 'low' is not supported")
+    auto = _with_image(_png_url())
+    auto["messages"][0]["content"][1]["image_url"]["detail"] = "auto"
+    assert check(jsonl(*[auto] * 10)).ok
 
 
 def test_images_are_refused_for_methods_other_than_reinforcement():

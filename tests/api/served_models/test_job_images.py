@@ -120,6 +120,15 @@ def test_chat_with_an_image_reads_the_image(client: openai.OpenAI, served: Serve
         )
     assert raised.value.param == "messages[0].content[0]"
     assert "image URLs are not fetched" in raised.value.message
+    detailed = image_part(RED)
+    detailed["image_url"]["detail"] = "high"
+    with pytest.raises(openai.BadRequestError) as raised:
+        client.chat.completions.create(
+            model=vision,
+            messages=[{"role": "user", "content": [detailed]}],  # type: ignore[list-item, misc]
+        )
+    assert raised.value.param == "messages[0].content[0]"
+    assert "\"detail\": 'high' is not supported" in raised.value.message
 
 
 def test_images_a_job_cannot_train_on_are_refused_by_line_and_part(
