@@ -82,19 +82,31 @@ def test_training_logprobs_and_gradients_equal_the_models_forward(
     prompts = prompt_batch(policy)
     rollout = sampled(policy, prompts, seed=1)
     rows = [(row, row // 2, tokens) for row, tokens in enumerate(rollout.completions())]
+    assert_packed_forward_equals_the_models(policy, prompts, rows)
+
+
+def assert_packed_forward_equals_the_models(
+    policy: Any, prompts: PromptBatch, rows: list[tuple[int, int, list[int]]]
+) -> Any:
+    """The packed training forward's log-probs (at temperature 0.7) and gradients equal the
+    model's own forward on each prompt and completion (with the prompt's images, where it has
+    some); returns the packed batch."""
     weights = torch.linspace(-1, 1, len(rows))
-    packed = pack(prompts.token_lists(), rows, policy.pad_id, "cpu")
+    prompt_ids = prompts.token_lists()
+    packed = pack(prompt_ids, rows, policy.pad_id, "cpu", prompts.images)
     scores = score_packed(policy, packed, temperature=0.7)
     (weights[packed.rows] * scores.logprobs).sum().backward()
     via_packing = [p.grad.clone() for p in policy.trainable_parameters()]
     policy.model.zero_grad()
 
-    prompt_ids = prompts.token_lists()
     direct_logprobs = []
     for _, prompt_index, tokens in rows:
         prompt = prompt_ids[prompt_index]
-        # the model's own forward: its attention, masks, soft-capping and LoRA layers
-        logits = policy.model(input_ids=torch.tensor([prompt + tokens])).logits[0]
+        # the model's own forward: its attention, masks, soft-capping and LoRA layers, and
+        # for a vision model its own placing of the image features
+        images = prompts.images[prompt_index] if prompts.images is not None else None
+        extra = {} if images is None else {"pixel_values": images}
+        logits = policy.model(input_ids=torch.tensor([prompt + tokens]), **extra).logits[0]
         logprobs = torch.log_softmax(logits[len(prompt) - 1 : -1].float() / 0.7, -1)
         direct_logprobs.append(logprobs.gather(1, torch.tensor(tokens)[:, None])[:, 0])
     direct = torch.cat(direct_logprobs)
@@ -110,6 +122,7 @@ def test_training_logprobs_and_gradients_equal_the_models_forward(
     assert any(g.abs().sum() > 0 for g in via_packing)
     for a, b in zip(via_packing, gradients, strict=True):
         assert (a - b).abs().max() <= 1e-4 * b.abs().max() + 1e-7
+    return packed
 
 
 def inverse_cdf(generator: torch.Generator) -> Any:
