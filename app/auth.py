@@ -13,11 +13,12 @@ from app.errors import APIError, rate_limited
 from app.keys.service import hash_key, project_for_key
 from app.observability.logs import project_id_var
 from app.rate_limits import RequestRateLimiter, format_duration
+from app.reads import Reads
 from app.settings import Settings
 from app.tables import Project
 
 
-def get_settings_dep(request: Request) -> Settings:
+async def get_settings_dep(request: Request) -> Settings:
     return request.app.state.settings
 
 
@@ -51,7 +52,12 @@ def bearer_token(request: Request) -> str | None:
     return token.strip()
 
 
-def current_project(request: Request, session: Session = Depends(get_session)) -> Project:
+def reads(request: Request) -> Reads:
+    return request.app.state.reads
+
+
+async def current_project(request: Request) -> Project:
+    """The project of the request's API key, read without a thread hop (`app.reads`)."""
     token = bearer_token(request)
     if token is None:
         raise APIError(
@@ -59,9 +65,7 @@ def current_project(request: Request, session: Session = Depends(get_session)) -
             "You didn't provide an API key. Send it as 'Authorization: Bearer YOUR_KEY'.",
             code="invalid_api_key",
         )
-    project = project_for_key(session, token)
-    # hand the connection back before the route waits for its own thread (see get_session)
-    session.commit()
+    project = await reads(request).run(lambda session: project_for_key(session, token))
     if project is None:
         raise APIError(401, "Incorrect API key provided.", code="invalid_api_key")
     project_id_var.set(project.id)

@@ -16,13 +16,15 @@ from sqlalchemy.sql.functions import FunctionElement
 from app.settings import Settings
 
 
-def _enable_sqlite_concurrency(engine: Engine) -> None:
-    # The API and the worker write the same SQLite file from separate processes.
+def enable_sqlite_concurrency(engine: Engine, busy_timeout_ms: int = 30_000) -> None:
+    """The API and the worker write the same SQLite file from separate processes: WAL, so
+    readers never wait for a writer, and a writer waits up to `busy_timeout_ms` for another."""
+
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.close()
 
@@ -41,7 +43,7 @@ def get_engine(database_url: str) -> Engine:
         engine = create_engine(
             database_url, connect_args={"check_same_thread": False, "timeout": 30}, **pool
         )
-        _enable_sqlite_concurrency(engine)
+        enable_sqlite_concurrency(engine)
         return engine
     return create_engine(database_url, pool_pre_ping=True, **pool)
 

@@ -28,6 +28,7 @@ from app.observability.logs import request_id_var
 from app.observability.metrics import MetricsMiddleware, exposition
 from app.queue import make_celery, validation_sender
 from app.rate_limits import RequestRateLimiter
+from app.reads import reads_for
 from app.settings import Settings, get_settings
 from app.storage import storage_from_settings
 from app.uploads import routes as uploads
@@ -131,6 +132,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.enqueue_job = placed_job_sender(settings)
     app.state.enqueue_validation = validation_sender(settings)
     app.state.session_slots = asyncio.Semaphore(POOL_SIZE)
+    app.state.reads = reads_for(settings)
     app.state.request_limits = (
         RequestRateLimiter(settings.rate_limit_requests_per_minute)
         if settings.rate_limit_requests_per_minute

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel
+
+Item = TypeVar("Item", bound=BaseModel)
 
 
 def page(items: Sequence[BaseModel | dict[str, Any]], has_more: bool) -> dict[str, Any]:
@@ -18,3 +20,24 @@ def page(items: Sequence[BaseModel | dict[str, Any]], has_more: bool) -> dict[st
         "first_id": data[0]["id"] if data else None,
         "last_id": data[-1]["id"] if data else None,
     }
+
+
+class Page(BaseModel, Generic[Item]):
+    """The same envelope as a model, for routes that declare it as their `response_model`:
+    FastAPI then writes it to JSON in one pass of pydantic's core."""
+
+    object: Literal["list"] = "list"
+    data: list[Item]
+    has_more: bool
+    first_id: str | None
+    last_id: str | None
+
+    @classmethod
+    def of(cls, items: Sequence[Item], has_more: bool) -> Page[Item]:
+        first, last = (items[0], items[-1]) if items else (None, None)
+        return cls(
+            data=list(items),
+            has_more=has_more,
+            first_id=getattr(first, "id", None),
+            last_id=getattr(last, "id", None),
+        )

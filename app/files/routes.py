@@ -10,11 +10,11 @@ from fastapi.responses import StreamingResponse
 from sqlalchemy.orm import Session
 from starlette.datastructures import UploadFile
 
-from app.auth import current_project, get_session, get_settings_dep
+from app.auth import current_project, get_session, get_settings_dep, reads
 from app.errors import bad_request
 from app.files import service as file_service
 from app.files.schemas import MAX_EXPIRY_SECONDS, MIN_EXPIRY_SECONDS, FileDeleted, FileObject
-from app.pagination import page
+from app.pagination import Page
 from app.settings import Settings
 from app.tables import Project
 
@@ -104,28 +104,32 @@ async def upload_file(
     return FileObject.from_row(row)
 
 
-@router.get("/files")
-def list_files(
+@router.get("/files", response_model=Page[FileObject])
+async def list_files(
+    request: Request,
     purpose: str | None = None,
     limit: int = Query(10_000, ge=1, le=10_000),
     order: Literal["asc", "desc"] = "desc",
     after: str | None = None,
     project: Project = Depends(current_project),
-    session: Session = Depends(get_session),
-) -> dict:
-    rows, has_more = file_service.list_files(
-        session, project, purpose=purpose, limit=limit, order=order, after=after
-    )
-    return page([FileObject.from_row(row) for row in rows], has_more)
+) -> Page[FileObject]:
+    def read(session: Session, limit: int) -> Page[FileObject]:
+        rows, has_more = file_service.list_files(
+            session, project, purpose=purpose, limit=limit, order=order, after=after
+        )
+        return Page.of([FileObject.from_row(row) for row in rows], has_more)
+
+    return await reads(request).run_page(read, limit)
 
 
 @router.get("/files/{file_id}", response_model=FileObject)
-def retrieve_file(
-    file_id: str,
-    project: Project = Depends(current_project),
-    session: Session = Depends(get_session),
+async def retrieve_file(
+    file_id: str, request: Request, project: Project = Depends(current_project)
 ) -> FileObject:
-    return FileObject.from_row(file_service.get_file(session, project, file_id))
+    def read(session: Session) -> FileObject:
+        return FileObject.from_row(file_service.get_file(session, project, file_id))
+
+    return await reads(request).run(read)
 
 
 @router.get("/files/{file_id}/content")

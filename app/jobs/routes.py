@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from sqlalchemy.orm import Session
 
-from app.auth import current_project, get_session, get_settings_dep
+from app.auth import current_project, get_session, get_settings_dep, reads
 from app.jobs import service as job_service
 from app.jobs.schemas import (
     CheckpointObject,
@@ -18,7 +18,7 @@ from app.jobs.schemas import (
     JobEventObject,
     SampleObject,
 )
-from app.pagination import page
+from app.pagination import Page
 from app.settings import Settings
 from app.tables import Project
 
@@ -63,27 +63,32 @@ async def create_job(
     return FineTuningJob.from_row(job)
 
 
-@router.get("")
-def list_jobs(
+@router.get("", response_model=Page[FineTuningJob])
+async def list_jobs(
     request: Request,
     after: str | None = None,
     limit: int = Query(20, ge=1, le=100),
     project: Project = Depends(current_project),
-    session: Session = Depends(get_session),
-) -> dict:
-    jobs, has_more = job_service.list_jobs(
-        session, project, after=after, limit=limit, metadata=_metadata_filter(request)
-    )
-    return page([FineTuningJob.from_row(job) for job in jobs], has_more)
+) -> Page[FineTuningJob]:
+    metadata = _metadata_filter(request)
+
+    def read(session: Session) -> Page[FineTuningJob]:
+        jobs, has_more = job_service.list_jobs(
+            session, project, after=after, limit=limit, metadata=metadata
+        )
+        return Page.of([FineTuningJob.from_row(job) for job in jobs], has_more)
+
+    return await reads(request).run(read)
 
 
 @router.get("/{job_id}", response_model=FineTuningJob)
-def retrieve_job(
-    job_id: str,
-    project: Project = Depends(current_project),
-    session: Session = Depends(get_session),
+async def retrieve_job(
+    job_id: str, request: Request, project: Project = Depends(current_project)
 ) -> FineTuningJob:
-    return FineTuningJob.from_row(job_service.get_job(session, project, job_id))
+    def read(session: Session) -> FineTuningJob:
+        return FineTuningJob.from_row(job_service.get_job(session, project, job_id))
+
+    return await reads(request).run(read)
 
 
 def _action_route(action: str):  # type: ignore[no-untyped-def]
@@ -109,30 +114,38 @@ for _action in ("cancel", "pause", "resume"):
     )
 
 
-@router.get("/{job_id}/events")
-def list_events(
+@router.get("/{job_id}/events", response_model=Page[JobEventObject])
+async def list_events(
     job_id: str,
+    request: Request,
     after: str | None = None,
     limit: int = Query(20, ge=1, le=1000),
     project: Project = Depends(current_project),
-    session: Session = Depends(get_session),
-) -> dict:
-    events, has_more = job_service.list_events(session, project, job_id, after=after, limit=limit)
-    return page([JobEventObject.from_row(event) for event in events], has_more)
+) -> Page[JobEventObject]:
+    def read(session: Session, limit: int) -> Page[JobEventObject]:
+        events, has_more = job_service.list_events(
+            session, project, job_id, after=after, limit=limit
+        )
+        return Page.of([JobEventObject.from_row(event) for event in events], has_more)
+
+    return await reads(request).run_page(read, limit)
 
 
-@router.get("/{job_id}/checkpoints")
-def list_checkpoints(
+@router.get("/{job_id}/checkpoints", response_model=Page[CheckpointObject])
+async def list_checkpoints(
     job_id: str,
+    request: Request,
     after: str | None = None,
     limit: int = Query(10, ge=1, le=100),
     project: Project = Depends(current_project),
-    session: Session = Depends(get_session),
-) -> dict:
-    rows, has_more = job_service.list_checkpoints(
-        session, project, job_id, after=after, limit=limit
-    )
-    return page([CheckpointObject.from_row(row) for row in rows], has_more)
+) -> Page[CheckpointObject]:
+    def read(session: Session) -> Page[CheckpointObject]:
+        rows, has_more = job_service.list_checkpoints(
+            session, project, job_id, after=after, limit=limit
+        )
+        return Page.of([CheckpointObject.from_row(row) for row in rows], has_more)
+
+    return await reads(request).run(read)
 
 
 # the largest step a query may name (the column is a 32-bit integer)
@@ -140,32 +153,42 @@ MAX_STEP = 2**31 - 1
 
 
 @router.get("/{job_id}/samples")
-def list_samples(
+async def list_samples(
     job_id: str,
+    request: Request,
     step: int | None = Query(None, ge=0, le=MAX_STEP),
     split: str = "train",
     project: Project = Depends(current_project),
-    session: Session = Depends(get_session),
 ) -> dict:
     """Extension: the graded completions the trainer kept for a step (latest when omitted)."""
-    found_step, rows = job_service.list_samples(session, project, job_id, step=step, split=split)
-    return {
-        "object": "list",
-        "data": [SampleObject.from_row(row).model_dump() for row in rows],
-        "has_more": False,
-        "step": found_step,
-        "split": split,
-    }
+
+    def read(session: Session) -> dict:
+        found_step, rows = job_service.list_samples(
+            session, project, job_id, step=step, split=split
+        )
+        return {
+            "object": "list",
+            "data": [SampleObject.from_row(row).model_dump() for row in rows],
+            "has_more": False,
+            "step": found_step,
+            "split": split,
+        }
+
+    return await reads(request).run(read)
 
 
 @router.get("/{job_id}/sample_steps")
-def list_sample_steps(
+async def list_sample_steps(
     job_id: str,
+    request: Request,
     split: str | None = None,
     project: Project = Depends(current_project),
-    session: Session = Depends(get_session),
 ) -> dict:
     """Extension: the steps that have samples, ascending, with how many each."""
-    rows = job_service.list_sample_steps(session, project, job_id, split=split)
+
+    def read(session: Session) -> list[tuple[int, str, int]]:
+        return job_service.list_sample_steps(session, project, job_id, split=split)
+
+    rows = await reads(request).run(read)
     data = [{"step": step, "split": name, "count": count} for step, name, count in rows]
     return {"object": "list", "data": data}

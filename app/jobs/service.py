@@ -331,17 +331,25 @@ def _metadata_matches(job: Job, wanted: dict[str, str] | None) -> bool:
     return all(stored.get(key, None if value else "") == value for key, value in wanted.items())
 
 
+# a metadata filter reads the project's jobs in batches of this many until it has a page
+JOB_BATCH = 100
+
+
 def _jobs_newest_first(
     session: Session, project: Project, before_seq: int | None, limit: int | None
 ) -> Iterator[Job]:
-    """The project's jobs, newest first; at most `limit` of them when given (a metadata filter
-    reads on, in batches, until it has a page)."""
-    query = select(Job).where(Job.project_id == project.id).order_by(Job.seq.desc())
-    if before_seq is not None:
-        query = query.where(Job.seq < before_seq)
-    if limit is not None:
-        query = query.limit(limit)
-    yield from session.scalars(query.execution_options(yield_per=100))
+    """The project's jobs, newest first; at most `limit` of them when given, else all of them
+    in batches of JOB_BATCH (each batch its own query: no cursor stays open between them)."""
+    batch = limit or JOB_BATCH
+    while True:
+        query = select(Job).where(Job.project_id == project.id)
+        if before_seq is not None:
+            query = query.where(Job.seq < before_seq)
+        rows = list(session.scalars(query.order_by(Job.seq.desc()).limit(batch)))
+        yield from rows
+        if limit is not None or len(rows) < batch:
+            return
+        before_seq = rows[-1].seq
 
 
 def list_jobs(

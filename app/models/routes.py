@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
 from sqlalchemy.orm import Session
 
-from app.auth import current_project, get_session, get_settings_dep
+from app.auth import current_project, get_session, get_settings_dep, reads
 from app.errors import bad_request
 from app.models.deletion import delete_model
 from app.models.download_routes import DownloadFormat, download
@@ -25,12 +25,17 @@ def _model_object(model: ServedModel) -> ModelObject:
 
 
 @router.get("/models")
-def list_all_models(
+async def list_all_models(
+    request: Request,
     project: Project = Depends(current_project),
-    session: Session = Depends(get_session),
     settings: Settings = Depends(get_settings_dep),
 ) -> dict:
-    return page([_model_object(model) for model in list_models(session, settings, project)], False)
+    # the catalogue reads model folders and the artefact store: one thread hop (app.reads)
+    def read(session: Session) -> list[ServedModel]:
+        return list_models(session, settings, project)
+
+    models = await reads(request).in_thread(read)
+    return page([_model_object(model) for model in models], False)
 
 
 # declared before the catch-all retrieve route: model ids may hold slashes
@@ -52,13 +57,16 @@ async def download_model(
 
 
 @router.get("/models/{model_id:path}", response_model=ModelObject)
-def retrieve_model(
+async def retrieve_model(
     model_id: str,
+    request: Request,
     project: Project = Depends(current_project),
-    session: Session = Depends(get_session),
     settings: Settings = Depends(get_settings_dep),
 ) -> ModelObject:
-    return _model_object(resolve_model(session, settings, project, model_id))
+    def read(session: Session) -> ServedModel:
+        return resolve_model(session, settings, project, model_id)
+
+    return _model_object(await reads(request).in_thread(read))
 
 
 @router.delete("/models/{model_id:path}", response_model=ModelDeleted)

@@ -1,0 +1,179 @@
+"""Request reads (app.reads): on the event loop where the database allows it, never blocking it.
+
+Each test reads through `reads_for` on a real migrated database, SQLite or PostgreSQL, and
+looks at which thread ran the work and whether the loop kept running meanwhile.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import threading
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TypeVar
+
+import pytest
+from sqlalchemy import func, select, text
+from sqlalchemy.orm import Session
+
+from app.db import get_engine, session_factory
+from app.migrate import upgrade
+from app.reads import LOOP_READ_ROWS, AsyncDriverReads, Reads, SQLiteLoopReads, reads_for
+from app.settings import Settings
+from app.tables import Project
+from tests.services import TEST_DATABASE_URL, fresh_postgres_database
+
+T = TypeVar("T")
+
+
+@dataclass
+class Page:
+    names: list[str]
+    has_more: bool
+
+
+def _settings(data_dir: Path, database_url: str | None = None) -> Settings:
+    settings = Settings(data_dir=data_dir, database_url=database_url)
+    upgrade(settings)
+    with session_factory(settings).begin() as session:
+        session.add_all(
+            Project(id=f"proj_{index:04d}", name=f"p{index:04d}")
+            for index in range(LOOP_READ_ROWS + 20)
+        )
+    return settings
+
+
+@pytest.fixture
+def sqlite_settings(tmp_path: Path) -> Settings:
+    return _settings(tmp_path / "data")
+
+
+@pytest.fixture
+def postgres_settings(tmp_path: Path) -> Iterator[Settings]:
+    if not TEST_DATABASE_URL:
+        pytest.skip("OPENRFT_TEST_DATABASE_URL is not set")
+    with fresh_postgres_database() as url:
+        yield _settings(tmp_path / "data", url)
+
+
+def _count_with_thread(session: Session) -> tuple[int, int]:
+    return session.scalar(select(func.count()).select_from(Project)) or 0, threading.get_ident()
+
+
+def _project_page(session: Session, limit: int) -> tuple[Page, int]:
+    rows = list(session.scalars(select(Project.name).order_by(Project.name).limit(limit + 1)))
+    return Page(rows[:limit], len(rows) > limit), threading.get_ident()
+
+
+async def _with_ticker(read: Awaitable[T]) -> tuple[T, int]:
+    """The read's result, and how often a 10 ms ticker on the same loop ran meanwhile."""
+    ticks = 0
+    done = asyncio.Event()
+
+    async def tick() -> None:
+        nonlocal ticks
+        while not done.is_set():
+            await asyncio.sleep(0.01)
+            ticks += 1
+
+    ticker = asyncio.create_task(tick())
+    try:
+        return await read, ticks
+    finally:
+        done.set()
+        await ticker
+
+
+def _on_loop(run: Callable[[], Awaitable[T]]) -> tuple[T, int]:
+    """`run()` on a fresh loop; its result and the loop's thread."""
+
+    async def main() -> tuple[T, int]:
+        return await run(), threading.get_ident()
+
+    return asyncio.run(main())
+
+
+def test_sqlite_and_postgres_get_their_own_way_of_reading(tmp_path: Path) -> None:
+    assert type(reads_for(Settings(data_dir=tmp_path))) is SQLiteLoopReads
+    postgres = Settings(data_dir=tmp_path, database_url="postgresql+psycopg://u@127.0.0.1/db")
+    assert type(reads_for(postgres)) is AsyncDriverReads
+    other = Settings(data_dir=tmp_path, database_url="mysql+pymysql://u@127.0.0.1/db")
+    assert type(reads_for(other)) is Reads
+
+
+def test_a_sqlite_read_runs_on_the_event_loop_without_a_thread_hop(
+    sqlite_settings: Settings,
+) -> None:
+    reads = reads_for(sqlite_settings)
+    (count, work_thread), loop_thread = _on_loop(lambda: reads.run(_count_with_thread))
+    assert count == LOOP_READ_ROWS + 20
+    assert work_thread == loop_thread
+
+
+def test_a_sqlite_read_that_would_wait_for_a_lock_waits_in_a_thread_while_the_loop_runs(
+    sqlite_settings: Settings,
+) -> None:
+    database = sqlite_settings.resolved_data_dir / "openrft.db"
+    get_engine(sqlite_settings.resolved_database_url).dispose()  # the setup's connections
+    # a connection in exclusive locking mode keeps every reader out until it closes, as a
+    # database being recovered after a crash does
+    holder = sqlite3.connect(database, isolation_level=None, check_same_thread=False)
+    holder.execute("PRAGMA locking_mode=EXCLUSIVE")
+    holder.execute("BEGIN EXCLUSIVE")
+    holder.execute("INSERT INTO projects (id, name, created_at) VALUES ('proj_x', 'x', 0)")
+    holder.execute("COMMIT")
+    release = threading.Timer(0.5, holder.close)
+    release.start()
+    reads = reads_for(sqlite_settings)
+    started = time.monotonic()
+    ((count, work_thread), ticks), loop_thread = _on_loop(
+        lambda: _with_ticker(reads.run(_count_with_thread))
+    )
+    release.join()
+    assert count == LOOP_READ_ROWS + 21  # the read waited for the lock, then saw the row
+    assert time.monotonic() - started >= 0.45
+    assert work_thread != loop_thread
+    assert ticks >= 20  # the loop went on while the read waited
+
+
+def test_a_sqlite_page_larger_than_a_loop_read_is_read_whole_in_a_thread(
+    sqlite_settings: Settings,
+) -> None:
+    reads = reads_for(sqlite_settings)
+    threads: list[int] = []
+
+    def page_of(session: Session, limit: int) -> Page:
+        page, thread = _project_page(session, limit)
+        threads.append(thread)
+        return page
+
+    small, loop_thread = _on_loop(lambda: reads.run_page(page_of, 10))
+    assert len(small.names) == 10 and small.has_more and threads == [loop_thread]
+
+    threads.clear()
+    big, loop_thread = _on_loop(lambda: reads.run_page(page_of, LOOP_READ_ROWS + 50))
+    assert len(big.names) == LOOP_READ_ROWS + 20 and not big.has_more
+    # first at most LOOP_READ_ROWS on the loop; there were more, so all of them in a thread
+    assert threads[0] == loop_thread and threads[1] != loop_thread and len(threads) == 2
+
+
+def test_a_slow_postgres_read_runs_on_the_loop_thread_and_yields_the_loop(
+    postgres_settings: Settings,
+) -> None:
+    reads = reads_for(postgres_settings)
+
+    def slow_count(session: Session) -> tuple[int, int]:
+        session.execute(text("SELECT pg_sleep(0.4)"))
+        return _count_with_thread(session)
+
+    async def read() -> tuple[tuple[int, int], int]:
+        return await _with_ticker(reads.run(slow_count))
+
+    ((count, work_thread), ticks), loop_thread = _on_loop(read)
+    assert count == LOOP_READ_ROWS + 20
+    # a greenlet on the loop's thread, and the loop ran on while the server slept
+    assert work_thread == loop_thread
+    assert ticks >= 20
