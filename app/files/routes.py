@@ -15,14 +15,13 @@ from app.errors import bad_request
 from app.files import service as file_service
 from app.files.schemas import MAX_EXPIRY_SECONDS, MIN_EXPIRY_SECONDS, FileDeleted, FileObject
 from app.pagination import Page
+from app.request_body import form_within
 from app.settings import Settings
 from app.tables import Project
 
 router = APIRouter()
 
 CHUNK_BYTES = 1 << 20
-# multipart framing around the file itself
-FORM_OVERHEAD_BYTES = 64 * 1024
 
 
 def _storage(request: Request):  # type: ignore[no-untyped-def]
@@ -71,14 +70,10 @@ async def upload_file(
     session: Session = Depends(get_session),
     settings: Settings = Depends(get_settings_dep),
 ) -> FileObject:
-    declared = int(request.headers.get("content-length") or 0)
-    if declared > settings.max_upload_bytes + FORM_OVERHEAD_BYTES:
-        raise bad_request(
-            f"File is too large: the limit is {settings.max_upload_bytes // (1024 * 1024)} MB.",
-            param="file",
-            code="file_too_large",
-        )
-    form = await request.form(max_files=1, max_fields=16)
+    too_large = file_service.file_too_large(settings.max_upload_bytes)
+    form = await form_within(
+        request, settings.max_upload_bytes, too_large, max_files=1, max_fields=16
+    )
     upload = form.get("file")
     purpose = form.get("purpose")
     if not isinstance(purpose, str) or not purpose:

@@ -39,11 +39,7 @@ def create_file(
     except TooLarge:
         if quota_limit is not None:
             raise quota_exceeded(quota_limit) from None
-        raise bad_request(
-            f"File is too large: the limit is {max_bytes // (1024 * 1024)} MB.",
-            param="file",
-            code="file_too_large",
-        ) from None
+        raise file_too_large(max_bytes) from None
     if size == 0:
         storage.delete(storage_key)
         raise bad_request("The file is empty.", param="file", code="empty_file")
@@ -67,6 +63,13 @@ def create_file(
         storage.delete(storage_key)
         raise
     return row
+
+
+def file_too_large(max_bytes: int) -> APIError:
+    size = f"{max_bytes // (1024 * 1024)} MB" if max_bytes >= 1024 * 1024 else f"{max_bytes} bytes"
+    return bad_request(
+        f"File is too large: the limit is {size}.", param="file", code="file_too_large"
+    )
 
 
 def not_expired() -> ColumnElement[bool]:

@@ -9,7 +9,8 @@ from starlette.datastructures import UploadFile
 
 from app.auth import current_project, get_session, get_settings_dep
 from app.errors import bad_request
-from app.files.routes import CHUNK_BYTES, FORM_OVERHEAD_BYTES
+from app.files.routes import CHUNK_BYTES
+from app.request_body import form_within
 from app.settings import Settings
 from app.storage import Storage
 from app.tables import Project
@@ -46,15 +47,15 @@ async def add_part(
     session: Session = Depends(get_session),
     settings: Settings = Depends(get_settings_dep),
 ) -> UploadPartObject:
-    declared = int(request.headers.get("content-length") or 0)
-    if declared > settings.upload_part_max_bytes + FORM_OVERHEAD_BYTES:
-        raise bad_request(
-            f"The part is too large: a part holds at most {settings.upload_part_max_bytes} bytes.",
-            param="data",
-            code="part_too_large",
-        )
+    too_large = bad_request(
+        f"The part is too large: a part holds at most {settings.upload_part_max_bytes} bytes.",
+        param="data",
+        code="part_too_large",
+    )
     # the form parser spools the part to a temporary file, never whole in memory
-    form = await request.form(max_files=1, max_fields=4)
+    form = await form_within(
+        request, settings.upload_part_max_bytes, too_large, max_files=1, max_fields=4
+    )
     data = form.get("data")
     if not isinstance(data, UploadFile):
         raise bad_request("Missing required parameter: 'data' (a file field).", param="data")

@@ -9,6 +9,7 @@ import httpx
 import openai
 import pytest
 
+from tests.api.chunked import post_chunked_form
 from tests.conftest import make_client
 from tests.services import LiveService, live_service, service_env
 
@@ -109,6 +110,25 @@ def test_upload_over_the_limit_is_rejected_and_nothing_stored(
 
     path.write_bytes(b"x" * 1000)
     assert client.files.create(file=path.open("rb"), purpose="fine-tune").bytes == 1000
+
+
+def test_a_chunked_upload_over_the_limit_is_refused_while_it_streams(
+    small_limit_service: LiveService,
+) -> None:
+    """No Content-Length to check up front: the server must stop reading once the bytes that
+    arrived pass the limit (1 kB here, plus the form's framing), not spool the whole body."""
+    client = make_client(small_limit_service)
+    before = [row.id for row in client.files.list()]
+    answer = post_chunked_form(
+        small_limit_service.base_url, "/files", small_limit_service.api_key,
+        {"purpose": "fine-tune"}, "file", file_bytes=8 * 1024 * 1024,
+    )  # fmt: skip
+    assert answer.status == 400
+    assert (answer.error["param"], answer.error["code"]) == ("file", "file_too_large")
+    assert "1024 bytes" in answer.error["message"]
+    # refused after about the limit and its framing (64 kB), with most of the 8 MB unsent
+    assert answer.body_bytes_sent < 1024 * 1024
+    assert [row.id for row in client.files.list()] == before
 
 
 @pytest.mark.parametrize(

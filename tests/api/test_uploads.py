@@ -12,6 +12,7 @@ import httpx
 import openai
 import pytest
 
+from tests.api.chunked import post_chunked_form
 from tests.api.jobfiles import BASE_MODEL, cancel_unfinished, rft_method, rft_rows, upload_rows
 from tests.conftest import make_client, wait_for_job
 from tests.services import LiveService, live_service, service_env
@@ -241,6 +242,15 @@ def test_a_part_over_the_limit_is_refused_and_not_stored(short_lived: LiveServic
     with pytest.raises(openai.BadRequestError) as raised:
         client.uploads.parts.create(upload_id=upload.id, data=b"x" * 65)
     assert (raised.value.param, raised.value.code) == ("data", "part_too_large")
+    assert [p for p in (short_lived.data_dir / "files").rglob("*") if p.is_file()] == []
+
+    chunked = post_chunked_form(
+        short_lived.base_url, f"/uploads/{upload.id}/parts", short_lived.api_key, {}, "data",
+        file_bytes=8 * 1024 * 1024,
+    )  # fmt: skip
+    assert chunked.status == 400
+    assert (chunked.error["param"], chunked.error["code"]) == ("data", "part_too_large")
+    assert chunked.body_bytes_sent < 1024 * 1024
     assert [p for p in (short_lived.data_dir / "files").rglob("*") if p.is_file()] == []
 
 
