@@ -161,9 +161,10 @@ def _install_operator_routes(app: FastAPI, settings: Settings) -> None:
         "inference": readiness_checks.inference_check(settings),
     }
 
+    # on the event loop: it answers while the loop does, even with every thread of the pool busy
     @app.get("/health")
     @app.get("/health/live")
-    def live() -> dict[str, str]:
+    async def live() -> dict[str, str]:
         return {"status": "ok"}
 
     @app.get("/health/ready")
