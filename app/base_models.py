@@ -136,6 +136,20 @@ def forget_stored_list() -> None:
         _stored_lists.clear()
 
 
+def stored_list_is_fresh(settings: Settings) -> bool:
+    """Whether `stored_model_names` answers from memory, without listing storage."""
+    place = settings.storage_url or str(settings.resolved_data_dir)
+    with _stored_lock:
+        listed = _stored_lists.get(place)
+    return listed is not None and time.monotonic() - listed[0] < STORED_LIST_SECONDS
+
+
+def catalogue_is_fresh(settings: Settings) -> bool:
+    """Whether `list_base_models` and `find_base_model` answer from memory after a few stat
+    calls: an async caller reads the catalogue on the event loop then, else in a thread."""
+    return stored_list_is_fresh(settings) and local_scan_is_fresh(settings.model_dirs)
+
+
 def list_base_models(settings: Settings) -> list[BaseModel]:
     """All base models of this installation: `base_models_in`, then those pushed to storage."""
     models = base_models_in(settings.model_dirs)
@@ -146,14 +160,70 @@ def list_base_models(settings: Settings) -> list[BaseModel]:
     return models
 
 
+# The local part of the catalogue is scanned again when the folders it lists change (a model
+# folder or file added or removed changes its parent's mtime, a config.json written into a
+# model folder that folder's) and at least this often, for changes deeper down (a new
+# snapshot in the Hugging Face cache): every /v1/models request reads the catalogue.
+LOCAL_SCAN_SECONDS = 5.0
+_ScanKey = tuple[tuple[Path, ...], Path]
+_local_scans: dict[_ScanKey, tuple[float, tuple[Any, ...], tuple[BaseModel, ...]]] = {}
+_local_lock = threading.Lock()
+
+
+def _folders_signature(roots: Sequence[Path]) -> tuple[Any, ...]:
+    """The mtimes of `roots` and of the entries directly in them (a few stat calls)."""
+    signature: list[Any] = []
+    for root in roots:
+        try:
+            with os.scandir(root) as entries:
+                signature.append((str(root), root.stat().st_mtime_ns))
+                signature.extend(
+                    (entry.name, entry.stat(follow_symlinks=False).st_mtime_ns) for entry in entries
+                )
+        except OSError:
+            signature.append((str(root), None))
+    return tuple(signature)
+
+
+def _scan_key(model_dirs: Sequence[Path], hub_cache: Path | None) -> _ScanKey:
+    return tuple(model_dirs), hub_cache if hub_cache is not None else hub_cache_dir()
+
+
+def _fresh_scan(key: _ScanKey) -> tuple[BaseModel, ...] | None:
+    with _local_lock:
+        scanned = _local_scans.get(key)
+    if scanned is None or time.monotonic() - scanned[0] >= LOCAL_SCAN_SECONDS:
+        return None
+    return scanned[2] if scanned[1] == _folders_signature([*key[0], key[1]]) else None
+
+
+def local_scan_is_fresh(model_dirs: Sequence[Path], hub_cache: Path | None = None) -> bool:
+    """Whether `base_models_in` answers from its last scan (see LOCAL_SCAN_SECONDS)."""
+    return _fresh_scan(_scan_key(model_dirs, hub_cache)) is not None
+
+
 def base_models_in(model_dirs: Sequence[Path], hub_cache: Path | None = None) -> list[BaseModel]:
     """The packaged models, then those under `model_dirs` (each folder's model directories and
     `.gguf` files, sorted by name), then those in the Hugging Face cache `hub_cache` (by
     default the one the environment names: `hub_cache_dir()`). A name seen first wins."""
+    key = _scan_key(model_dirs, hub_cache)
+    scanned = _fresh_scan(key)
+    if scanned is not None:
+        return list(scanned)
+    # the signature is taken before the scan: a change during the scan makes the next
+    # read scan again
+    signature = _folders_signature([*key[0], key[1]])
+    models = _scan_models(*key)
+    with _local_lock:
+        _local_scans[key] = (time.monotonic(), signature, tuple(models))
+    return models
+
+
+def _scan_models(model_dirs: Sequence[Path], hub_cache: Path) -> list[BaseModel]:
     models = packaged_models()
     seen = {model.name for model in models}
     found = [model for root in model_dirs for model in _models_in_dir(root)]
-    found += _hub_models(hub_cache if hub_cache is not None else hub_cache_dir())
+    found += _hub_models(hub_cache)
     for model in found:
         if model.name not in seen:
             seen.add(model.name)

@@ -2,26 +2,46 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import TypeVar
+
 from fastapi import APIRouter, Depends, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
 from sqlalchemy.orm import Session
 
 from app.auth import current_project, get_session, get_settings_dep, reads
+from app.base_models import catalogue_is_fresh, find_base_model
 from app.errors import bad_request
 from app.models.deletion import delete_model
 from app.models.download_routes import DownloadFormat, download
 from app.models.schemas import ModelDeleted, ModelObject
-from app.models.service import ServedModel, list_models, resolve_model
+from app.models.service import (
+    ServedModel,
+    base_served,
+    keep_with_files,
+    list_base_served,
+    project_model_candidates,
+    resolve_model,
+)
 from app.pagination import page
 from app.settings import Settings
 from app.tables import Project
 
 router = APIRouter()
+T = TypeVar("T")
 
 
 def _model_object(model: ServedModel) -> ModelObject:
     return ModelObject(id=model.id, created=model.created, owned_by=model.owned_by)
+
+
+async def _from_catalogue(settings: Settings, read: Callable[[], T]) -> T:
+    """`read()` of the base-model catalogue: on the event loop while the catalogue is in
+    memory, else in a thread (it lists folders, and storage where models were pushed)."""
+    if catalogue_is_fresh(settings):
+        return read()
+    return await run_in_threadpool(read)
 
 
 @router.get("/models")
@@ -30,11 +50,12 @@ async def list_all_models(
     project: Project = Depends(current_project),
     settings: Settings = Depends(get_settings_dep),
 ) -> dict:
-    # the catalogue reads model folders and the artefact store: one thread hop (app.reads)
-    def read(session: Session) -> list[ServedModel]:
-        return list_models(session, settings, project)
-
-    models = await reads(request).in_thread(read)
+    models = await _from_catalogue(settings, lambda: list_base_served(settings))
+    candidates = await reads(request).run(
+        lambda session: project_model_candidates(session, project)
+    )
+    if candidates:  # their files are checked in storage: one thread hop
+        models += await run_in_threadpool(keep_with_files, settings, candidates)
     return page([_model_object(model) for model in models], False)
 
 
@@ -63,6 +84,10 @@ async def retrieve_model(
     project: Project = Depends(current_project),
     settings: Settings = Depends(get_settings_dep),
 ) -> ModelObject:
+    base = await _from_catalogue(settings, lambda: find_base_model(settings, model_id))
+    if base is not None:
+        return _model_object(base_served(base))
+
     def read(session: Session) -> ServedModel:
         return resolve_model(session, settings, project, model_id)
 

@@ -17,7 +17,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.artifact_store import artifact_store
-from app.base_models import find_base_model, list_base_models
+from app.base_models import BaseModel, find_base_model, list_base_models
 from app.errors import APIError, not_found
 from app.jobs.service import get_job
 from app.settings import Settings
@@ -46,14 +46,12 @@ def resolve_model(
     """The base, fine-tuned or checkpoint model named `model_id`, or a 404."""
     base = find_base_model(settings, model_id)
     if base is not None:
-        return ServedModel(model_id, base.name, None, base.created, BASE_MODEL_OWNER)
+        return base_served(base)
     job = session.scalar(
         select(Job).where(Job.fine_tuned_model == model_id, Job.project_id == project.id)
     )
     if job is not None and job.result_adapter_path:
-        return _with_files(
-            settings, _fine_tuned(settings, job, _final_metrics(session, job.id)), param
-        )
+        return _with_files(settings, _fine_tuned(job, _final_metrics(session, job.id)), param)
     found = session.execute(
         select(Checkpoint, Job)
         .join(Job, Checkpoint.job_id == Job.id)
@@ -86,26 +84,35 @@ def _shared_checkpoints(project: Project):  # type: ignore[no-untyped-def]
     )
 
 
-def list_models(session: Session, settings: Settings, project: Project) -> list[ServedModel]:
-    """Base models, the project's fine-tuned models (oldest job first), then the checkpoints
-    other projects shared with it (oldest grant first)."""
-    models = [
-        ServedModel(base.name, base.name, None, base.created, BASE_MODEL_OWNER)
-        for base in list_base_models(settings)
-    ]
+def list_base_served(settings: Settings) -> list[ServedModel]:
+    """The catalogue's base models, which /v1/models lists first (whether this reads only
+    memory: `app.base_models.catalogue_is_fresh`)."""
+    return [base_served(base) for base in list_base_models(settings)]
+
+
+def base_served(base: BaseModel) -> ServedModel:
+    return ServedModel(base.name, base.name, None, base.created, BASE_MODEL_OWNER)
+
+
+def project_model_candidates(session: Session, project: Project) -> list[ServedModel]:
+    """The project's fine-tuned models (oldest job first) and the checkpoints other projects
+    shared with it (oldest grant first), as the database has them: `keep_with_files` then
+    leaves out those whose files are gone."""
     jobs = session.scalars(
         select(Job)
         .where(Job.project_id == project.id, Job.fine_tuned_model.is_not(None))
         .where(Job.result_adapter_path.is_not(None))
         .order_by(Job.seq)
     )
-    fine_tuned = (_fine_tuned(settings, job, metrics={}) for job in jobs)
-    # as retrieve does, leave out models whose files are gone
-    models.extend(model for model in fine_tuned if _has_files(settings, model))
+    models = [_fine_tuned(job, metrics={}) for job in jobs]
     shared = session.execute(_shared_checkpoints(project).order_by(CheckpointPermission.seq))
-    checkpoints = (served_checkpoint(settings, *row, check_files=False) for row in shared)
-    models.extend(model for model in checkpoints if _has_files(settings, model))
+    models.extend(_checkpoint_model(*row) for row in shared)
     return models
+
+
+def keep_with_files(settings: Settings, models: list[ServedModel]) -> list[ServedModel]:
+    """`models` less those whose files are gone (as retrieve leaves them out); reads storage."""
+    return [model for model in models if _has_files(settings, model)]
 
 
 def job_checkpoint(
@@ -122,14 +129,13 @@ def job_checkpoint(
 
 
 def served_checkpoint(
-    settings: Settings,
-    checkpoint: Checkpoint,
-    job: Job,
-    param: str = "model",
-    *,
-    check_files: bool = True,
+    settings: Settings, checkpoint: Checkpoint, job: Job, param: str = "model"
 ) -> ServedModel:
-    model = ServedModel(
+    return _with_files(settings, _checkpoint_model(checkpoint, job), param)
+
+
+def _checkpoint_model(checkpoint: Checkpoint, job: Job) -> ServedModel:
+    return ServedModel(
         id=checkpoint.fine_tuned_model_checkpoint,
         base_model=job.base_model_name,
         adapter_key=checkpoint.storage_path,
@@ -139,10 +145,9 @@ def served_checkpoint(
         step_number=checkpoint.step_number,
         metrics=dict(checkpoint.metrics or {}),
     )
-    return _with_files(settings, model, param) if check_files else model
 
 
-def _fine_tuned(settings: Settings, job: Job, metrics: dict[str, Any]) -> ServedModel:
+def _fine_tuned(job: Job, metrics: dict[str, Any]) -> ServedModel:
     assert job.fine_tuned_model and job.result_adapter_path
     return ServedModel(
         id=job.fine_tuned_model,

@@ -8,6 +8,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -18,6 +19,7 @@ from app.base_models import (
     base_models_in,
     find_base_model_in,
     hub_cache_dir,
+    local_scan_is_fresh,
     packaged_models,
 )
 from app.model_shape import read_gguf_shape
@@ -201,3 +203,39 @@ def test_gemma_downloads_carry_the_terms_notice(tmp_path: Path) -> None:
     assert gemma["NOTICE"] == GEMMA_NOTICE.encode()
     assert b"Gemma Terms of Use" in gemma["README.md"] and b"no chat template" in gemma["README.md"]
     assert "NOTICE" not in members(SMOLLM2_NAME)
+
+
+def test_the_local_scan_is_kept_until_a_model_dir_changes(
+    tmp_path: Path, hub_cache: Path, tiny_models_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import app.base_models as catalogue
+
+    models = tmp_path / "models"
+    models.mkdir()
+    shutil.copytree(tiny_models_root / "tiny-chat", models / "first")
+    scans = []
+    scan = catalogue._scan_models
+    monkeypatch.setattr(catalogue, "_scan_models", lambda *key: scans.append(1) or scan(*key))
+
+    assert "first" in [model.name for model in base_models_in([models])]
+    assert local_scan_is_fresh([models]) and len(scans) == 1
+    assert "first" in [model.name for model in base_models_in([models])]
+    assert len(scans) == 1  # answered from memory
+    # a model folder added, a config written into a folder, a repository in the hub cache:
+    # each is seen by the next read
+    shutil.copytree(tiny_models_root / "tiny-chat", models / "second")
+    assert not local_scan_is_fresh([models])
+    assert "second" in [model.name for model in base_models_in([models])]
+    (models / "third").mkdir()
+    assert "third" not in [model.name for model in base_models_in([models])]
+    time.sleep(0.01)  # a later mtime than the folder's creation
+    shutil.copy(tiny_models_root / "tiny-chat" / "config.json", models / "third")
+    assert "third" in [model.name for model in base_models_in([models])]
+    fake_hub_repo(hub_cache, "org/late", tiny_models_root / "tiny-chat")
+    assert "org/late" in [model.name for model in base_models_in([models])]
+    scanned = len(scans)
+    # and whatever changed deeper down, the scan is at most LOCAL_SCAN_SECONDS old
+    monkeypatch.setattr(catalogue, "LOCAL_SCAN_SECONDS", 0.0)
+    assert not local_scan_is_fresh([models])
+    base_models_in([models])
+    assert len(scans) == scanned + 1
