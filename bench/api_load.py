@@ -222,7 +222,7 @@ async def _get(client: aiohttp.ClientSession, path: str) -> bool:
         async with client.get(path) as answer:
             await answer.read()
             return answer.status == 200
-    except (aiohttp.ClientError, asyncio.TimeoutError):
+    except (TimeoutError, aiohttp.ClientError):
         return False
 
 
