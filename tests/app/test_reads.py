@@ -177,3 +177,26 @@ def test_a_slow_postgres_read_runs_on_the_loop_thread_and_yields_the_loop(
     # a greenlet on the loop's thread, and the loop ran on while the server slept
     assert work_thread == loop_thread
     assert ticks >= 20
+
+
+def test_a_postgres_read_whose_connection_was_dropped_runs_again_on_a_new_one(
+    postgres_settings: Settings,
+) -> None:
+    import psycopg
+
+    reads = reads_for(postgres_settings)
+    url = postgres_settings.resolved_database_url.replace("postgresql+psycopg", "postgresql")
+
+    async def read_twice() -> tuple[int, int]:
+        first, _ = await reads.run(_count_with_thread)
+        # as a server restart does: every connection of the pool is closed under it
+        with psycopg.connect(url, autocommit=True) as admin:
+            admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+        second, _ = await reads.run(_count_with_thread)
+        return first, second
+
+    (first, second), _ = _on_loop(read_twice)
+    assert first == second == LOOP_READ_ROWS + 20
