@@ -14,6 +14,7 @@ from app.jobs.hyperparameters import (
     HyperparameterError,
     accepted_hyperparameters,
     resolve_hyperparameters,
+    resolve_warm_start,
 )
 
 # what the trainer resolved before the table existed, for these inputs
@@ -247,3 +248,16 @@ def test_auto_learning_rate_grows_for_short_reinforcement_runs() -> None:
     assert given.learning_rate_multiplier == 1.0
     supervised = resolve_hyperparameters("supervised", {"n_epochs": 1}, 32, 16)
     assert supervised.learning_rate_multiplier == 1.0
+
+
+def test_an_auto_warm_start_is_one_short_pass_over_a_few_dozen_answers() -> None:
+    """More passes over the same answers cost the model what it knew (the learning suite's
+    short-answer task); a large dataset still gets one whole pass, a given count is kept."""
+    rl = resolve_hyperparameters("reinforcement", {}, 32, 16)
+    warm = resolve_warm_start({"field": "answer"}, rl, 32)
+    assert (warm.method, warm.batch_size, warm.n_epochs) == ("supervised", 4, 1)
+    assert warm.total_steps(32) == 8
+    assert warm.learning_rate == pytest.approx(2e-4)
+    assert resolve_warm_start({"field": "answer"}, rl, 8).total_steps(8) == 8  # 2 passes of 4
+    assert resolve_warm_start({"field": "answer"}, rl, 2000).n_epochs == 1
+    assert resolve_warm_start({"field": "answer", "n_epochs": 3}, rl, 32).n_epochs == 3
