@@ -293,7 +293,11 @@ REVIEWS = [
 
 
 def classification_rows() -> list[dict[str, Any]]:
-    """Sentiment of a short review, one of three labels."""
+    """Sentiment of a short review, one of three labels. REVIEWS cycle through the labels, so
+    each triple is rotated by its place: every third row (the validation split) then holds
+    each label as often as the training rows do."""
+    triples = len(REVIEWS) // 3
+    ordered = [REVIEWS[3 * k + (j + k) % 3] for k in range(triples) for j in range(3)]
     return [
         {
             "messages": [
@@ -305,7 +309,7 @@ def classification_rows() -> list[dict[str, Any]]:
             ],
             "answer": label,
         }
-        for review, label in REVIEWS
+        for review, label in ordered
     ]
 
 
