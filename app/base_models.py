@@ -110,11 +110,20 @@ _stored_lists: dict[str, tuple[float, list[str]]] = {}
 _stored_lock = threading.Lock()
 
 
+def _store_place(settings: Settings) -> str:
+    """Where the "models" store is, as a key of `_stored_lists`; without resolving the data
+    folder's links, which costs more than the rest of a models request."""
+    if settings.storage_url:
+        return settings.storage_url
+    folder = settings.data_dir.expanduser()
+    return str(folder if folder.is_absolute() else Path.cwd() / folder)
+
+
 def stored_model_names(settings: Settings) -> list[str]:
     """Names of the complete model directories in the "models" store, sorted."""
     from app.artifact_store import MANIFEST, artifact_store
 
-    place = settings.storage_url or str(settings.resolved_data_dir)
+    place = _store_place(settings)
     with _stored_lock:
         listed = _stored_lists.get(place)
         if listed is not None and time.monotonic() - listed[0] < STORED_LIST_SECONDS:
@@ -138,7 +147,7 @@ def forget_stored_list() -> None:
 
 def stored_list_is_fresh(settings: Settings) -> bool:
     """Whether `stored_model_names` answers from memory, without listing storage."""
-    place = settings.storage_url or str(settings.resolved_data_dir)
+    place = _store_place(settings)
     with _stored_lock:
         listed = _stored_lists.get(place)
     return listed is not None and time.monotonic() - listed[0] < STORED_LIST_SECONDS

@@ -85,9 +85,14 @@ class Reads:
 class SQLiteLoopReads(Reads):
     """Reads on the event loop, on its own connection (see the module's docstring)."""
 
+    def __init__(self, settings: Settings) -> None:
+        super().__init__(settings)
+        # resolved once: resolving the data folder's path costs a tenth of a small read
+        self._loop_sessions = _loop_sessions(settings.resolved_database_url)
+
     async def run(self, work: Callable[[Session], T]) -> T:
         try:
-            with _loop_sessions(self._settings.resolved_database_url)() as session:
+            with self._loop_sessions() as session:
                 return work(session)
         except OperationalError as error:
             if not any(message in str(error.orig) for message in _BUSY_MESSAGES):

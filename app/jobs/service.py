@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
@@ -315,8 +315,14 @@ def _send_resumed(session: Session, job: Job, enqueue: Enqueue) -> None:
         repository.note_unsent(session, job.id, message)
 
 
+# built once: every read of a job runs it (see app.keys.service._KEY_AND_PROJECT)
+_JOB_OF_PROJECT = select(Job).where(
+    Job.id == bindparam("job_id"), Job.project_id == bindparam("project_id")
+)
+
+
 def get_job(session: Session, project: Project, job_id: str) -> Job:
-    job = session.scalar(select(Job).where(Job.id == job_id, Job.project_id == project.id))
+    job = session.scalar(_JOB_OF_PROJECT, {"job_id": job_id, "project_id": project.id})
     if job is None:
         raise not_found("job", job_id)
     return job
@@ -335,6 +341,15 @@ def _metadata_matches(job: Job, wanted: dict[str, str] | None) -> bool:
 JOB_BATCH = 100
 
 
+_PROJECT_JOBS_NEWEST = (
+    select(Job)
+    .where(Job.project_id == bindparam("project_id"))
+    .order_by(Job.seq.desc())
+    .limit(bindparam("limit"))
+)
+_PROJECT_JOBS_BEFORE = _PROJECT_JOBS_NEWEST.where(Job.seq < bindparam("before_seq"))
+
+
 def _jobs_newest_first(
     session: Session, project: Project, before_seq: int | None, limit: int | None
 ) -> Iterator[Job]:
@@ -342,10 +357,11 @@ def _jobs_newest_first(
     in batches of JOB_BATCH (each batch its own query: no cursor stays open between them)."""
     batch = limit or JOB_BATCH
     while True:
-        query = select(Job).where(Job.project_id == project.id)
+        parameters = {"project_id": project.id, "limit": batch}
+        query = _PROJECT_JOBS_NEWEST
         if before_seq is not None:
-            query = query.where(Job.seq < before_seq)
-        rows = list(session.scalars(query.order_by(Job.seq.desc()).limit(batch)))
+            query, parameters["before_seq"] = _PROJECT_JOBS_BEFORE, before_seq
+        rows = list(session.scalars(query, parameters))
         yield from rows
         if limit is not None or len(rows) < batch:
             return
@@ -392,18 +408,27 @@ def act_on_job(
     return job
 
 
+_JOB_ROWS_NEWEST = {
+    table: select(table)
+    .where(table.job_id == bindparam("job_id"))
+    .order_by(table.seq.desc())
+    .limit(bindparam("limit"))
+    for table in (JobEvent, Checkpoint)
+}
+
+
 def _newest_first(
     session: Session, table: type[JobEvent] | type[Checkpoint], kind: str, job_id: str,
     after: str | None, limit: int,
 ) -> tuple[list[Any], bool]:  # fmt: skip
     """One page of a job's events or checkpoints, newest first, after the `after` row."""
-    query = select(table).where(table.job_id == job_id)
+    query = _JOB_ROWS_NEWEST[table]
     if after:
         cursor = session.scalar(select(table).where(table.id == after, table.job_id == job_id))
         if cursor is None:
             raise not_found(kind, after, param="after")
         query = query.where(table.seq < cursor.seq)
-    rows = list(session.scalars(query.order_by(table.seq.desc()).limit(limit + 1)))
+    rows = list(session.scalars(query, {"job_id": job_id, "limit": limit + 1}))
     return rows[:limit], len(rows) > limit
 
 

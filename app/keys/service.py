@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 
-from sqlalchemy import delete, select
+from sqlalchemy import bindparam, delete, select
 from sqlalchemy.orm import Session
 
 from app import ids
@@ -47,13 +47,17 @@ def create_key(session: Session, project_name: str) -> str:
     return api_key
 
 
+# built once: every request runs it, and building and keying a statement costs more than
+# SQLite takes to answer it
+_KEY_AND_PROJECT = (
+    select(ApiKey, Project)
+    .join(Project, Project.id == ApiKey.project_id)
+    .where(ApiKey.key_hash == bindparam("key_hash"))
+)
+
+
 def project_for_key(session: Session, api_key: str) -> Project | None:
-    query = (
-        select(ApiKey, Project)
-        .join(Project, Project.id == ApiKey.project_id)
-        .where(ApiKey.key_hash == hash_key(api_key))
-    )
-    found = session.execute(query).first()
+    found = session.execute(_KEY_AND_PROJECT, {"key_hash": hash_key(api_key)}).first()
     if found is None:
         return None
     key, project = found

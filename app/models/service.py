@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from app.artifact_store import artifact_store
@@ -69,19 +69,27 @@ def resolve_model(
 
 def _shared_checkpoints(project: Project):  # type: ignore[no-untyped-def]
     """(checkpoint, job) rows of other projects' checkpoints shared with `project`."""
-    return (
-        select(Checkpoint, Job)
-        .join(Job, Checkpoint.job_id == Job.id)
-        .join(
-            CheckpointPermission,
-            (
-                CheckpointPermission.fine_tuned_model_checkpoint
-                == Checkpoint.fine_tuned_model_checkpoint
-            )
-            & (CheckpointPermission.owner_project_id == Job.project_id),
-        )
-        .where(CheckpointPermission.project_id == project.id)
+    return _SHARED_CHECKPOINTS.params(project_id=project.id)
+
+
+_SHARED_CHECKPOINTS = (
+    select(Checkpoint, Job)
+    .join(Job, Checkpoint.job_id == Job.id)
+    .join(
+        CheckpointPermission,
+        (CheckpointPermission.fine_tuned_model_checkpoint == Checkpoint.fine_tuned_model_checkpoint)
+        & (CheckpointPermission.owner_project_id == Job.project_id),
     )
+    .where(CheckpointPermission.project_id == bindparam("project_id"))
+)
+# what every /v1/models list reads, built once (app.keys.service._KEY_AND_PROJECT says why)
+_SHARED_IN_GRANT_ORDER = _SHARED_CHECKPOINTS.order_by(CheckpointPermission.seq)
+_FINE_TUNED_JOBS = (
+    select(Job)
+    .where(Job.project_id == bindparam("project_id"), Job.fine_tuned_model.is_not(None))
+    .where(Job.result_adapter_path.is_not(None))
+    .order_by(Job.seq)
+)
 
 
 def list_base_served(settings: Settings) -> list[ServedModel]:
@@ -98,14 +106,9 @@ def project_model_candidates(session: Session, project: Project) -> list[ServedM
     """The project's fine-tuned models (oldest job first) and the checkpoints other projects
     shared with it (oldest grant first), as the database has them: `keep_with_files` then
     leaves out those whose files are gone."""
-    jobs = session.scalars(
-        select(Job)
-        .where(Job.project_id == project.id, Job.fine_tuned_model.is_not(None))
-        .where(Job.result_adapter_path.is_not(None))
-        .order_by(Job.seq)
-    )
+    jobs = session.scalars(_FINE_TUNED_JOBS, {"project_id": project.id})
     models = [_fine_tuned(job, metrics={}) for job in jobs]
-    shared = session.execute(_shared_checkpoints(project).order_by(CheckpointPermission.seq))
+    shared = session.execute(_SHARED_IN_GRANT_ORDER, {"project_id": project.id})
     models.extend(_checkpoint_model(*row) for row in shared)
     return models
 
