@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Literal
 
-from sqlalchemy import ColumnElement, bindparam, or_, select
+from sqlalchemy import BindParameter, ColumnElement, bindparam, or_, select
 from sqlalchemy.orm import Session
 
 from app import ids
@@ -74,7 +74,11 @@ def file_too_large(max_bytes: int) -> APIError:
 
 def not_expired() -> ColumnElement[bool]:
     """A file past its `expires_at` is gone for its project, whether or not it is purged yet."""
-    return or_(File.expires_at.is_(None), File.expires_at > now())
+    return _unexpired_at(now())
+
+
+def _unexpired_at(moment: int | BindParameter[int]) -> ColumnElement[bool]:
+    return or_(File.expires_at.is_(None), File.expires_at > moment)
 
 
 def upload_file(
@@ -101,7 +105,7 @@ def upload_file(
 
 # the reads every files request makes, built once (building and keying a statement costs
 # about as much as SQLite takes to answer it); the clock is a parameter, `now`
-_UNEXPIRED = or_(File.expires_at.is_(None), File.expires_at > bindparam("now"))
+_UNEXPIRED = _unexpired_at(bindparam("now"))
 _FILE_OF_PROJECT = select(File).where(
     File.id == bindparam("file_id"), File.project_id == bindparam("project_id"), _UNEXPIRED
 )
