@@ -60,18 +60,16 @@ def resolve_model(
     if found is not None:
         return served_checkpoint(settings, *found, param=param)
     shared = session.execute(
-        _shared_checkpoints(project).where(Checkpoint.fine_tuned_model_checkpoint == model_id)
+        _SHARED_CHECKPOINTS.where(Checkpoint.fine_tuned_model_checkpoint == model_id),
+        {"project_id": project.id},
     ).first()
     if shared is not None:
         return served_checkpoint(settings, *shared, param=param)
     raise not_found("model", model_id, param=param)
 
 
-def _shared_checkpoints(project: Project):  # type: ignore[no-untyped-def]
-    """(checkpoint, job) rows of other projects' checkpoints shared with `project`."""
-    return _SHARED_CHECKPOINTS.params(project_id=project.id)
-
-
+# (checkpoint, job) rows of other projects' checkpoints shared with the project
+# `project_id`; these statements are built once (app.keys.service._KEY_AND_PROJECT says why)
 _SHARED_CHECKPOINTS = (
     select(Checkpoint, Job)
     .join(Job, Checkpoint.job_id == Job.id)
@@ -82,7 +80,6 @@ _SHARED_CHECKPOINTS = (
     )
     .where(CheckpointPermission.project_id == bindparam("project_id"))
 )
-# what every /v1/models list reads, built once (app.keys.service._KEY_AND_PROJECT says why)
 _SHARED_IN_GRANT_ORDER = _SHARED_CHECKPOINTS.order_by(CheckpointPermission.seq)
 _FINE_TUNED_JOBS = (
     select(Job)
