@@ -24,7 +24,7 @@ from .conftest import CONTAINS_E, question_rows
 from .reporting import RecordingReporter, RecordingStore
 
 # the architectures the fused decoder runs; the others go through the model's own forward
-FUSED = {"llama3", "qwen2", "qwen3"}
+FUSED = {"llama3", "qwen2", "qwen3", "gemma3"}
 PROMPTS = ["Hi", "What is the capital city of France, and why is it there?"]
 
 
@@ -48,8 +48,8 @@ def policy_with_adapter(root: Path, name: str) -> Any:
     return policy
 
 
-def prompt_batch(policy: Any) -> PromptBatch:
-    rows = [{"messages": [{"role": "user", "content": text}]} for text in PROMPTS]
+def prompt_batch(policy: Any, texts: list[str] = PROMPTS) -> PromptBatch:
+    rows = [{"messages": [{"role": "user", "content": text}]} for text in texts]
     ids = [encode_prompt(policy.tokenizer, row) for row in rows]
     return PromptBatch.from_ids(ids, policy.pad_id, policy.device)
 
@@ -142,10 +142,24 @@ def inverse_cdf(generator: torch.Generator) -> Any:
 def test_sampling_with_a_seed_equals_generate(
     architecture_root: Path, name: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    policy = policy_with_adapter(architecture_root, name)
+    assert_sampling_equals_generate(policy, prompt_batch(policy), monkeypatch)
+
+
+@pytest.mark.parametrize("name", sorted(FUSED))
+def test_sampling_one_unpadded_prompt_equals_generate(
+    architecture_root: Path, name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # no row is padded, so the fused decoder's masks are the sliding windows' alone
+    policy = policy_with_adapter(architecture_root, name)
+    assert_sampling_equals_generate(policy, prompt_batch(policy, PROMPTS[1:]), monkeypatch)
+
+
+def assert_sampling_equals_generate(
+    policy: Any, prompts: PromptBatch, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from transformers import GenerationConfig
 
-    policy = policy_with_adapter(architecture_root, name)
-    prompts = prompt_batch(policy)
     options = {"group_size": 2, "max_tokens": 6, "temperature": 0.5, "top_p": 0.9}
     ours = sampled(policy, prompts, seed=5, **options)
 

@@ -211,8 +211,8 @@ def score_packed(
         embeds = policy.input_embeddings(packed.input_ids, packed.images, packed.prompt_lengths)
         fused = None  # the fused decoder reads token ids only
     if fused is not None:
-        bias = additive_mask(packed.attention_mask, policy.autocast_dtype)
-        hidden = fused.forward(packed.input_ids, bias, packed.position_ids)
+        masks = decoder_masks(packed, policy.model.config, policy.autocast_dtype)
+        hidden = fused.forward(packed.input_ids, masks, packed.position_ids)
     else:
         hidden = policy.decoder(
             input_ids=None if embeds is not None else packed.input_ids,

@@ -356,7 +356,7 @@ class Policy:
 
         if self.gradient_checkpointing:
             return None
-        if self.fused is None and supports(self.model.config):
+        if self.fused is None and supports(self.model.config, self.decoder):
             self.fused = FusedDecoder(self.decoder, self.autocast_dtype)
         return self.fused
 
