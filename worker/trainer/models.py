@@ -342,10 +342,13 @@ class Policy:
             self.image_token_id,
         )
 
-    def logits(self, hidden: Any) -> Any:
+    def logits(self, hidden: Any, out: Any = None) -> Any:
         """fp32 vocabulary logits [rows, vocab] from final hidden states [rows, d], soft-capped
-        where the model caps them, as its own forward does."""
-        logits = self.head(hidden).float()
+        where the model caps them, as its own forward does; written into `out` where given
+        (decoding reuses one buffer: a fresh one costs its page faults every step, ~9 ms for
+        32 rows of Gemma 3's 262k tokens)."""
+        logits = self.head(hidden)
+        logits = logits.float() if out is None else out.copy_(logits)
         return soft_cap(logits, self.logit_softcap)
 
     def fused_model(self) -> Any:
