@@ -95,17 +95,42 @@ class GGUFHeader:
     tensor_names: tuple[str, ...]
 
 
+def _opened(paths: Path | Iterable[Path]) -> _JoinedFiles:
+    return _JoinedFiles([paths] if isinstance(paths, Path) else paths)
+
+
+def _counts(stream: _JoinedFiles) -> tuple[int, int]:
+    """(tensors, key/value pairs) after checking the magic and the version."""
+    if stream.read(4) != MAGIC:
+        raise GGUFHeaderError("not a GGUF file (no GGUF magic)")
+    version = _unpack(stream, "<I")
+    if version < 2:
+        raise GGUFHeaderError(f"GGUF version {version} is not supported")
+    return _unpack(stream, "<Q"), _unpack(stream, "<Q")
+
+
+def read_gguf_value(paths: Path | Iterable[Path], key: str) -> Any:
+    """One metadata value of a GGUF file, or of one split into parts (given in order); None
+    where the file has no such key. Reads no further than the key."""
+    stream = _opened(paths)
+    try:
+        _tensors, pairs = _counts(stream)
+        for _ in range(pairs):
+            name = _string(stream)
+            value = _value(stream, _unpack(stream, "<I"))
+            if name == key:
+                return value
+        return None
+    finally:
+        stream.close()
+
+
 def read_gguf_header(paths: Path | Iterable[Path]) -> GGUFHeader:
     """The key/value metadata and the tensor names of a GGUF file, or of one split into parts
     (given in order)."""
-    stream = _JoinedFiles([paths] if isinstance(paths, Path) else paths)
+    stream = _opened(paths)
     try:
-        if stream.read(4) != MAGIC:
-            raise GGUFHeaderError("not a GGUF file (no GGUF magic)")
-        version = _unpack(stream, "<I")
-        if version < 2:
-            raise GGUFHeaderError(f"GGUF version {version} is not supported")
-        tensors, pairs = _unpack(stream, "<Q"), _unpack(stream, "<Q")
+        tensors, pairs = _counts(stream)
         metadata: dict[str, Any] = {}
         for _ in range(pairs):
             key = _string(stream)
