@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +16,7 @@ from app.settings import Settings
 from tests.inference.models import build_adapter, build_tiny_base
 from worker.inference.engine import InferenceEngine
 from worker.inference.pool import ModelPool
+from worker.inference.sampling import Completion, Vocabulary, _apply_stop
 
 MESSAGES = [{"role": "user", "content": "Name a colour."}]
 
@@ -218,3 +220,32 @@ def test_a_deleted_adapter_is_unloaded_and_no_longer_served(tiny: Tiny) -> None:
     assert pool.loaded_adapters(base_dir) == []
     ask(tiny.adapters[0])
     assert len(pool.loaded_adapters(base_dir)) == 1
+
+
+def test_a_model_without_a_template_stops_at_the_next_turn(tmp_path: Path) -> None:
+    """A pretrained model in the plain template ('User: ...' lines) answers up to the next
+    'User:' line at most, as well as up to the caller's own stop strings."""
+    from worker.inference.engine import _plan
+    from worker.inference.pool import LoadedBase
+    from worker.trainer.models import load_model_and_tokenizer
+
+    chat = build_tiny_base(tmp_path)
+    pretrained = tmp_path / "pretrained"
+    shutil.copytree(chat, pretrained)
+    (pretrained / "chat_template.jinja").unlink()
+    request = GenerateRequest(
+        base_model="any", messages=[{"role": "user", "content": "Hi"}], stop=["END"]
+    )
+    stops = {}
+    for model_dir in (chat, pretrained):
+        model, tokenizer = load_model_and_tokenizer(model_dir)
+        _, rules = _plan(LoadedBase(model, Vocabulary(tokenizer), 2048), request)
+        stops[model_dir.name] = rules.params.stop
+    assert stops == {chat.name: ("END",), "pretrained": ("END", "\nUser:")}
+
+    # the answer is cut there, and ends as stopped
+    model, tokenizer = load_model_and_tokenizer(pretrained)
+    ids = tokenizer(" Paris\nUser: and Rome?", add_special_tokens=False)["input_ids"]
+    row = Completion(token_ids=ids)
+    _apply_stop(row, Vocabulary(tokenizer), stops["pretrained"])
+    assert (row.text, row.finish_reason) == (" Paris", "stop")

@@ -143,7 +143,7 @@ def _plan(loaded: LoadedBase, request: GenerateRequest) -> tuple[VisionPrompt, A
         top_p=request.top_p,
         n=request.n,
         seed=request.seed,
-        stop=tuple(request.stop),
+        stop=tuple(request.stop) + vocab.turn_stops,
         constraint=constraint,
         logprobs=request.logprobs,
         top_logprobs=request.top_logprobs,

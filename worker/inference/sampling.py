@@ -22,6 +22,7 @@ import torch
 from app.inference_protocol import TokenLogprob, TopLogprob
 from app.tool_calls import ToolFormat, chat_template_text, tool_format
 from worker.constrained import Constraint, ConstraintBatch, vocab_info
+from worker.trainer.models import PLAIN_TURN_STOPS, has_plain_template
 
 
 @dataclass(frozen=True)
@@ -67,6 +68,8 @@ class Vocabulary:
         self.tool_format: ToolFormat | None = tool_format(
             chat_template_text(getattr(tokenizer, "chat_template", None))
         )
+        # stop strings every answer ends at: the next turn, for a model without a template
+        self.turn_stops = PLAIN_TURN_STOPS if has_plain_template(tokenizer) else ()
 
     def encode_chat(
         self, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None = None

@@ -151,6 +151,9 @@ PLAIN_CHAT_TEMPLATE = (
     "{% endfor %}"
     "{% if add_generation_prompt %}Assistant:{% endif %}"
 )
+# where an answer in the plain template ends at the latest: a pretrained model that has not
+# learned to end its turn with end-of-sequence goes on to write the user's next line
+PLAIN_TURN_STOPS = ("\nUser:",)
 PLAIN_TEMPLATE_NOTE = (
     "{model} has no chat template (it is a pretrained model, not a chat model): prompts are "
     "rendered as plain 'User: ...' lines ending in 'Assistant:', and the model learns to answer "
