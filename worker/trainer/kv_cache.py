@@ -68,11 +68,12 @@ def reserved_cache(config: Any, capacity: int) -> Cache:
     return Cache(layers=[ReservedLayer(capacity) for _ in range(layers)])
 
 
-def sampling_cache(config: Any, capacity: int) -> Cache | None:
-    """A reserved cache when every layer attends to the whole context; None (the model's
-    default cache) for sliding-window or other layer types."""
+def sampling_cache(config: Any, capacity: int, fused: bool = False) -> Cache | None:
+    """A reserved cache when every layer attends to the whole context, or for the fused
+    decoder (which masks sliding-window layers itself); else None (the model's default cache,
+    which knows sliding-window and other layer types)."""
     text_config = config.get_text_config(decoder=True)
     layer_types = getattr(text_config, "layer_types", None) or ["full_attention"]
-    if any(layer_type != "full_attention" for layer_type in layer_types):
+    if not fused and any(layer_type != "full_attention" for layer_type in layer_types):
         return None
     return reserved_cache(config, capacity)

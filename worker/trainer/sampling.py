@@ -26,7 +26,7 @@ from torch import Tensor
 
 from worker.constrained import ConstraintBatch
 from worker.trainer.fused_decoder import FusedDecoder
-from worker.trainer.kv_cache import reserved_cache, sampling_cache
+from worker.trainer.kv_cache import sampling_cache
 from worker.trainer.models import Policy
 
 # compact the decoding batch once this fraction of its rows has ended
@@ -251,11 +251,7 @@ def sample(
     ended = torch.zeros(n_rows, dtype=torch.bool, device=device)
 
     capacity = prompts.input_ids.shape[1] + max_tokens
-    # the fused decoder appends in place and masks sliding-window layers itself
-    config = policy.model.config
-    cache = (
-        reserved_cache(config, capacity) if fast is not None else sampling_cache(config, capacity)
-    )
+    cache = sampling_cache(policy.model.config, capacity, fused=fast is not None)
     if prompts.has_images:
         hidden, cache = prefill_with_images(policy, prompts, cache)
     elif fast is not None:
