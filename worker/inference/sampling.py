@@ -22,7 +22,8 @@ import torch
 from app.inference_protocol import TokenLogprob, TopLogprob
 from app.tool_calls import ToolFormat, chat_template_text, tool_format
 from worker.constrained import Constraint, ConstraintBatch, vocab_info
-from worker.trainer.models import PLAIN_TURN_STOPS, has_plain_template
+from worker.trainer.models import turn_stops
+from worker.trainer.stops import text_before_stop
 
 
 @dataclass(frozen=True)
@@ -69,7 +70,7 @@ class Vocabulary:
             chat_template_text(getattr(tokenizer, "chat_template", None))
         )
         # stop strings every answer ends at: the next turn, for a model without a template
-        self.turn_stops = PLAIN_TURN_STOPS if has_plain_template(tokenizer) else ()
+        self.turn_stops = turn_stops(tokenizer)
 
     def encode_chat(
         self, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None = None
@@ -240,8 +241,8 @@ def _extend(
 def _apply_stop(row: Completion, vocab: Vocabulary, stop: tuple[str, ...]) -> None:
     """Cut the text before the first stop string, which is not returned (OpenAI's rule)."""
     text = vocab.decode(row.token_ids)
-    cuts = [index for index in (text.find(marker) for marker in stop) if index >= 0]
-    if cuts:
-        row.text = text[: min(cuts)]
+    answer = text_before_stop(text, stop)
+    if len(answer) < len(text):
+        row.text = answer
         row.text_is_final = True
         row.finish_reason = "stop"

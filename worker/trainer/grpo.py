@@ -36,6 +36,7 @@ from worker.trainer.logprobs import as_matrix, pack, score_packed
 from worker.trainer.losses import BatchTotals, LossConfig, LossParts, policy_loss
 from worker.trainer.models import Policy
 from worker.trainer.sampling import PromptBatch, Rollout, decoding, sample
+from worker.trainer.stops import text_before_stop
 
 # Tokens packed into one training forward; more are split into micro-batches of prompts.
 # The attention mask is [sequences, L, L] and activations grow with it: this bounds memory.
@@ -122,8 +123,11 @@ class StepOutcome:
 
 
 def decode_completions(policy: Policy, rollout: Rollout) -> list[str]:
+    """Each completion's text, without a turn stop it ended on."""
     return [
-        policy.tokenizer.decode(tokens, skip_special_tokens=True)
+        text_before_stop(
+            policy.tokenizer.decode(tokens, skip_special_tokens=True), policy.turn_stops
+        )
         for tokens in rollout.completions()
     ]
 

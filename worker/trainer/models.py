@@ -156,8 +156,8 @@ PLAIN_CHAT_TEMPLATE = (
 PLAIN_TURN_STOPS = ("\nUser:",)
 PLAIN_TEMPLATE_NOTE = (
     "{model} has no chat template (it is a pretrained model, not a chat model): prompts are "
-    "rendered as plain 'User: ...' lines ending in 'Assistant:', and the model learns to answer "
-    "and stop there"
+    "rendered as plain 'User: ...' lines ending in 'Assistant:', and an answer ends at "
+    "end-of-sequence or before the next '\\nUser:' line, in training as in chat"
 )
 
 
@@ -177,6 +177,12 @@ def load_tokenizer(model_dir: Path) -> Any:
 def has_plain_template(tokenizer: Any) -> bool:
     """Whether the model came without a chat template and prompts use PLAIN_CHAT_TEMPLATE."""
     return bool(tokenizer.chat_template == PLAIN_CHAT_TEMPLATE)
+
+
+def turn_stops(tokenizer: Any) -> tuple[str, ...]:
+    """The strings where the model's answer ends besides end-of-sequence: a plain-template
+    model's next turn; none for a model with its own chat template."""
+    return PLAIN_TURN_STOPS if has_plain_template(tokenizer) else ()
 
 
 def load_model_and_tokenizer(
@@ -298,6 +304,8 @@ class Policy:
     # the training forward keeps only each block's input and recomputes the rest in the
     # backward pass (less memory, about a third more compute); set when a job would not fit
     gradient_checkpointing: bool = False
+    # strings that end a completion like end-of-sequence (a plain-template model's next turn)
+    turn_stops: tuple[str, ...] = ()
     # a vision model's processor and the token that holds an image's place (vision.py)
     processor: Any = None
     image_token_id: int | None = None
@@ -423,6 +431,7 @@ def load_policy(
         head=FrozenLinear(output_layer.weight, autocast_dtype),
         logit_softcap=getattr(model.config.get_text_config(), "final_logit_softcapping", None),
         gradient_checkpointing=gradient_checkpointing,
+        turn_stops=turn_stops(tokenizer),
         **vision_parts(model_dir, model.config),
     )
 

@@ -28,6 +28,7 @@ from worker.constrained import ConstraintBatch
 from worker.trainer.fused_decoder import FusedDecoder
 from worker.trainer.kv_cache import sampling_cache
 from worker.trainer.models import Policy
+from worker.trainer.stops import StopWatch
 
 # compact the decoding batch once this fraction of its rows has ended
 COMPACT_FRACTION = 0.25
@@ -236,12 +237,16 @@ def sample(
     eos_ids: Tensor | None = None,
     fast: FusedDecoder | None = None,
     constraints: ConstraintBatch | None = None,
+    stops: tuple[str, ...] | None = None,
 ) -> Rollout:
     """Sample `group_size` completions of up to `max_tokens` tokens for each prompt, within a
     `decoding(policy)` block (`fast` is what it yields). `eos_ids` (default: the policy's)
-    are the tokens that end a completion. `constraints` (one row per completion, in the
+    are the tokens that end a completion, and so is the token that completes one of `stops`
+    (default: the policy's turn stops). `constraints` (one row per completion, in the
     rollout's order) restrict each token to what the row's grammar allows."""
     eos_ids = policy.eos_ids if eos_ids is None else eos_ids
+    stops = policy.turn_stops if stops is None else stops
+    watch = StopWatch(policy.tokenizer, stops) if stops else None
     n_rows = len(prompts) * group_size
     device = prompts.input_ids.device
     tokens = torch.full((n_rows, max_tokens), policy.pad_id, dtype=torch.long, device=device)
@@ -288,6 +293,8 @@ def sample(
         logprobs[rows, t] = step.logprob(token)[live]
         entropies[rows, t] = step.entropy[live]
         finishing = live & torch.isin(token, eos_ids)
+        if watch is not None:
+            finishing[live] |= watch.finished(tokens, rows, t)
         ended[active[finishing]] = True
         lengths[active[finishing]] = t + 1
         if t == max_tokens - 1 or bool(ended.all()):
