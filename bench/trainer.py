@@ -153,6 +153,9 @@ class Ours:
         hp = reference_hyperparameters()
         torch.manual_seed(SEED)
         self.policy = load_policy(model_dir, hp.lora_rank, hp.lora_alpha, device, "auto")
+        # TRL's completions end at end-of-sequence only: so do ours, where a plain-template
+        # model (gemma-3-270m) would also end them at its next turn
+        self.policy.turn_stops = ()
         optimizer = torch.optim.AdamW(
             self.policy.trainable_parameters(), lr=hp.learning_rate, weight_decay=0.0
         )
