@@ -224,7 +224,8 @@ def test_a_deleted_adapter_is_unloaded_and_no_longer_served(tiny: Tiny) -> None:
 
 def test_a_model_without_a_template_stops_at_the_next_turn(tmp_path: Path) -> None:
     """A pretrained model in the plain template ('User: ...' lines) answers up to the next
-    'User:' line at most, as well as up to the caller's own stop strings."""
+    'User:' line at most, as well as up to the caller's own stop strings, and its answer
+    starts after the template's space."""
     from worker.inference.engine import _plan
     from worker.inference.pool import LoadedBase
     from worker.trainer.models import load_model_and_tokenizer
@@ -247,5 +248,9 @@ def test_a_model_without_a_template_stops_at_the_next_turn(tmp_path: Path) -> No
     model, tokenizer = load_model_and_tokenizer(pretrained)
     ids = tokenizer(" Paris\nUser: and Rome?", add_special_tokens=False)["input_ids"]
     row = Completion(token_ids=ids)
-    _apply_stop(row, Vocabulary(tokenizer), stops["pretrained"])
-    assert (row.text, row.finish_reason) == (" Paris", "stop")
+    vocab = Vocabulary(tokenizer)
+    _apply_stop(row, vocab, stops["pretrained"])
+    # the space after 'Assistant:' is the template's: the answer is read without it
+    assert (row.text, row.finish_reason) == ("Paris", "stop")
+    assert vocab.decode(ids[:1]) == "Paris"
+    assert Vocabulary(load_model_and_tokenizer(chat)[1]).decode(ids[:1]) == " Paris"

@@ -1,5 +1,6 @@
 """Stop strings while sampling: a completion ends on the token that completes one, its text
-is graded without it, and a plain-template model stops at its next turn."""
+is graded without it, and a plain-template model stops at its next turn; its answer is read
+after the template's space."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import torch
 
 from app.graders import BatchGrader, GraderConfig
 from worker.trainer.data import encode_prompt
-from worker.trainer.grpo import grade
+from worker.trainer.grpo import decode_completions, grade
 from worker.trainer.models import PLAIN_TURN_STOPS, load_policy, load_tokenizer
 from worker.trainer.sampling import PromptBatch, decoding, sample
 from worker.trainer.stops import StopWatch, text_before_stop
@@ -103,5 +104,13 @@ def test_a_plain_template_model_stops_at_its_next_turn(
     shutil.copytree(tiny_model_dir, pretrained)
     (pretrained / "chat_template.jinja").unlink()
     policy = load_policy(pretrained, lora_rank=4, lora_alpha=8, device="cpu", precision="fp32")
-    assert policy.turn_stops == PLAIN_TURN_STOPS
-    assert tiny_policy.turn_stops == ()
+    assert (policy.turn_stops, policy.answer_separator) == (PLAIN_TURN_STOPS, " ")
+    assert (tiny_policy.turn_stops, tiny_policy.answer_separator) == ((), "")
+
+
+def test_the_answer_is_read_after_the_templates_separator(tiny_policy: Any) -> None:
+    rollout = rollout_of(tiny_policy, stops=())
+    texts = decode_completions(tiny_policy, rollout)
+    assert any(text.startswith(" ") for text in texts), "the test needs a leading space"
+    plain = dataclasses.replace(tiny_policy, answer_separator=" ")
+    assert decode_completions(plain, rollout) == [text.removeprefix(" ") for text in texts]

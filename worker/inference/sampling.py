@@ -22,7 +22,7 @@ import torch
 from app.inference_protocol import TokenLogprob, TopLogprob
 from app.tool_calls import ToolFormat, chat_template_text, tool_format
 from worker.constrained import Constraint, ConstraintBatch, vocab_info
-from worker.trainer.models import turn_stops
+from worker.trainer.models import answer_separator, turn_stops
 from worker.trainer.stops import text_before_stop
 
 
@@ -71,6 +71,7 @@ class Vocabulary:
         )
         # stop strings every answer ends at: the next turn, for a model without a template
         self.turn_stops = turn_stops(tokenizer)
+        self.answer_separator = answer_separator(tokenizer)
 
     def encode_chat(
         self, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None = None
@@ -83,7 +84,9 @@ class Vocabulary:
         return self.tokenizer(text, add_special_tokens=False)["input_ids"]
 
     def decode(self, token_ids: list[int]) -> str:
-        return self.tokenizer.decode(token_ids, skip_special_tokens=True)
+        """A completion's text, without the template's separator before the answer."""
+        text = self.tokenizer.decode(token_ids, skip_special_tokens=True)
+        return text.removeprefix(self.answer_separator)
 
     def token_bytes(self, token: int) -> bytes:
         """A token's own bytes, which may be part of a UTF-8 character."""

@@ -123,12 +123,15 @@ class StepOutcome:
 
 
 def decode_completions(policy: Policy, rollout: Rollout) -> list[str]:
-    """Each completion's text, without a turn stop it ended on."""
-    return [
-        text_before_stop(
-            policy.tokenizer.decode(tokens, skip_special_tokens=True), policy.turn_stops
-        )
+    """Each completion's answer: its text without the template's separator before it or a turn
+    stop it ended on."""
+    texts = [
+        policy.tokenizer.decode(tokens, skip_special_tokens=True)
         for tokens in rollout.completions()
+    ]
+    return [
+        text_before_stop(text.removeprefix(policy.answer_separator), policy.turn_stops)
+        for text in texts
     ]
 
 

@@ -154,6 +154,9 @@ PLAIN_CHAT_TEMPLATE = (
 # where an answer in the plain template ends at the latest: a pretrained model that has not
 # learned to end its turn with end-of-sequence goes on to write the user's next line
 PLAIN_TURN_STOPS = ("\nUser:",)
+# the plain template writes a turn as "Assistant: text": the space is the template's, not the
+# answer's, so an answer is read without it and SFT's targets are written after it
+PLAIN_ANSWER_SEPARATOR = " "
 PLAIN_TEMPLATE_NOTE = (
     "{model} has no chat template (it is a pretrained model, not a chat model): prompts are "
     "rendered as plain 'User: ...' lines ending in 'Assistant:', and an answer ends at "
@@ -183,6 +186,12 @@ def turn_stops(tokenizer: Any) -> tuple[str, ...]:
     """The strings where the model's answer ends besides end-of-sequence: a plain-template
     model's next turn; none for a model with its own chat template."""
     return PLAIN_TURN_STOPS if has_plain_template(tokenizer) else ()
+
+
+def answer_separator(tokenizer: Any) -> str:
+    """What the chat template writes between the assistant's role and its answer, where that
+    is not the model's to write: PLAIN_ANSWER_SEPARATOR for the plain template, else nothing."""
+    return PLAIN_ANSWER_SEPARATOR if has_plain_template(tokenizer) else ""
 
 
 def load_model_and_tokenizer(
@@ -306,6 +315,8 @@ class Policy:
     gradient_checkpointing: bool = False
     # strings that end a completion like end-of-sequence (a plain-template model's next turn)
     turn_stops: tuple[str, ...] = ()
+    # the template's text before an answer, left out of the answer's text (answer_separator)
+    answer_separator: str = ""
     # a vision model's processor and the token that holds an image's place (vision.py)
     processor: Any = None
     image_token_id: int | None = None
@@ -432,6 +443,7 @@ def load_policy(
         logit_softcap=getattr(model.config.get_text_config(), "final_logit_softcapping", None),
         gradient_checkpointing=gradient_checkpointing,
         turn_stops=turn_stops(tokenizer),
+        answer_separator=answer_separator(tokenizer),
         **vision_parts(model_dir, model.config),
     )
 
