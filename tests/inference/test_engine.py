@@ -14,9 +14,10 @@ import pytest
 from app.inference_protocol import GenerateRequest, MergeRequest
 from app.settings import Settings
 from tests.inference.models import build_adapter, build_tiny_base
+from worker.inference.answers import AnswerRules, ChoiceStream
 from worker.inference.engine import InferenceEngine
 from worker.inference.pool import ModelPool
-from worker.inference.sampling import Completion, Vocabulary, _apply_stop
+from worker.inference.sampling import Completion, SamplingParams, Vocabulary, _apply_stop
 
 MESSAGES = [{"role": "user", "content": "Name a colour."}]
 
@@ -254,3 +255,26 @@ def test_a_model_without_a_template_stops_at_the_next_turn(tmp_path: Path) -> No
     assert (row.text, row.finish_reason) == ("Paris", "stop")
     assert vocab.decode(ids[:1]) == "Paris"
     assert Vocabulary(load_model_and_tokenizer(chat)[1]).decode(ids[:1]) == " Paris"
+
+    # the whitespace leading into the next turn is cut too, where a caller's stop keeps it
+    # (OpenAI's rule), and a stream sends exactly the final answer
+    def finished(text: str, stop: tuple[str, ...]) -> Completion:
+        row = Completion(token_ids=tokenizer(text, add_special_tokens=False)["input_ids"])
+        _apply_stop(row, vocab, stop)
+        assert row.finish_reason == "stop"
+        return row
+
+    assert finished(" Paris \n\nUser: and Rome?", stops["pretrained"]).text == "Paris"
+    assert finished(" Paris \nEND\nUser:", stops["pretrained"]).text == "Paris \n"
+    answer = finished(" Paris,\n\nFrance\n\nUser: and Rome?", stops["pretrained"])
+    rules = AnswerRules(SamplingParams(max_tokens=99, stop=stops["pretrained"]))
+    stream, events = ChoiceStream(0, vocab, rules), []
+    for length in range(1, len(answer.token_ids) + 1):  # as sampling grows and stops a row
+        growing = Completion(token_ids=answer.token_ids[:length])
+        _apply_stop(growing, vocab, rules.params.stop)
+        events += stream.events(growing)
+        if growing.finish_reason is not None:
+            break
+    assert events[-1].finish_reason == "stop"
+    assert answer.text == "Paris,\n\nFrance"
+    assert "".join(event.text for event in events) == answer.text

@@ -16,7 +16,7 @@ from worker.trainer.data import encode_prompt
 from worker.trainer.grpo import decode_completions, grade
 from worker.trainer.models import PLAIN_TURN_STOPS, load_policy, load_tokenizer
 from worker.trainer.sampling import PromptBatch, decoding, sample
-from worker.trainer.stops import StopWatch, text_before_stop
+from worker.trainer.stops import StopWatch, text_before_stop, turn_answer
 
 CONTAINS_Y = {
     "type": "string_check",
@@ -41,6 +41,14 @@ def test_text_before_stop_leaves_the_stop_out() -> None:
     assert text_before_stop("ab|cd;ef", ("|", ";")) == "ab"
     assert text_before_stop("ab;cd|ef", ("|", ";")) == "ab"
     assert text_before_stop("no stop here", PLAIN_TURN_STOPS) == "no stop here"
+
+
+def test_a_turn_answer_leaves_out_the_separator_and_the_way_into_the_next_turn() -> None:
+    assert turn_answer(" Paris \n\nUser: And Rome?", " ", PLAIN_TURN_STOPS) == "Paris"
+    assert turn_answer(" Paris,\n France\nUser:", " ", PLAIN_TURN_STOPS) == "Paris,\n France"
+    # without a turn stop, only the separator goes: the budget cut the answer short
+    assert turn_answer(" Paris \n", " ", PLAIN_TURN_STOPS) == "Paris \n"
+    assert turn_answer(" Paris \n", "", ()) == " Paris \n"
 
 
 def test_the_watch_fires_on_the_token_that_completes_the_stop(tiny_model_dir: Path) -> None:
@@ -94,7 +102,7 @@ def test_the_grader_sees_the_answer_without_its_stop(tiny_policy: Any) -> None:
         assert graded.rewards.sum() == 0
         assert grade(tiny_policy, grader, rollout, items, 4).rewards.sum() > 0
     texts = [tiny_policy.tokenizer.decode(ids) for ids in rollout.completions()]
-    assert graded.texts == [text.split("y")[0] for text in texts]
+    assert graded.texts == [text.split("y")[0].rstrip() if "y" in text else text for text in texts]
 
 
 def test_a_plain_template_model_stops_at_its_next_turn(

@@ -50,8 +50,9 @@ def _stop_hold(text: str, stop: tuple[str, ...]) -> int:
 
 class ChoiceStream:
     """One choice's deltas: text is sent once nothing later can change it (a character still
-    missing bytes, the start of a stop string or of a tool call is held back), so the deltas
-    join to the text of the finished choice."""
+    missing bytes, the start of a stop string or of a tool call, and a plain-template model's
+    trailing whitespace are held back), so the deltas join to the text of the finished
+    choice."""
 
     def __init__(self, index: int, vocab: Vocabulary, rules: AnswerRules) -> None:
         self.index = index
@@ -69,6 +70,8 @@ class ChoiceStream:
         text = self.vocab.decode(row.token_ids)
         settled = len(text.rstrip("\ufffd")) if text.endswith("\ufffd") else len(text)
         settled -= _stop_hold(text[:settled], self.rules.params.stop)
+        if self.vocab.turn_stops:  # whitespace that may lead into the next turn, which is cut
+            settled = len(text[:settled].rstrip())
         if self.rules.tool_format is not None:
             settled = min(settled, settled_length(self.rules.tool_format, text[:settled]))
         if settled <= self.sent_text:

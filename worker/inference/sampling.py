@@ -242,10 +242,13 @@ def _extend(
 
 
 def _apply_stop(row: Completion, vocab: Vocabulary, stop: tuple[str, ...]) -> None:
-    """Cut the text before the first stop string, which is not returned (OpenAI's rule)."""
+    """Cut the text before the first stop string, which is not returned (OpenAI's rule); a
+    model's turn stop takes the whitespace before it too."""
     text = vocab.decode(row.token_ids)
     answer = text_before_stop(text, stop)
     if len(answer) < len(text):
+        if len(text_before_stop(text, vocab.turn_stops)) == len(answer):
+            answer = answer.rstrip()  # the whitespace leading into the next turn is not said
         row.text = answer
         row.text_is_final = True
         row.finish_reason = "stop"

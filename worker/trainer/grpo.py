@@ -36,7 +36,7 @@ from worker.trainer.logprobs import as_matrix, pack, score_packed
 from worker.trainer.losses import BatchTotals, LossConfig, LossParts, policy_loss
 from worker.trainer.models import Policy
 from worker.trainer.sampling import PromptBatch, Rollout, decoding, sample
-from worker.trainer.stops import text_before_stop
+from worker.trainer.stops import turn_answer
 
 # Tokens packed into one training forward; more are split into micro-batches of prompts.
 # The attention mask is [sequences, L, L] and activations grow with it: this bounds memory.
@@ -123,16 +123,13 @@ class StepOutcome:
 
 
 def decode_completions(policy: Policy, rollout: Rollout) -> list[str]:
-    """Each completion's answer: its text without the template's separator before it or a turn
-    stop it ended on."""
+    """Each completion's answer: its text without the template's separator before it or the
+    turn stop it ended on (turn_answer)."""
     texts = [
         policy.tokenizer.decode(tokens, skip_special_tokens=True)
         for tokens in rollout.completions()
     ]
-    return [
-        text_before_stop(text.removeprefix(policy.answer_separator), policy.turn_stops)
-        for text in texts
-    ]
+    return [turn_answer(text, policy.answer_separator, policy.turn_stops) for text in texts]
 
 
 def sample_rollout(

@@ -20,6 +20,14 @@ def text_before_stop(text: str, stops: tuple[str, ...]) -> str:
     return text[: min(cuts)] if cuts else text
 
 
+def turn_answer(text: str, separator: str, turn_stops: tuple[str, ...]) -> str:
+    """The answer in a completion's text: after the template's separator, up to the first turn
+    stop, without the whitespace that leads into that next turn."""
+    text = text.removeprefix(separator)
+    answer = text_before_stop(text, turn_stops)
+    return answer.rstrip() if len(answer) < len(text) else answer
+
+
 class StopWatch:
     """Tells which rows have just written one of `stops`, reading only each row's last few
     tokens: every token but a special one decodes to at least one character, so a stop string
