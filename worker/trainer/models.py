@@ -155,7 +155,7 @@ PLAIN_CHAT_TEMPLATE = (
 # learned to end its turn with end-of-sequence goes on to write the user's next line
 PLAIN_TURN_STOPS = ("\nUser:",)
 # the plain template writes a turn as "Assistant: text": the space is the template's, not the
-# answer's, so an answer is read without it and SFT's targets are written after it
+# answer's, so an answer is read without it
 PLAIN_ANSWER_SEPARATOR = " "
 PLAIN_TEMPLATE_NOTE = (
     "{model} has no chat template (it is a pretrained model, not a chat model): prompts are "
