@@ -120,3 +120,14 @@ def test_configure_logging_refuses_unknown_format_and_does_not_double() -> None:
         assert len(own.handlers) == 1
     finally:
         own.handlers[:], own.level, own.propagate = saved
+
+
+def test_a_running_app_keeps_its_startup_objects_out_of_garbage_collection(
+    tmp_path: Path,
+) -> None:
+    import gc
+
+    with TestClient(create_app(Settings(data_dir=tmp_path))) as client:
+        assert client.get("/health").status_code == 200
+        assert gc.get_freeze_count() > 10_000  # the app, its routes and modules
+    assert gc.get_freeze_count() == 0  # nothing stays pinned once it stops
