@@ -12,6 +12,7 @@ from starlette.datastructures import UploadFile
 
 from app.auth import current_project, get_session, get_settings_dep, reads
 from app.errors import bad_request
+from app.files import reads as file_reads
 from app.files import service as file_service
 from app.files.schemas import MAX_EXPIRY_SECONDS, MIN_EXPIRY_SECONDS, FileDeleted, FileObject
 from app.pagination import Page
@@ -108,23 +109,17 @@ async def list_files(
     after: str | None = None,
     project: Project = Depends(current_project),
 ) -> Page[FileObject]:
-    def read(session: Session, limit: int) -> Page[FileObject]:
-        rows, has_more = file_service.list_files(
-            session, project, purpose=purpose, limit=limit, order=order, after=after
-        )
-        return Page.of([FileObject.from_row(row) for row in rows], has_more)
-
-    return await reads(request).run_page(read, limit)
+    rows, has_more = await file_reads.files(
+        reads(request), project, purpose=purpose, limit=limit, order=order, after=after
+    )
+    return Page.of([FileObject.from_columns(row) for row in rows], has_more)
 
 
 @router.get("/files/{file_id}", response_model=FileObject)
 async def retrieve_file(
     file_id: str, request: Request, project: Project = Depends(current_project)
 ) -> FileObject:
-    def read(session: Session) -> FileObject:
-        return FileObject.from_row(file_service.get_file(session, project, file_id))
-
-    return await reads(request).run(read)
+    return FileObject.from_columns(await file_reads.file(reads(request), project, file_id))
 
 
 @router.get("/files/{file_id}/content")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel
 
@@ -35,6 +35,11 @@ class FileObject(BaseModel):
             status=row.status,
             expires_at=row.expires_at,
         )
+
+    @classmethod
+    def from_columns(cls, row: dict[str, Any]) -> FileObject:
+        """From a row of `app.files.reads.FILE_COLUMNS`."""
+        return cls.model_validate(row)
 
 
 class FileDeleted(BaseModel):

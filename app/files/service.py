@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Literal
 
 from sqlalchemy import BindParameter, ColumnElement, bindparam, or_, select
 from sqlalchemy.orm import Session
@@ -103,17 +102,12 @@ def upload_file(
     )  # fmt: skip
 
 
-# the reads every files request makes, built once (building and keying a statement costs
-# about as much as SQLite takes to answer it); the clock is a parameter, `now`
-_UNEXPIRED = _unexpired_at(bindparam("now"))
+# built once (building and keying a statement costs about as much as SQLite takes to answer
+# it); the clock is a parameter, `now`
+UNEXPIRED = _unexpired_at(bindparam("now"))
 _FILE_OF_PROJECT = select(File).where(
-    File.id == bindparam("file_id"), File.project_id == bindparam("project_id"), _UNEXPIRED
+    File.id == bindparam("file_id"), File.project_id == bindparam("project_id"), UNEXPIRED
 )
-_PROJECT_FILES = select(File).where(File.project_id == bindparam("project_id"), _UNEXPIRED)
-_PROJECT_FILES_PAGE = {
-    "asc": _PROJECT_FILES.order_by(File.seq.asc()).limit(bindparam("limit")),
-    "desc": _PROJECT_FILES.order_by(File.seq.desc()).limit(bindparam("limit")),
-}
 
 
 def get_file(session: Session, project: Project, file_id: str, *, param: str | None = None) -> File:
@@ -123,26 +117,6 @@ def get_file(session: Session, project: Project, file_id: str, *, param: str | N
     if row is None:
         raise not_found("file", file_id, param=param)
     return row
-
-
-def list_files(
-    session: Session,
-    project: Project,
-    *,
-    purpose: str | None,
-    limit: int,
-    order: Literal["asc", "desc"],
-    after: str | None,
-) -> tuple[list[File], bool]:
-    query = _PROJECT_FILES_PAGE[order]
-    if purpose:
-        query = query.where(File.purpose == purpose)
-    if after:
-        cursor = get_file(session, project, after, param="after")
-        query = query.where(File.seq > cursor.seq if order == "asc" else File.seq < cursor.seq)
-    parameters = {"project_id": project.id, "now": now(), "limit": limit + 1}
-    rows = list(session.scalars(query, parameters))
-    return rows[:limit], len(rows) > limit
 
 
 def delete_file(session: Session, storage: Storage, project: Project, file_id: str) -> None:

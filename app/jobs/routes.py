@@ -10,6 +10,7 @@ from fastapi.concurrency import run_in_threadpool
 from sqlalchemy.orm import Session
 
 from app.auth import current_project, get_session, get_settings_dep, reads
+from app.jobs import reads as job_reads
 from app.jobs import service as job_service
 from app.jobs.schemas import (
     CheckpointObject,
@@ -20,7 +21,7 @@ from app.jobs.schemas import (
 )
 from app.pagination import Page
 from app.settings import Settings
-from app.tables import Project
+from app.tables import Checkpoint, JobEvent, Project
 
 router = APIRouter(prefix="/fine_tuning/jobs")
 
@@ -70,25 +71,17 @@ async def list_jobs(
     limit: int = Query(20, ge=1, le=100),
     project: Project = Depends(current_project),
 ) -> Page[FineTuningJob]:
-    metadata = _metadata_filter(request)
-
-    def read(session: Session) -> Page[FineTuningJob]:
-        jobs, has_more = job_service.list_jobs(
-            session, project, after=after, limit=limit, metadata=metadata
-        )
-        return Page.of([FineTuningJob.from_row(job) for job in jobs], has_more)
-
-    return await reads(request).run(read)
+    rows, has_more = await job_reads.jobs(
+        reads(request), project, after=after, limit=limit, metadata=_metadata_filter(request)
+    )
+    return Page.of([FineTuningJob.from_columns(row) for row in rows], has_more)
 
 
 @router.get("/{job_id}", response_model=FineTuningJob)
 async def retrieve_job(
     job_id: str, request: Request, project: Project = Depends(current_project)
 ) -> FineTuningJob:
-    def read(session: Session) -> FineTuningJob:
-        return FineTuningJob.from_row(job_service.get_job(session, project, job_id))
-
-    return await reads(request).run(read)
+    return FineTuningJob.from_columns(await job_reads.job(reads(request), project, job_id))
 
 
 def _action_route(action: str):  # type: ignore[no-untyped-def]
@@ -122,13 +115,10 @@ async def list_events(
     limit: int = Query(20, ge=1, le=1000),
     project: Project = Depends(current_project),
 ) -> Page[JobEventObject]:
-    def read(session: Session, limit: int) -> Page[JobEventObject]:
-        events, has_more = job_service.list_events(
-            session, project, job_id, after=after, limit=limit
-        )
-        return Page.of([JobEventObject.from_row(event) for event in events], has_more)
-
-    return await reads(request).run_page(read, limit)
+    rows, has_more = await job_reads.newest_first(
+        reads(request), project, JobEvent, job_id, after=after, limit=limit
+    )
+    return Page.of([JobEventObject.from_columns(row) for row in rows], has_more)
 
 
 @router.get("/{job_id}/checkpoints", response_model=Page[CheckpointObject])
@@ -139,13 +129,10 @@ async def list_checkpoints(
     limit: int = Query(10, ge=1, le=100),
     project: Project = Depends(current_project),
 ) -> Page[CheckpointObject]:
-    def read(session: Session) -> Page[CheckpointObject]:
-        rows, has_more = job_service.list_checkpoints(
-            session, project, job_id, after=after, limit=limit
-        )
-        return Page.of([CheckpointObject.from_row(row) for row in rows], has_more)
-
-    return await reads(request).run(read)
+    rows, has_more = await job_reads.newest_first(
+        reads(request), project, Checkpoint, job_id, after=after, limit=limit
+    )
+    return Page.of([CheckpointObject.from_columns(row) for row in rows], has_more)
 
 
 # the largest step a query may name (the column is a 32-bit integer)

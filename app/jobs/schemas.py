@@ -81,6 +81,13 @@ class FineTuningJob(BaseModel):
             parent_job_id=job.parent_job_id,
         )
 
+    @classmethod
+    def from_columns(cls, row: dict[str, Any]) -> FineTuningJob:
+        """From a row of `app.jobs.reads.JOB_COLUMNS` (already by these fields' names)."""
+        return cls.model_validate(
+            {**row, "result_files": row["result_files"] or [], "error": row["error"] or None}
+        )
+
 
 class JobEventObject(BaseModel):
     id: str
@@ -102,6 +109,11 @@ class JobEventObject(BaseModel):
             data=event.data,
         )
 
+    @classmethod
+    def from_columns(cls, row: dict[str, Any]) -> JobEventObject:
+        """From a row of `app.jobs.reads.EVENT_COLUMNS`."""
+        return cls.model_validate(row)
+
 
 class CheckpointObject(BaseModel):
     id: str
@@ -122,6 +134,11 @@ class CheckpointObject(BaseModel):
             step_number=checkpoint.step_number,
             metrics=checkpoint.metrics or {},
         )
+
+    @classmethod
+    def from_columns(cls, row: dict[str, Any]) -> CheckpointObject:
+        """From a row of `app.jobs.reads.CHECKPOINT_COLUMNS`."""
+        return cls.model_validate({**row, "metrics": row["metrics"] or {}})
 
 
 class SampleObject(BaseModel):

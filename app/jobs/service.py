@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import random
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -41,7 +41,7 @@ from app.jobs.tool_support import check_tool_support
 from app.quotas import check_active_jobs
 from app.settings import Settings
 from app.storage import Storage
-from app.tables import Checkpoint, File, Job, JobEvent, JobSample, Project, now
+from app.tables import Checkpoint, File, Job, JobSample, Project, now
 from app.workers.placement import DoesNotFit, Placement, job_size, model_shape, place_job
 from app.workers.registry import live_workers
 
@@ -328,66 +328,6 @@ def get_job(session: Session, project: Project, job_id: str) -> Job:
     return job
 
 
-def _metadata_matches(job: Job, wanted: dict[str, str] | None) -> bool:
-    if wanted is None:
-        return True
-    if not wanted:  # `metadata=null`: jobs without metadata
-        return not job.job_metadata
-    stored = job.job_metadata or {}
-    return all(stored.get(key, None if value else "") == value for key, value in wanted.items())
-
-
-# a metadata filter reads the project's jobs in batches of this many until it has a page
-JOB_BATCH = 100
-
-
-_PROJECT_JOBS_NEWEST = (
-    select(Job)
-    .where(Job.project_id == bindparam("project_id"))
-    .order_by(Job.seq.desc())
-    .limit(bindparam("limit"))
-)
-_PROJECT_JOBS_BEFORE = _PROJECT_JOBS_NEWEST.where(Job.seq < bindparam("before_seq"))
-
-
-def _jobs_newest_first(
-    session: Session, project: Project, before_seq: int | None, limit: int | None
-) -> Iterator[Job]:
-    """The project's jobs, newest first; at most `limit` of them when given, else all of them
-    in batches of JOB_BATCH (each batch its own query: no cursor stays open between them)."""
-    batch = limit or JOB_BATCH
-    while True:
-        parameters = {"project_id": project.id, "limit": batch}
-        query = _PROJECT_JOBS_NEWEST
-        if before_seq is not None:
-            query, parameters["before_seq"] = _PROJECT_JOBS_BEFORE, before_seq
-        rows = list(session.scalars(query, parameters))
-        yield from rows
-        if limit is not None or len(rows) < batch:
-            return
-        before_seq = rows[-1].seq
-
-
-def list_jobs(
-    session: Session,
-    project: Project,
-    *,
-    after: str | None,
-    limit: int,
-    metadata: dict[str, str] | None,
-) -> tuple[list[Job], bool]:
-    before_seq = get_job(session, project, after).seq if after else None
-    matches: list[Job] = []
-    # without a filter, a page is the next limit+1 jobs; SQL reads no more than that
-    read_limit = limit + 1 if metadata is None else None
-    for job in _jobs_newest_first(session, project, before_seq, read_limit):
-        if _metadata_matches(job, metadata):
-            matches.append(job)
-            if len(matches) > limit:
-                break
-    return matches[:limit], len(matches) > limit
-
-
 def act_on_job(
     session: Session, project: Project, job_id: str, action: UserAction, enqueue: Enqueue
 ) -> Job:
@@ -406,44 +346,6 @@ def act_on_job(
     if outcome.enqueue_worker:
         _send_resumed(session, job, enqueue)
     return job
-
-
-_JOB_ROWS_NEWEST = {
-    table: select(table)
-    .where(table.job_id == bindparam("job_id"))
-    .order_by(table.seq.desc())
-    .limit(bindparam("limit"))
-    for table in (JobEvent, Checkpoint)
-}
-
-
-def _newest_first(
-    session: Session, table: type[JobEvent] | type[Checkpoint], kind: str, job_id: str,
-    after: str | None, limit: int,
-) -> tuple[list[Any], bool]:  # fmt: skip
-    """One page of a job's events or checkpoints, newest first, after the `after` row."""
-    query = _JOB_ROWS_NEWEST[table]
-    if after:
-        cursor = session.scalar(select(table).where(table.id == after, table.job_id == job_id))
-        if cursor is None:
-            raise not_found(kind, after, param="after")
-        query = query.where(table.seq < cursor.seq)
-    rows = list(session.scalars(query, {"job_id": job_id, "limit": limit + 1}))
-    return rows[:limit], len(rows) > limit
-
-
-def list_events(
-    session: Session, project: Project, job_id: str, *, after: str | None, limit: int
-) -> tuple[list[JobEvent], bool]:
-    job = get_job(session, project, job_id)
-    return _newest_first(session, JobEvent, "event", job.id, after, limit)
-
-
-def list_checkpoints(
-    session: Session, project: Project, job_id: str, *, after: str | None, limit: int
-) -> tuple[list[Checkpoint], bool]:
-    job = get_job(session, project, job_id)
-    return _newest_first(session, Checkpoint, "checkpoint", job.id, after, limit)
 
 
 def _sample_split(split: str) -> str:

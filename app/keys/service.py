@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import bindparam, delete, select
 from sqlalchemy.orm import Session
@@ -47,36 +49,59 @@ def create_key(session: Session, project_name: str) -> str:
     return api_key
 
 
-# built once: every request runs it, and building and keying a statement costs more than
-# SQLite takes to answer it
-_KEY_AND_PROJECT = (
-    select(ApiKey, Project)
+# built once: every request runs them, and building and keying a statement costs more than
+# SQLite takes to answer it. Plain columns: the request reads them without a session
+# (`app.reads.Reads.rows`).
+KEY_OWNER = (
+    select(
+        Project.id, Project.name, Project.created_at, Project.last_dispatched_at,
+        ApiKey.job_id, ApiKey.job_attempt,
+    )
     .join(Project, Project.id == ApiKey.project_id)
     .where(ApiKey.key_hash == bindparam("key_hash"))
+)  # fmt: skip
+# a job's key lives while the attempt it was issued to runs and holds its lease: it expires
+# within a lease length of a lost worker, and with the job's end
+JOB_KEY_ALIVE = select(Job.seq).where(
+    Job.id == bindparam("job_id"),
+    Job.attempt == bindparam("job_attempt"),
+    Job.status == JobStatus.RUNNING.value,
+    Job.lease_owner.is_not(None),
+    Job.lease_expires_at > db_clock(),
 )
 
 
-def project_for_key(session: Session, api_key: str) -> Project | None:
-    found = session.execute(_KEY_AND_PROJECT, {"key_hash": hash_key(api_key)}).first()
-    if found is None:
-        return None
-    key, project = found
-    if key.job_id is not None and not _job_key_alive(session, key):
-        return None
-    return project
+def key_owner_parameters(api_key: str) -> dict[str, str]:
+    return {"key_hash": hash_key(api_key)}
 
 
-def _job_key_alive(session: Session, key: ApiKey) -> bool:
-    """A job's key lives while the attempt it was issued to runs and holds its lease: it
-    expires within a lease length of a lost worker, and with the job's end."""
-    alive = select(Job.seq).where(
-        Job.id == key.job_id,
-        Job.attempt == key.job_attempt,
-        Job.status == JobStatus.RUNNING.value,
-        Job.lease_owner.is_not(None),
-        Job.lease_expires_at > db_clock(),
+def job_key_parameters(job_id: str | None, job_attempt: int | None) -> dict[str, Any] | None:
+    """What JOB_KEY_ALIVE needs for a job's key; None for a user's key (no job)."""
+    if job_id is None:
+        return None
+    return {"job_id": job_id, "job_attempt": job_attempt}
+
+
+def project_of(owner: Mapping[str, Any]) -> Project:
+    """The project a KEY_OWNER row names, as a detached row."""
+    return Project(
+        id=owner["id"],
+        name=owner["name"],
+        created_at=owner["created_at"],
+        last_dispatched_at=owner["last_dispatched_at"],
     )
-    return session.scalar(alive) is not None
+
+
+def project_for_key(session: Session, api_key: str) -> Project | None:
+    """The project `api_key` acts for, or None for an unknown or dead key (the same reads as
+    a request's, in a session)."""
+    owner = session.execute(KEY_OWNER, key_owner_parameters(api_key)).mappings().first()
+    if owner is None:
+        return None
+    job_key = job_key_parameters(owner["job_id"], owner["job_attempt"])
+    if job_key is not None and session.scalar(JOB_KEY_ALIVE, job_key) is None:
+        return None
+    return project_of(owner)
 
 
 def issue_job_key(session: Session, job_id: str, attempt: int) -> str:
@@ -104,7 +129,11 @@ def revoke_job_keys(session: Session, job_id: str, attempt: int) -> None:
 def purge_dead_job_keys(session: Session) -> int:
     """Delete job keys whose attempt ended without revoking them (its worker was lost)."""
     keys = session.scalars(select(ApiKey).where(ApiKey.job_id.is_not(None))).all()
-    dead = [key.seq for key in keys if not _job_key_alive(session, key)]
+    dead = [
+        key.seq
+        for key in keys
+        if session.scalar(JOB_KEY_ALIVE, job_key_parameters(key.job_id, key.job_attempt)) is None
+    ]
     if dead:
         session.execute(delete(ApiKey).where(ApiKey.seq.in_(dead)))
     return len(dead)

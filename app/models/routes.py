@@ -51,9 +51,7 @@ async def list_all_models(
     settings: Settings = Depends(get_settings_dep),
 ) -> dict:
     models = await _from_catalogue(settings, lambda: list_base_served(settings))
-    candidates = await reads(request).run(
-        lambda session: project_model_candidates(session, project)
-    )
+    candidates = await project_model_candidates(reads(request), project)
     if candidates:  # their files are checked in storage: one thread hop
         models += await run_in_threadpool(keep_with_files, settings, candidates)
     return page([_model_object(model) for model in models], False)

@@ -13,13 +13,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import bindparam, select
+from sqlalchemy import bindparam, func, select
 from sqlalchemy.orm import Session
 
 from app.artifact_store import artifact_store
 from app.base_models import BaseModel, find_base_model, list_base_models
 from app.errors import APIError, not_found
 from app.jobs.service import get_job
+from app.rows import RowSource, labelled
 from app.settings import Settings
 from app.tables import Checkpoint, CheckpointPermission, Job, JobEvent, Project
 
@@ -80,13 +81,35 @@ _SHARED_CHECKPOINTS = (
     )
     .where(CheckpointPermission.project_id == bindparam("project_id"))
 )
-_SHARED_IN_GRANT_ORDER = _SHARED_CHECKPOINTS.order_by(CheckpointPermission.seq)
-_FINE_TUNED_JOBS = (
-    select(Job)
+# the project's fine-tuned models and the checkpoints shared with it, as ServedModel's fields
+_BASE_MODEL_NAME = func.coalesce(Job.base_model, Job.model)  # Job.base_model_name
+_FINE_TUNED_MODELS = (
+    select(
+        *labelled(
+            id=Job.fine_tuned_model,
+            base_model=_BASE_MODEL_NAME,
+            adapter_key=Job.result_adapter_path,
+            created=func.coalesce(Job.finished_at, Job.created_at),
+            owned_by=Job.project_id,
+            job_id=Job.id,
+        )
+    )  # fmt: skip
     .where(Job.project_id == bindparam("project_id"), Job.fine_tuned_model.is_not(None))
     .where(Job.result_adapter_path.is_not(None))
     .order_by(Job.seq)
 )
+_SHARED_CHECKPOINT_MODELS = _SHARED_CHECKPOINTS.with_only_columns(
+    *labelled(
+        id=Checkpoint.fine_tuned_model_checkpoint,
+        base_model=_BASE_MODEL_NAME,
+        adapter_key=Checkpoint.storage_path,
+        created=Checkpoint.created_at,
+        owned_by=Job.project_id,
+        job_id=Job.id,
+        step_number=Checkpoint.step_number,
+        metrics=Checkpoint.metrics,
+    )
+).order_by(CheckpointPermission.seq)  # fmt: skip
 
 
 def list_base_served(settings: Settings) -> list[ServedModel]:
@@ -99,15 +122,16 @@ def base_served(base: BaseModel) -> ServedModel:
     return ServedModel(base.name, base.name, None, base.created, BASE_MODEL_OWNER)
 
 
-def project_model_candidates(session: Session, project: Project) -> list[ServedModel]:
+async def project_model_candidates(source: RowSource, project: Project) -> list[ServedModel]:
     """The project's fine-tuned models (oldest job first) and the checkpoints other projects
     shared with it (oldest grant first), as the database has them: `keep_with_files` then
     leaves out those whose files are gone."""
-    jobs = session.scalars(_FINE_TUNED_JOBS, {"project_id": project.id})
-    models = [_fine_tuned(job, metrics={}) for job in jobs]
-    shared = session.execute(_SHARED_IN_GRANT_ORDER, {"project_id": project.id})
-    models.extend(_checkpoint_model(*row) for row in shared)
-    return models
+    parameters = {"project_id": project.id}
+    fine_tuned = await source.rows(_FINE_TUNED_MODELS, parameters)
+    shared = await source.rows(_SHARED_CHECKPOINT_MODELS, parameters)
+    return [ServedModel(**row) for row in fine_tuned] + [
+        ServedModel(**{**row, "metrics": dict(row["metrics"] or {})}) for row in shared
+    ]
 
 
 def keep_with_files(settings: Settings, models: list[ServedModel]) -> list[ServedModel]:

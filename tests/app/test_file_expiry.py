@@ -3,13 +3,17 @@ bytes, except while an unfinished job still reads it."""
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 from sqlalchemy import update
 
 from app.errors import APIError
-from app.files.service import get_file, list_files, purge_expired
+from app.files.reads import file, files
+from app.files.service import get_file, purge_expired
 from app.jobs import repository
 from app.jobs.states import JobStatus
+from app.reads import reads_for
 from app.storage import LocalStorage
 from app.tables import File, now
 from tests.jobs.database import JobDatabase
@@ -40,11 +44,14 @@ def test_expired_file_is_gone_for_the_api_and_purged(job_database: JobDatabase) 
         with pytest.raises(APIError) as missing:
             get_file(session, db.project, db.training_file)
         assert missing.value.status_code == 404
-        listed, _ = list_files(
-            session, db.project, purpose=None, limit=100, order="desc", after=None
-        )
-        assert db.training_file not in {row.id for row in listed}
-        assert db.validation_file in {row.id for row in listed}
+    listed, _ = asyncio.run(
+        files(reads_for(db.settings), db.project, purpose=None, limit=100, order="desc", after=None)
+    )
+    assert db.training_file not in {row["id"] for row in listed}
+    assert db.validation_file in {row["id"] for row in listed}
+    with pytest.raises(APIError) as missing:
+        asyncio.run(file(reads_for(db.settings), db.project, db.training_file))
+    assert missing.value.status_code == 404
     with pytest.raises(APIError) as refused:
         db.create_job()
     assert refused.value.status_code == 400 and refused.value.code == "file_not_found"

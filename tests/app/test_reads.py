@@ -11,14 +11,17 @@ import sqlite3
 import threading
 import time
 from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
 import pytest
-from sqlalchemy import func, select, text
+from sqlalchemy import bindparam, func, select, text
 from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
 
+from app import reads as reads_module
 from app.db import get_engine, session_factory
 from app.migrate import upgrade
 from app.reads import LOOP_READ_ROWS, AsyncDriverReads, Reads, SQLiteLoopReads, reads_for
@@ -57,6 +60,41 @@ def postgres_settings(tmp_path: Path) -> Iterator[Settings]:
         pytest.skip("OPENRFT_TEST_DATABASE_URL is not set")
     with fresh_postgres_database() as url:
         yield _settings(tmp_path / "data", url)
+
+
+_PROJECT_NAMES = select(Project.name).order_by(Project.name).limit(bindparam("limit"))
+
+
+def _count_thread_hops(monkeypatch: pytest.MonkeyPatch) -> list[object]:
+    """A list that gets an entry each time app.reads hops to a thread."""
+    hops: list[object] = []
+
+    async def counted(function: Callable[..., T], *args: object) -> T:
+        hops.append(function)
+        return await run_in_threadpool(function, *args)
+
+    monkeypatch.setattr(reads_module, "run_in_threadpool", counted)
+    return hops
+
+
+@contextmanager
+def _locked_for(settings: Settings, seconds: float) -> Iterator[None]:
+    """Every reader of the SQLite database is kept out for `seconds`, as while a database is
+    recovered after a crash: a connection in exclusive locking mode holds it until it closes."""
+    get_engine(settings.resolved_database_url).dispose()  # the setup's connections
+    holder = sqlite3.connect(
+        settings.resolved_data_dir / "openrft.db", isolation_level=None, check_same_thread=False
+    )
+    holder.execute("PRAGMA locking_mode=EXCLUSIVE")
+    holder.execute("BEGIN EXCLUSIVE")
+    holder.execute("INSERT INTO projects (id, name, created_at) VALUES ('proj_x', 'x', 0)")
+    holder.execute("COMMIT")
+    release = threading.Timer(seconds, holder.close)
+    release.start()
+    try:
+        yield
+    finally:
+        release.join()
 
 
 def _count_with_thread(session: Session) -> tuple[int, int]:
@@ -116,23 +154,12 @@ def test_a_sqlite_read_runs_on_the_event_loop_without_a_thread_hop(
 def test_a_sqlite_read_that_would_wait_for_a_lock_waits_in_a_thread_while_the_loop_runs(
     sqlite_settings: Settings,
 ) -> None:
-    database = sqlite_settings.resolved_data_dir / "openrft.db"
-    get_engine(sqlite_settings.resolved_database_url).dispose()  # the setup's connections
-    # a connection in exclusive locking mode keeps every reader out until it closes, as a
-    # database being recovered after a crash does
-    holder = sqlite3.connect(database, isolation_level=None, check_same_thread=False)
-    holder.execute("PRAGMA locking_mode=EXCLUSIVE")
-    holder.execute("BEGIN EXCLUSIVE")
-    holder.execute("INSERT INTO projects (id, name, created_at) VALUES ('proj_x', 'x', 0)")
-    holder.execute("COMMIT")
-    release = threading.Timer(0.5, holder.close)
-    release.start()
     reads = reads_for(sqlite_settings)
     started = time.monotonic()
-    ((count, work_thread), ticks), loop_thread = _on_loop(
-        lambda: _with_ticker(reads.run(_count_with_thread))
-    )
-    release.join()
+    with _locked_for(sqlite_settings, seconds=0.5):
+        ((count, work_thread), ticks), loop_thread = _on_loop(
+            lambda: _with_ticker(reads.run(_count_with_thread))
+        )
     assert count == LOOP_READ_ROWS + 21  # the read waited for the lock, then saw the row
     assert time.monotonic() - started >= 0.45
     assert work_thread != loop_thread
@@ -140,24 +167,30 @@ def test_a_sqlite_read_that_would_wait_for_a_lock_waits_in_a_thread_while_the_lo
 
 
 def test_a_sqlite_page_larger_than_a_loop_read_is_read_whole_in_a_thread(
-    sqlite_settings: Settings,
+    sqlite_settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     reads = reads_for(sqlite_settings)
-    threads: list[int] = []
+    hops = _count_thread_hops(monkeypatch)
 
-    def page_of(session: Session, limit: int) -> Page:
-        page, thread = _project_page(session, limit)
-        threads.append(thread)
-        return page
+    (small, has_more), _ = _on_loop(lambda: reads.page(_PROJECT_NAMES, {}, 10))
+    assert [row["name"] for row in small] == [f"p{index:04d}" for index in range(10)]
+    assert has_more and hops == []
 
-    small, loop_thread = _on_loop(lambda: reads.run_page(page_of, 10))
-    assert len(small.names) == 10 and small.has_more and threads == [loop_thread]
-
-    threads.clear()
-    big, loop_thread = _on_loop(lambda: reads.run_page(page_of, LOOP_READ_ROWS + 50))
-    assert len(big.names) == LOOP_READ_ROWS + 20 and not big.has_more
+    (big, has_more), _ = _on_loop(lambda: reads.page(_PROJECT_NAMES, {}, LOOP_READ_ROWS + 50))
+    assert len(big) == LOOP_READ_ROWS + 20 and not has_more
     # first at most LOOP_READ_ROWS on the loop; there were more, so all of them in a thread
-    assert threads[0] == loop_thread and threads[1] != loop_thread and len(threads) == 2
+    assert len(hops) == 1
+
+
+def test_sqlite_rows_that_would_wait_for_a_lock_are_read_in_a_thread(
+    sqlite_settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    reads = reads_for(sqlite_settings)
+    hops = _count_thread_hops(monkeypatch)
+    with _locked_for(sqlite_settings, seconds=0.5):
+        (rows, has_more), _ = _on_loop(lambda: reads.page(_PROJECT_NAMES, {}, 5))
+    assert len(rows) == 5 and has_more
+    assert len(hops) == 1
 
 
 def test_a_slow_postgres_read_runs_on_the_loop_thread_and_yields_the_loop(
@@ -200,3 +233,64 @@ def test_a_postgres_read_whose_connection_was_dropped_runs_again_on_a_new_one(
 
     (first, second), _ = _on_loop(read_twice)
     assert first == second == LOOP_READ_ROWS + 20
+
+
+def test_postgres_rows_are_read_on_the_loop_and_again_after_a_dropped_connection(
+    postgres_settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import psycopg
+
+    reads = reads_for(postgres_settings)
+    hops = _count_thread_hops(monkeypatch)
+    url = postgres_settings.resolved_database_url.replace("postgresql+psycopg", "postgresql")
+
+    async def read_twice() -> tuple[int, int]:
+        try:
+            # a few connections in the pool, all of them dropped by the "restart"
+            await asyncio.gather(*(reads.page(_PROJECT_NAMES, {}, 10) for _ in range(4)))
+            first, _ = await reads.page(_PROJECT_NAMES, {}, 10)
+            with psycopg.connect(url, autocommit=True) as admin:  # as a server restart does
+                admin.execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                    " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                )
+            second, _ = await reads.page(_PROJECT_NAMES, {}, 10)
+            return len(first), len(second)
+        finally:
+            await reads.close()
+
+    (first, second), _ = _on_loop(read_twice)
+    assert first == second == 10
+    assert hops == []  # psycopg's asyncio connections: no thread
+
+
+def test_postgres_rows_come_back_as_sqlite_gives_them(
+    sqlite_settings: Settings, postgres_settings: Settings
+) -> None:
+    """The same statement, through SQLAlchemy on SQLite and straight to psycopg on PostgreSQL,
+    gives the same dicts: the labels as keys, NULLs as None, the statement's own values passed.
+    (JSON columns: tests/jobs/test_reads.py and the API tests run on both databases.)"""
+    statement = (
+        select(Project.id, Project.name.label("project_name"), Project.last_dispatched_at)
+        .where(Project.name >= "p0001", Project.name <= "p0002")
+        .order_by(Project.name)
+    )
+
+    async def both() -> tuple[object, object]:
+        postgres = reads_for(postgres_settings)
+        try:
+            return await reads_for(sqlite_settings).rows(statement, {}), await postgres.rows(
+                statement, {}
+            )
+        finally:
+            await postgres.close()
+
+    (sqlite_rows, postgres_rows), _ = _on_loop(both)
+    assert (
+        sqlite_rows
+        == postgres_rows
+        == [
+            {"id": "proj_0001", "project_name": "p0001", "last_dispatched_at": None},
+            {"id": "proj_0002", "project_name": "p0002", "last_dispatched_at": None},
+        ]
+    )
