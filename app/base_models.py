@@ -256,11 +256,22 @@ def _models_in_dir(root: Path) -> list[BaseModel]:
 def hub_cache_dir() -> Path:
     """The Hugging Face cache as huggingface_hub finds it: HF_HUB_CACHE, else HF_HOME/hub,
     else ~/.cache/huggingface/hub (XDG_CACHE_HOME moves ~/.cache)."""
-    if os.environ.get("HF_HUB_CACHE"):
-        return Path(os.environ["HF_HUB_CACHE"]).expanduser()
-    if os.environ.get("HF_HOME"):
-        return Path(os.environ["HF_HOME"]).expanduser() / "hub"
-    cache_home = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    env = os.environ
+    return _hub_cache_dir(
+        env.get("HF_HUB_CACHE"), env.get("HF_HOME"), env.get("XDG_CACHE_HOME"), env.get("HOME")
+    )
+
+
+# every /v1/models request looks the cache up; building the path cost half of such a request
+@functools.lru_cache(maxsize=16)
+def _hub_cache_dir(
+    hub_cache: str | None, hf_home: str | None, xdg_cache: str | None, home: str | None
+) -> Path:
+    if hub_cache:
+        return Path(hub_cache).expanduser()
+    if hf_home:
+        return Path(hf_home).expanduser() / "hub"
+    cache_home = xdg_cache or str(Path.home() / ".cache")
     return Path(cache_home).expanduser() / "huggingface" / "hub"
 
 

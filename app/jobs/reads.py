@@ -48,10 +48,12 @@ _JOBS_BEFORE = _JOBS_NEWEST.where(Job.seq < bindparam("before_seq"))
 def _newest_first(
     table: type[JobEvent] | type[Checkpoint], columns: list[Any]
 ) -> tuple[Select[Any], Select[Any]]:
-    """A job's rows of `table`, newest first: from the newest, and from before a cursor."""
+    """A job's rows of `table`, newest first: from the newest, and from before a cursor;
+    none unless the job is the project's."""
     newest = (
         select(*columns)
-        .where(table.job_id == bindparam("job_id"))
+        .join(Job, Job.id == table.job_id)
+        .where(table.job_id == bindparam("job_id"), Job.project_id == bindparam("project_id"))
         .order_by(table.seq.desc())
         .limit(bindparam("limit"))
     )
@@ -128,13 +130,20 @@ async def newest_first(
     source: RowSource, project: Project, table: type[JobEvent] | type[Checkpoint],
     job_id: str, *, after: str | None, limit: int,
 ) -> tuple[Sequence[dict[str, Any]], bool]:  # fmt: skip
-    """A page of the job's events or checkpoints, newest first, after the `after` row."""
-    await _job_seq(source, project, job_id)
+    """A page of the job's events or checkpoints, newest first, after the `after` row.
+
+    The page's statement checks the job is the project's: a request reads twice (its key, the
+    page), and only an empty page asks whether that is because there is no such job."""
     newest, before = _ROWS_NEWEST[table]
-    parameters: dict[str, Any] = {"job_id": job_id}
-    if not after:
-        return await source.page(newest, parameters, limit)
-    cursor = await source.rows(_CURSOR_SEQ[table], {"after": after, "job_id": job_id})
-    if not cursor:
-        raise not_found(_KIND[table], after, param="after")
-    return await source.page(before, {**parameters, "before_seq": cursor[0]["seq"]}, limit)
+    parameters: dict[str, Any] = {"job_id": job_id, "project_id": project.id}
+    if after:
+        await _job_seq(source, project, job_id)
+        cursor = await source.rows(_CURSOR_SEQ[table], {"after": after, "job_id": job_id})
+        if not cursor:
+            raise not_found(_KIND[table], after, param="after")
+        found = await source.page(before, {**parameters, "before_seq": cursor[0]["seq"]}, limit)
+    else:
+        found = await source.page(newest, parameters, limit)
+    if not found[0]:
+        await _job_seq(source, project, job_id)  # a 404 for another project's job
+    return found

@@ -78,17 +78,28 @@ def test_column_reads_make_the_objects_the_orm_rows_make(job_database: JobDataba
     assert FineTuningJob.from_columns(job).metadata == {"team": "a"}
 
 
-def test_another_projects_job_is_not_found(job_database: JobDatabase) -> None:
+@pytest.mark.parametrize("read", ["job", "events", "checkpoints", "events after"])
+def test_another_projects_job_is_not_found(job_database: JobDatabase, read: str) -> None:
     db = job_database
     other_job = db.create_job_in("project-b")
+    _add_event_and_checkpoint(db, other_job)  # it has events: they are not the caller's
+    with db.sessions() as session:
+        event_id = session.scalars(select(JobEvent.id).where(JobEvent.job_id == other_job)).first()
     reads = reads_for(db.settings)
+    table = Checkpoint if read == "checkpoints" else JobEvent
+    after = event_id if read == "events after" else None
 
-    async def read() -> None:
+    async def attempt() -> None:
         try:
-            await job_reads.job(reads, db.project, other_job)
+            if read == "job":
+                await job_reads.job(reads, db.project, other_job)
+            else:
+                await job_reads.newest_first(
+                    reads, db.project, table, other_job, after=after, limit=5
+                )
         finally:
             await reads.close()
 
     with pytest.raises(APIError) as missing:
-        asyncio.run(read())
-    assert missing.value.status_code == 404
+        asyncio.run(attempt())
+    assert missing.value.status_code == 404 and other_job in missing.value.message
