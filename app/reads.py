@@ -36,7 +36,7 @@ from typing import Any, TypeVar
 
 import psycopg
 from psycopg_pool import AsyncConnectionPool
-from sqlalchemy import Engine, Result, Select, create_engine
+from sqlalchemy import Engine, Result, Select, create_engine, make_url
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import Session, sessionmaker
@@ -50,6 +50,7 @@ from app.settings import Settings
 T = TypeVar("T")
 # PostgreSQL connections of the plain statements' pool (`AsyncDriverReads.rows`), of POOL_SIZE
 ROW_POOL_SIZE = POOL_SIZE // 2
+ROW_POOL_TIMEOUT_SECONDS = 10.0
 # a page of at most this many rows is read on the loop (a few ms at most); a larger one in a
 # thread, so that one big listing does not hold up every other request
 LOOP_READ_ROWS = 100
@@ -225,11 +226,15 @@ class AsyncDriverReads(Reads):
         """The pool of this event loop (a test may run the app on several loops in turn)."""
         loop = asyncio.get_running_loop()
         if self._pool is None or self._pool_loop is not loop:
+            url = make_url(self._settings.resolved_database_url).set(drivername="postgresql")
             self._pool = AsyncConnectionPool(
-                self._settings.resolved_database_url.replace("postgresql+psycopg", "postgresql"),
+                url.render_as_string(hide_password=False),
                 min_size=1,
                 max_size=ROW_POOL_SIZE,
                 kwargs={"autocommit": True},
+                # how long a read waits for a connection (the server being down included)
+                # before it fails
+                timeout=ROW_POOL_TIMEOUT_SECONDS,
                 open=False,
             )
             self._pool_loop, self._pool_open = loop, False

@@ -4,6 +4,8 @@ bytes, except while an unfinished job still reads it."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 import pytest
 from sqlalchemy import update
@@ -13,10 +15,12 @@ from app.files.reads import file, files
 from app.files.service import get_file, purge_expired
 from app.jobs import repository
 from app.jobs.states import JobStatus
-from app.reads import reads_for
+from app.reads import Reads, reads_for
 from app.storage import LocalStorage
 from app.tables import File, now
 from tests.jobs.database import JobDatabase
+
+T = TypeVar("T")
 
 
 def _expire(db: JobDatabase, *file_ids: str) -> None:
@@ -36,6 +40,19 @@ def _seq(db: JobDatabase, file_id: str) -> int | None:
         return row.seq if row else None
 
 
+def _read(db: JobDatabase, read: Callable[[Reads], Awaitable[T]]) -> T:
+    """What the API's routes read, as they read it (`app.reads`)."""
+
+    async def main() -> T:
+        reads = reads_for(db.settings)
+        try:
+            return await read(reads)
+        finally:
+            await reads.close()
+
+    return asyncio.run(main())
+
+
 def test_expired_file_is_gone_for_the_api_and_purged(job_database: JobDatabase) -> None:
     db = job_database
     storage = LocalStorage(db.settings.uploads_dir)
@@ -44,13 +61,14 @@ def test_expired_file_is_gone_for_the_api_and_purged(job_database: JobDatabase) 
         with pytest.raises(APIError) as missing:
             get_file(session, db.project, db.training_file)
         assert missing.value.status_code == 404
-    listed, _ = asyncio.run(
-        files(reads_for(db.settings), db.project, purpose=None, limit=100, order="desc", after=None)
+    listed, _ = _read(
+        db,
+        lambda reads: files(reads, db.project, purpose=None, limit=100, order="desc", after=None),
     )
     assert db.training_file not in {row["id"] for row in listed}
     assert db.validation_file in {row["id"] for row in listed}
     with pytest.raises(APIError) as missing:
-        asyncio.run(file(reads_for(db.settings), db.project, db.training_file))
+        _read(db, lambda reads: file(reads, db.project, db.training_file))
     assert missing.value.status_code == 404
     with pytest.raises(APIError) as refused:
         db.create_job()
