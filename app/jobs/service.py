@@ -315,7 +315,7 @@ def _send_resumed(session: Session, job: Job, enqueue: Enqueue) -> None:
         repository.note_unsent(session, job.id, message)
 
 
-# built once: every read of a job runs it (see app.keys.service._KEY_AND_PROJECT)
+# built once: every read of a job runs it (see app.keys.service.KEY_OWNER)
 _JOB_OF_PROJECT = select(Job).where(
     Job.id == bindparam("job_id"), Job.project_id == bindparam("project_id")
 )

@@ -70,7 +70,7 @@ def resolve_model(
 
 
 # (checkpoint, job) rows of other projects' checkpoints shared with the project
-# `project_id`; these statements are built once (app.keys.service._KEY_AND_PROJECT says why)
+# `project_id`; these statements are built once (app.keys.service.KEY_OWNER says why)
 _SHARED_CHECKPOINTS = (
     select(Checkpoint, Job)
     .join(Job, Checkpoint.job_id == Job.id)
