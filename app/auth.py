@@ -10,8 +10,7 @@ from sqlalchemy.orm import Session
 
 from app.db import session_factory
 from app.errors import APIError, rate_limited
-from app.keys import service as keys
-from app.keys.service import hash_key
+from app.keys.service import hash_key, project_for_key
 from app.observability.logs import project_id_var
 from app.rate_limits import RequestRateLimiter, format_duration
 from app.reads import Reads
@@ -66,23 +65,12 @@ async def current_project(request: Request) -> Project:
             "You didn't provide an API key. Send it as 'Authorization: Bearer YOUR_KEY'.",
             code="invalid_api_key",
         )
-    project = await _project_for_key(reads(request), token)
+    project = await project_for_key(reads(request), token)
     if project is None:
         raise APIError(401, "Incorrect API key provided.", code="invalid_api_key")
     project_id_var.set(project.id)
     _apply_rate_limit(request, token)
     return project
-
-
-async def _project_for_key(reads: Reads, token: str) -> Project | None:
-    """`app.keys.service.project_for_key`, as plain reads."""
-    found = await reads.rows(keys.KEY_OWNER, keys.key_owner_parameters(token))
-    if not found:
-        return None
-    job_key = keys.job_key_parameters(found[0]["job_id"], found[0]["job_attempt"])
-    if job_key is not None and not await reads.rows(keys.JOB_KEY_ALIVE, job_key):
-        return None
-    return keys.project_of(found[0])
 
 
 def _apply_rate_limit(request: Request, token: str) -> None:

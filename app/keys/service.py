@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 from app import ids
 from app.db import db_clock
 from app.jobs.states import JobStatus
+from app.rows import RowSource
 from app.tables import ApiKey, Job, Project
 
 DEFAULT_PROJECT = "default"
@@ -71,10 +72,6 @@ JOB_KEY_ALIVE = select(Job.seq).where(
 )
 
 
-def key_owner_parameters(api_key: str) -> dict[str, str]:
-    return {"key_hash": hash_key(api_key)}
-
-
 def job_key_parameters(job_id: str | None, job_attempt: int | None) -> dict[str, Any] | None:
     """What JOB_KEY_ALIVE needs for a job's key; None for a user's key (no job)."""
     if job_id is None:
@@ -92,16 +89,15 @@ def project_of(owner: Mapping[str, Any]) -> Project:
     )
 
 
-def project_for_key(session: Session, api_key: str) -> Project | None:
-    """The project `api_key` acts for, or None for an unknown or dead key (the same reads as
-    a request's, in a session)."""
-    owner = session.execute(KEY_OWNER, key_owner_parameters(api_key)).mappings().first()
-    if owner is None:
+async def project_for_key(source: RowSource, api_key: str) -> Project | None:
+    """The project `api_key` acts for, or None for an unknown or dead key."""
+    found = await source.rows(KEY_OWNER, {"key_hash": hash_key(api_key)})
+    if not found:
         return None
-    job_key = job_key_parameters(owner["job_id"], owner["job_attempt"])
-    if job_key is not None and session.scalar(JOB_KEY_ALIVE, job_key) is None:
+    job_key = job_key_parameters(found[0]["job_id"], found[0]["job_attempt"])
+    if job_key is not None and not await source.rows(JOB_KEY_ALIVE, job_key):
         return None
-    return project_of(owner)
+    return project_of(found[0])
 
 
 def issue_job_key(session: Session, job_id: str, attempt: int) -> str:

@@ -3,6 +3,7 @@ runs: never the default project's key, and no key of ours for an operator's endp
 
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import dataclass
 
@@ -11,7 +12,8 @@ from sqlalchemy import select
 from app.jobs import repository
 from app.jobs.states import JobStatus
 from app.keys.service import issue_job_key, list_keys, project_for_key, purge_dead_job_keys
-from app.tables import ApiKey
+from app.reads import reads_for
+from app.tables import ApiKey, Project
 from tests.jobs.database import JobDatabase
 from worker.lease import take_lease
 from worker.light import validate_job
@@ -19,6 +21,19 @@ from worker.runner import run_job
 from worker.trainer.spec import TrainResult
 
 DEFAULT_PROJECTS_KEY = "sk-openrft-the-default-projects-key"
+
+
+def _project_for(db: JobDatabase, key: str) -> Project | None:
+    """The project a request with `key` acts for, read as the API reads it."""
+
+    async def read() -> Project | None:
+        reads = reads_for(db.settings)
+        try:
+            return await project_for_key(reads, key)
+        finally:
+            await reads.close()
+
+    return asyncio.run(read())
 
 
 @dataclass
@@ -36,8 +51,7 @@ def _train_looking_at_the_key(db: JobDatabase, **settings: object) -> SeenInTrai
 
     def train(spec, reporter, checkpoints) -> TrainResult:  # type: ignore[no-untyped-def]
         key = spec.grader_config.model_api_key
-        with db.sessions() as session:
-            project = project_for_key(session, key) if key else None
+        project = _project_for(db, key) if key else None
         seen.append(SeenInTraining(db.job(job_id).project_id, key, project and project.id))
         return TrainResult(
             status="cancelled", total_steps=1, steps_done=0,
@@ -55,8 +69,8 @@ def test_a_model_grader_acts_as_the_jobs_project_while_it_runs(job_database: Job
     key = seen.grader_key
     assert key is not None and key != DEFAULT_PROJECTS_KEY
     assert seen.key_project_id == seen.job_project_id != db.project.id
+    assert _project_for(db, key) is None  # refused once the attempt ended
     with db.sessions() as session:
-        assert project_for_key(session, key) is None  # refused once the attempt ended
         assert session.scalars(select(ApiKey).where(ApiKey.job_id.is_not(None))).all() == []
         assert all(info.prefix != key[:16] for info in list_keys(session))
 
@@ -79,11 +93,9 @@ def test_a_job_key_dies_with_its_lease(job_database: JobDatabase) -> None:
         repository.move(session, fence, JobStatus.VALIDATING_FILES, JobStatus.QUEUED)
         repository.move(session, fence, JobStatus.QUEUED, JobStatus.RUNNING)
         key = issue_job_key(session, job_id, fence.attempt)
-    with db.sessions() as session:
-        found = project_for_key(session, key)
-        assert found is not None and found.id == db.project.id
+    found = _project_for(db, key)
+    assert found is not None and found.id == db.project.id
     time.sleep(0.7)  # the worker stopped renewing: the lease lapsed
-    with db.sessions() as session:
-        assert project_for_key(session, key) is None
+    assert _project_for(db, key) is None
     with db.sessions.begin() as session:
         assert purge_dead_job_keys(session) == 1
