@@ -13,6 +13,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from pydantic_core import from_json
 from sqlalchemy import JSON, Dialect, Select
 from sqlalchemy.types import TypeEngine
 
@@ -79,7 +80,16 @@ def _decoder(type_: TypeEngine[Any], processor: Decoder | None) -> Decoder | Non
 
 
 def _json_or_none(text: str | None) -> Any:
-    return None if text is None else json.loads(text)
+    return None if text is None else json_value(text)
+
+
+def json_value(text: str | bytes) -> Any:
+    """`json.loads(text)`, parsed by pydantic's JSON reader (about 5 times faster on the small
+    documents the tables hold); the standard one takes what it refuses (a lone surrogate)."""
+    try:
+        return from_json(text)
+    except ValueError:
+        return json.loads(text)
 
 
 def compile_read(statement: Select[Any], dialect: Dialect) -> CompiledRead:

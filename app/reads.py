@@ -35,6 +35,7 @@ from functools import lru_cache
 from typing import Any, TypeVar
 
 import psycopg
+from psycopg.types.json import set_json_loads
 from psycopg_pool import AsyncConnectionPool
 from sqlalchemy import Engine, Result, Select, create_engine, make_url
 from sqlalchemy.exc import DBAPIError, OperationalError
@@ -43,7 +44,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import StaticPool
 from starlette.concurrency import run_in_threadpool
 
-from app.compiled_reads import CompiledRead, CompiledReads
+from app.compiled_reads import CompiledRead, CompiledReads, json_value
 from app.db import POOL_SIZE, enable_sqlite_concurrency, session_factory
 from app.settings import Settings
 
@@ -232,6 +233,7 @@ class AsyncDriverReads(Reads):
                 min_size=1,
                 max_size=ROW_POOL_SIZE,
                 kwargs={"autocommit": True},
+                configure=_decode_json_quickly,
                 # how long a read waits for a connection (the server being down included)
                 # before it fails
                 timeout=ROW_POOL_TIMEOUT_SECONDS,
@@ -262,6 +264,11 @@ class AsyncDriverReads(Reads):
         session: AsyncSession
         async with self._slots, self._sessions() as session:
             return await session.run_sync(work)
+
+
+async def _decode_json_quickly(connection: psycopg.AsyncConnection[Any]) -> None:
+    # psycopg decodes json and jsonb with `json.loads` by default
+    set_json_loads(json_value, connection)
 
 
 def reads_for(settings: Settings) -> Reads:

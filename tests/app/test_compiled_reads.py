@@ -3,6 +3,7 @@ SQLAlchemy's own execution gives."""
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from pathlib import Path
 
@@ -20,7 +21,7 @@ from sqlalchemy import (
     select,
 )  # fmt: skip
 
-from app.compiled_reads import CompiledReads, compile_read
+from app.compiled_reads import CompiledReads, compile_read, json_value
 
 metadata = MetaData()
 things = Table(
@@ -91,3 +92,18 @@ def test_parameters_sqlalchemy_would_convert_or_expand_are_refused(database: str
     listed = select(things.c.id).where(things.c.name.in_(bindparam("names", expanding=True)))
     with pytest.raises(ValueError, match="'names' is a list"):
         compile_read(listed, dialect)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "null", "[]", "{}", '{"a": [1, 2.5, "x"], "b": {"c": null}}', "1e400", "NaN",
+        "-Infinity", "123456789012345678901234567890", '"\\ud800 lone"', '"caf\\u00e9"',
+        '{"a": 1, "a": 2}', "0.1", "-0.0", "1.7976931348623157e308",
+    ],
+)  # fmt: skip
+def test_json_values_decode_as_the_standard_reader_does(text: str) -> None:
+    expected = json.loads(text)
+    decoded = json_value(text)
+    assert json.dumps(decoded) == json.dumps(expected)
+    assert json_value(text.encode()) == decoded or decoded != decoded  # NaN is not itself
