@@ -12,10 +12,10 @@ from app.db import session_factory
 from app.errors import APIError, rate_limited
 from app.keys.service import hash_key, project_for_key
 from app.observability.logs import project_id_var
+from app.projects import ProjectRef
 from app.rate_limits import RequestRateLimiter, format_duration
 from app.reads import Reads
 from app.settings import Settings
-from app.tables import Project
 
 
 async def get_settings_dep(request: Request) -> Settings:
@@ -56,7 +56,7 @@ def reads(request: Request) -> Reads:
     return request.app.state.reads
 
 
-async def current_project(request: Request) -> Project:
+async def current_project(request: Request) -> ProjectRef:
     """The project of the request's API key, read without a thread hop (`app.reads`)."""
     token = bearer_token(request)
     if token is None:

@@ -11,14 +11,15 @@ from sqlalchemy.orm import Session
 
 from app.errors import APIError, bad_request
 from app.jobs.states import JobStatus
+from app.projects import ProjectRef
 from app.settings import Settings
-from app.tables import File, Job, Project
+from app.tables import File, Job
 
 # what holds a worker, or will: a paused job waits for its user, not for the fleet
 ACTIVE_STATUSES = (JobStatus.VALIDATING_FILES, JobStatus.QUEUED, JobStatus.RUNNING)
 
 
-def check_active_jobs(session: Session, settings: Settings, project: Project) -> None:
+def check_active_jobs(session: Session, settings: Settings, project: ProjectRef) -> None:
     limit = settings.max_active_jobs_per_project
     if limit is None:
         return
@@ -39,12 +40,12 @@ def check_active_jobs(session: Session, settings: Settings, project: Project) ->
         raise error
 
 
-def stored_bytes(session: Session, project: Project) -> int:
+def stored_bytes(session: Session, project: ProjectRef) -> int:
     total = session.scalar(select(func.sum(File.bytes)).where(File.project_id == project.id))
     return int(total or 0)
 
 
-def storage_left(session: Session, settings: Settings, project: Project) -> int | None:
+def storage_left(session: Session, settings: Settings, project: ProjectRef) -> int | None:
     """Bytes this project may still store, or None without a quota; 400 when none are left."""
     limit = settings.max_stored_bytes_per_project
     if limit is None:

@@ -11,8 +11,9 @@ from sqlalchemy import Select, bindparam, select
 
 from app.errors import not_found
 from app.files.service import UNEXPIRED
+from app.projects import ProjectRef
 from app.rows import RowSource, labelled
-from app.tables import File, Project, now
+from app.tables import File, now
 
 # the columns of FileObject, by its field names, and the order key
 FILE_COLUMNS = labelled(
@@ -50,7 +51,7 @@ _PAGES = _pages()
 
 
 async def file(
-    source: RowSource, project: Project, file_id: str, *, param: str | None = None
+    source: RowSource, project: ProjectRef, file_id: str, *, param: str | None = None
 ) -> dict[str, Any]:
     """The project's unexpired file, as a row of FILE_COLUMNS; 404 when there is none."""
     parameters = {"file_id": file_id, "project_id": project.id, "now": now()}
@@ -61,7 +62,7 @@ async def file(
 
 
 async def files(
-    source: RowSource, project: Project, *, purpose: str | None, limit: int,
+    source: RowSource, project: ProjectRef, *, purpose: str | None, limit: int,
     order: Literal["asc", "desc"], after: str | None,
 ) -> tuple[Sequence[dict[str, Any]], bool]:  # fmt: skip
     """A page of the project's unexpired files in `order`, after the `after` file, and

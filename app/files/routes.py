@@ -16,9 +16,9 @@ from app.files import reads as file_reads
 from app.files import service as file_service
 from app.files.schemas import MAX_EXPIRY_SECONDS, MIN_EXPIRY_SECONDS, FileDeleted, FileObject
 from app.pagination import Page
+from app.projects import ProjectRef
 from app.request_body import form_within
 from app.settings import Settings
-from app.tables import Project
 
 router = APIRouter()
 
@@ -67,7 +67,7 @@ def _check_name_is_utf8(upload: UploadFile) -> None:
 @router.post("/files", response_model=FileObject)
 async def upload_file(
     request: Request,
-    project: Project = Depends(current_project),
+    project: ProjectRef = Depends(current_project),
     session: Session = Depends(get_session),
     settings: Settings = Depends(get_settings_dep),
 ) -> FileObject:
@@ -107,17 +107,17 @@ async def list_files(
     limit: int = Query(10_000, ge=1, le=10_000),
     order: Literal["asc", "desc"] = "desc",
     after: str | None = None,
-    project: Project = Depends(current_project),
+    project: ProjectRef = Depends(current_project),
 ) -> Page[FileObject]:
     rows, has_more = await file_reads.files(
         reads(request), project, purpose=purpose, limit=limit, order=order, after=after
     )
-    return Page.of([FileObject.from_columns(row) for row in rows], has_more)
+    return Page.of_rows(FileObject, rows, has_more)
 
 
 @router.get("/files/{file_id}", response_model=FileObject)
 async def retrieve_file(
-    file_id: str, request: Request, project: Project = Depends(current_project)
+    file_id: str, request: Request, project: ProjectRef = Depends(current_project)
 ) -> FileObject:
     return FileObject.from_columns(await file_reads.file(reads(request), project, file_id))
 
@@ -126,7 +126,7 @@ async def retrieve_file(
 def file_content(
     file_id: str,
     request: Request,
-    project: Project = Depends(current_project),
+    project: ProjectRef = Depends(current_project),
     session: Session = Depends(get_session),
 ) -> StreamingResponse:
     row = file_service.get_file(session, project, file_id)
@@ -141,7 +141,7 @@ def file_content(
 def delete_file(
     file_id: str,
     request: Request,
-    project: Project = Depends(current_project),
+    project: ProjectRef = Depends(current_project),
     session: Session = Depends(get_session),
 ) -> FileDeleted:
     file_service.delete_file(session, _storage(request), project, file_id)

@@ -11,16 +11,17 @@ from app import ids
 from app.errors import APIError, bad_request, not_found
 from app.files.schemas import UPLOAD_PURPOSES
 from app.jobs.states import TERMINAL_STATUSES
+from app.projects import ProjectRef
 from app.quotas import quota_exceeded, storage_left
 from app.settings import Settings
 from app.storage import Storage, TooLarge
-from app.tables import File, Job, Project, now
+from app.tables import File, Job, now
 
 
 def create_file(
     session: Session,
     storage: Storage,
-    project: Project,
+    project: ProjectRef,
     *,
     filename: str,
     purpose: str,
@@ -84,7 +85,7 @@ def upload_file(
     session: Session,
     settings: Settings,
     storage: Storage,
-    project: Project,
+    project: ProjectRef,
     *,
     filename: str,
     purpose: str,
@@ -110,7 +111,9 @@ _FILE_OF_PROJECT = select(File).where(
 )
 
 
-def get_file(session: Session, project: Project, file_id: str, *, param: str | None = None) -> File:
+def get_file(
+    session: Session, project: ProjectRef, file_id: str, *, param: str | None = None
+) -> File:
     row = session.scalar(
         _FILE_OF_PROJECT, {"file_id": file_id, "project_id": project.id, "now": now()}
     )
@@ -119,7 +122,7 @@ def get_file(session: Session, project: Project, file_id: str, *, param: str | N
     return row
 
 
-def delete_file(session: Session, storage: Storage, project: Project, file_id: str) -> None:
+def delete_file(session: Session, storage: Storage, project: ProjectRef, file_id: str) -> None:
     row = get_file(session, project, file_id)
     session.delete(row)
     session.commit()

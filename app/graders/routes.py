@@ -15,8 +15,8 @@ from app.errors import bad_request, rate_limited
 from app.graders import GraderConfig, grade, make_sample, normalize_grader, validate_grader
 from app.graders.run_limits import Busy, GraderRunLimiter
 from app.graders.schemas import GraderRunRequest, GraderValidateRequest, GraderValidateResponse
+from app.projects import ProjectRef
 from app.settings import Settings
-from app.tables import Project
 
 router = APIRouter(prefix="/fine_tuning/alpha/graders")
 
@@ -39,7 +39,7 @@ RUN_RETRY_AFTER_SECONDS = 5
 async def run_grader(
     body: GraderRunRequest,
     request: Request,
-    project: Project = Depends(current_project),
+    project: ProjectRef = Depends(current_project),
     settings: Settings = Depends(get_settings_dep),
 ) -> dict[str, Any]:
     grader = _checked_grader(body.grader, settings)
@@ -60,7 +60,7 @@ async def run_grader(
 @router.post("/validate", response_model=GraderValidateResponse)
 def validate(
     body: GraderValidateRequest,
-    project: Project = Depends(current_project),
+    project: ProjectRef = Depends(current_project),
     settings: Settings = Depends(get_settings_dep),
 ) -> GraderValidateResponse:
     return GraderValidateResponse(grader=_checked_grader(body.grader, settings))

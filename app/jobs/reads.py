@@ -10,8 +10,9 @@ from typing import Any
 from sqlalchemy import Select, bindparam, select
 
 from app.errors import not_found
+from app.projects import ProjectRef
 from app.rows import RowSource, labelled
-from app.tables import Checkpoint, Job, JobEvent, Project
+from app.tables import Checkpoint, Job, JobEvent
 
 # the columns of FineTuningJob, by its field names, and the order key
 JOB_COLUMNS = labelled(
@@ -73,7 +74,7 @@ _CURSOR_SEQ = {
 _KIND = {JobEvent: "event", Checkpoint: "checkpoint"}
 
 
-async def job(source: RowSource, project: Project, job_id: str) -> dict[str, Any]:
+async def job(source: RowSource, project: ProjectRef, job_id: str) -> dict[str, Any]:
     """The project's job, as a row of JOB_COLUMNS; 404 when it has none of that id."""
     found = await source.rows(_JOB, {"job_id": job_id, "project_id": project.id})
     if not found:
@@ -81,7 +82,7 @@ async def job(source: RowSource, project: Project, job_id: str) -> dict[str, Any
     return found[0]
 
 
-async def _job_seq(source: RowSource, project: Project, job_id: str) -> int:
+async def _job_seq(source: RowSource, project: ProjectRef, job_id: str) -> int:
     found = await source.rows(_JOB_SEQ, {"job_id": job_id, "project_id": project.id})
     if not found:
         raise not_found("job", job_id)
@@ -99,7 +100,7 @@ def metadata_matches(job: dict[str, Any], wanted: dict[str, str] | None) -> bool
 
 
 async def jobs(
-    source: RowSource, project: Project, *, after: str | None, limit: int,
+    source: RowSource, project: ProjectRef, *, after: str | None, limit: int,
     metadata: dict[str, str] | None,
 ) -> tuple[Sequence[dict[str, Any]], bool]:  # fmt: skip
     """A page of the project's jobs, newest first, after the `after` job, and whether there
@@ -120,14 +121,16 @@ async def jobs(
     return matches[:limit], len(matches) > limit
 
 
-def _jobs_statement(project: Project, before_seq: int | None) -> tuple[Select[Any], dict[str, Any]]:
+def _jobs_statement(
+    project: ProjectRef, before_seq: int | None
+) -> tuple[Select[Any], dict[str, Any]]:
     if before_seq is None:
         return _JOBS_NEWEST, {"project_id": project.id}
     return _JOBS_BEFORE, {"project_id": project.id, "before_seq": before_seq}
 
 
 async def newest_first(
-    source: RowSource, project: Project, table: type[JobEvent] | type[Checkpoint],
+    source: RowSource, project: ProjectRef, table: type[JobEvent] | type[Checkpoint],
     job_id: str, *, after: str | None, limit: int,
 ) -> tuple[Sequence[dict[str, Any]], bool]:  # fmt: skip
     """A page of the job's events or checkpoints, newest first, after the `after` row.

@@ -20,8 +20,9 @@ from app.jobs.schemas import (
     SampleObject,
 )
 from app.pagination import Page
+from app.projects import ProjectRef
 from app.settings import Settings
-from app.tables import Checkpoint, JobEvent, Project
+from app.tables import Checkpoint, JobEvent
 
 router = APIRouter(prefix="/fine_tuning/jobs")
 
@@ -48,7 +49,7 @@ def _metadata_filter(request: Request) -> dict[str, str] | None:
 async def create_job(
     body: JobCreateRequest,
     request: Request,
-    project: Project = Depends(current_project),
+    project: ProjectRef = Depends(current_project),
     session: Session = Depends(get_session),
     settings: Settings = Depends(get_settings_dep),
 ) -> FineTuningJob:
@@ -69,17 +70,17 @@ async def list_jobs(
     request: Request,
     after: str | None = None,
     limit: int = Query(20, ge=1, le=100),
-    project: Project = Depends(current_project),
+    project: ProjectRef = Depends(current_project),
 ) -> Page[FineTuningJob]:
     rows, has_more = await job_reads.jobs(
         reads(request), project, after=after, limit=limit, metadata=_metadata_filter(request)
     )
-    return Page.of([FineTuningJob.from_columns(row) for row in rows], has_more)
+    return Page.of_rows(FineTuningJob, [FineTuningJob.fields_of(row) for row in rows], has_more)
 
 
 @router.get("/{job_id}", response_model=FineTuningJob)
 async def retrieve_job(
-    job_id: str, request: Request, project: Project = Depends(current_project)
+    job_id: str, request: Request, project: ProjectRef = Depends(current_project)
 ) -> FineTuningJob:
     return FineTuningJob.from_columns(await job_reads.job(reads(request), project, job_id))
 
@@ -88,7 +89,7 @@ def _action_route(action: str):  # type: ignore[no-untyped-def]
     def act(
         job_id: str,
         request: Request,
-        project: Project = Depends(current_project),
+        project: ProjectRef = Depends(current_project),
         session: Session = Depends(get_session),
     ) -> FineTuningJob:
         job = job_service.act_on_job(session, project, job_id, action, _enqueue(request))
@@ -113,12 +114,12 @@ async def list_events(
     request: Request,
     after: str | None = None,
     limit: int = Query(20, ge=1, le=1000),
-    project: Project = Depends(current_project),
+    project: ProjectRef = Depends(current_project),
 ) -> Page[JobEventObject]:
     rows, has_more = await job_reads.newest_first(
         reads(request), project, JobEvent, job_id, after=after, limit=limit
     )
-    return Page.of([JobEventObject.from_columns(row) for row in rows], has_more)
+    return Page.of_rows(JobEventObject, rows, has_more)
 
 
 @router.get("/{job_id}/checkpoints", response_model=Page[CheckpointObject])
@@ -127,12 +128,12 @@ async def list_checkpoints(
     request: Request,
     after: str | None = None,
     limit: int = Query(10, ge=1, le=100),
-    project: Project = Depends(current_project),
+    project: ProjectRef = Depends(current_project),
 ) -> Page[CheckpointObject]:
     rows, has_more = await job_reads.newest_first(
         reads(request), project, Checkpoint, job_id, after=after, limit=limit
     )
-    return Page.of([CheckpointObject.from_columns(row) for row in rows], has_more)
+    return Page.of_rows(CheckpointObject, rows, has_more)
 
 
 # the largest step a query may name (the column is a 32-bit integer)
@@ -145,7 +146,7 @@ async def list_samples(
     request: Request,
     step: int | None = Query(None, ge=0, le=MAX_STEP),
     split: str = "train",
-    project: Project = Depends(current_project),
+    project: ProjectRef = Depends(current_project),
 ) -> dict:
     """Extension: the graded completions the trainer kept for a step (latest when omitted)."""
 
@@ -169,7 +170,7 @@ async def list_sample_steps(
     job_id: str,
     request: Request,
     split: str | None = None,
-    project: Project = Depends(current_project),
+    project: ProjectRef = Depends(current_project),
 ) -> dict:
     """Extension: the steps that have samples, ascending, with how many each."""
 

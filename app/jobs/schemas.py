@@ -84,9 +84,12 @@ class FineTuningJob(BaseModel):
     @classmethod
     def from_columns(cls, row: dict[str, Any]) -> FineTuningJob:
         """From a row of `app.jobs.reads.JOB_COLUMNS` (already by these fields' names)."""
-        return cls.model_validate(
-            {**row, "result_files": row["result_files"] or [], "error": row["error"] or None}
-        )
+        return cls.model_validate(cls.fields_of(row))
+
+    @staticmethod
+    def fields_of(row: dict[str, Any]) -> dict[str, Any]:
+        """A row of `app.jobs.reads.JOB_COLUMNS` as this model's fields."""
+        return {**row, "result_files": row["result_files"] or [], "error": row["error"] or None}
 
 
 class JobEventObject(BaseModel):

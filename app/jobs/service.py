@@ -38,10 +38,11 @@ from app.jobs import (
 from app.jobs.schemas import JobCreateRequest
 from app.jobs.states import CREATED_MESSAGE, UserAction, validating_file_message
 from app.jobs.tool_support import check_tool_support
+from app.projects import ProjectRef
 from app.quotas import check_active_jobs
 from app.settings import Settings
 from app.storage import Storage
-from app.tables import Checkpoint, File, Job, JobSample, Project, now
+from app.tables import Checkpoint, File, Job, JobSample, now
 from app.workers.placement import DoesNotFit, Placement, job_size, model_shape, place_job
 from app.workers.registry import live_workers
 
@@ -55,7 +56,7 @@ SUPERVISED_ECHO_KEYS = ("batch_size", "learning_rate_multiplier", "n_epochs")
 ADAPTER_CONFIG = "adapter_config.json"
 
 
-def _training_input(session: Session, project: Project, file_id: str | None, param: str) -> File:
+def _training_input(session: Session, project: ProjectRef, file_id: str | None, param: str) -> File:
     row = None
     if file_id:
         row = session.scalar(
@@ -141,7 +142,7 @@ def _model_not_available(
 
 
 def _starting_point(
-    session: Session, settings: Settings, project: Project, model: str
+    session: Session, settings: Settings, project: ProjectRef, model: str
 ) -> StartingPoint:
     """The catalogue model `model`, or the project's fine-tuned model or checkpoint of that
     name whose adapter is on this server; else a 400 naming `model`."""
@@ -226,7 +227,7 @@ def _place(
 def create_job(
     session: Session,
     settings: Settings,
-    project: Project,
+    project: ProjectRef,
     body: JobCreateRequest,
     enqueue: Enqueue,
     storage: Storage,
@@ -321,7 +322,7 @@ _JOB_OF_PROJECT = select(Job).where(
 )
 
 
-def get_job(session: Session, project: Project, job_id: str) -> Job:
+def get_job(session: Session, project: ProjectRef, job_id: str) -> Job:
     job = session.scalar(_JOB_OF_PROJECT, {"job_id": job_id, "project_id": project.id})
     if job is None:
         raise not_found("job", job_id)
@@ -329,7 +330,7 @@ def get_job(session: Session, project: Project, job_id: str) -> Job:
 
 
 def act_on_job(
-    session: Session, project: Project, job_id: str, action: UserAction, enqueue: Enqueue
+    session: Session, project: ProjectRef, job_id: str, action: UserAction, enqueue: Enqueue
 ) -> Job:
     """Cancel, pause or resume, as the state machine allows."""
     get_job(session, project, job_id)
@@ -358,7 +359,7 @@ def _sample_split(split: str) -> str:
 
 
 def list_samples(
-    session: Session, project: Project, job_id: str, *, step: int | None, split: str
+    session: Session, project: ProjectRef, job_id: str, *, step: int | None, split: str
 ) -> tuple[int | None, list[JobSample]]:
     """The samples the trainer kept for one step and split (the latest step with any when
     `step` is None): by group, best reward first. A step without samples has none."""
@@ -378,7 +379,7 @@ def list_samples(
 
 
 def list_sample_steps(
-    session: Session, project: Project, job_id: str, *, split: str | None
+    session: Session, project: ProjectRef, job_id: str, *, split: str | None
 ) -> list[tuple[int, str, int]]:
     """(step, split, count) of every step with samples, ascending by step (train before
     validation at one step); both splits unless `split` is given."""

@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 from app import ids
 from app.db import db_clock
 from app.jobs.states import JobStatus
+from app.projects import ProjectRef
 from app.rows import RowSource
 from app.tables import ApiKey, Job, Project
 
@@ -54,13 +55,10 @@ def create_key(session: Session, project_name: str) -> str:
 # SQLite takes to answer it. Plain columns: the request reads them without a session
 # (`app.reads.Reads.rows`).
 KEY_OWNER = (
-    select(
-        Project.id, Project.name, Project.created_at, Project.last_dispatched_at,
-        ApiKey.job_id, ApiKey.job_attempt,
-    )
+    select(Project.id, Project.name, ApiKey.job_id, ApiKey.job_attempt)
     .join(Project, Project.id == ApiKey.project_id)
     .where(ApiKey.key_hash == bindparam("key_hash"))
-)  # fmt: skip
+)
 # a job's key lives while the attempt it was issued to runs and holds its lease: it expires
 # within a lease length of a lost worker, and with the job's end
 JOB_KEY_ALIVE = select(Job.seq).where(
@@ -79,17 +77,12 @@ def job_key_parameters(job_id: str | None, job_attempt: int | None) -> dict[str,
     return {"job_id": job_id, "job_attempt": job_attempt}
 
 
-def project_of(owner: Mapping[str, Any]) -> Project:
-    """The project a KEY_OWNER row names, as a detached row."""
-    return Project(
-        id=owner["id"],
-        name=owner["name"],
-        created_at=owner["created_at"],
-        last_dispatched_at=owner["last_dispatched_at"],
-    )
+def project_of(owner: Mapping[str, Any]) -> ProjectRef:
+    """The project a KEY_OWNER row names."""
+    return ProjectRef(id=owner["id"], name=owner["name"])
 
 
-async def project_for_key(source: RowSource, api_key: str) -> Project | None:
+async def project_for_key(source: RowSource, api_key: str) -> ProjectRef | None:
     """The project `api_key` acts for, or None for an unknown or dead key."""
     found = await source.rows(KEY_OWNER, {"key_hash": hash_key(api_key)})
     if not found:

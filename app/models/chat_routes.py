@@ -9,8 +9,8 @@ from sqlalchemy.orm import Session
 from app.auth import current_project, get_session, get_settings_dep
 from app.models.chat_schemas import ChatCompletion, ChatCompletionRequest
 from app.models.inference import create_chat_completion
+from app.projects import ProjectRef
 from app.settings import Settings
-from app.tables import Project
 
 router = APIRouter()
 
@@ -19,7 +19,7 @@ router = APIRouter()
 @router.post("/chat/completions", response_model=ChatCompletion)
 async def create(
     body: ChatCompletionRequest,
-    project: Project = Depends(current_project),
+    project: ProjectRef = Depends(current_project),
     session: Session = Depends(get_session),
     settings: Settings = Depends(get_settings_dep),
 ) -> ChatCompletion | StreamingResponse:

@@ -17,11 +17,12 @@ from app.errors import APIError, bad_request, not_found
 from app.jobs import repository
 from app.models import permissions
 from app.models.artifacts import merged_model_key
+from app.projects import ProjectRef
 from app.settings import Settings
-from app.tables import Checkpoint, Job, Project
+from app.tables import Checkpoint, Job
 
 
-def delete_model(session: Session, settings: Settings, project: Project, model_id: str) -> None:
+def delete_model(session: Session, settings: Settings, project: ProjectRef, model_id: str) -> None:
     if find_base_model(settings, model_id) is not None:
         raise APIError(
             403,

@@ -12,8 +12,8 @@ from sqlalchemy.orm import Session
 from app.auth import current_project, get_session, get_settings_dep
 from app.models.artifacts import adapter_archive, merged_archive
 from app.models.service import ServedModel, job_checkpoint
+from app.projects import ProjectRef
 from app.settings import Settings
-from app.tables import Project
 
 router = APIRouter(prefix="/fine_tuning/jobs")
 
@@ -41,7 +41,7 @@ async def download_checkpoint(
     job_id: str,
     checkpoint_id: str,
     format: DownloadFormat = "adapter",
-    project: Project = Depends(current_project),
+    project: ProjectRef = Depends(current_project),
     session: Session = Depends(get_session),
     settings: Settings = Depends(get_settings_dep),
 ) -> StreamingResponse:

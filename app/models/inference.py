@@ -44,8 +44,9 @@ from app.models.chat_schemas import (
 from app.models.chat_stream import ChunkHeader, sse_chunks
 from app.models.chat_tools import ToolUse, checked_tool_calls, tool_use
 from app.models.service import ServedModel, resolve_model
+from app.projects import ProjectRef
 from app.settings import Settings
-from app.tables import Project, now
+from app.tables import now
 
 # generation runs on a CPU, one request at a time: a long queue is normal, not a failure
 INFERENCE_TIMEOUT = httpx.Timeout(1800.0, connect=5.0)
@@ -135,7 +136,7 @@ def _inference_failure(response: httpx.Response) -> APIError:
 
 
 async def create_chat_completion(
-    session: Session, settings: Settings, project: Project, body: ChatCompletionRequest
+    session: Session, settings: Settings, project: ProjectRef, body: ChatCompletionRequest
 ) -> ChatCompletion | StreamingResponse:
     _check_supported(body)
     tools = tool_use(body)

@@ -15,7 +15,8 @@ from app.models.schemas import (
     PermissionCreateRequest,
 )
 from app.pagination import page
-from app.tables import CheckpointPermission, Project
+from app.projects import ProjectRef
+from app.tables import CheckpointPermission
 
 # checkpoint names hold colons and, through their base model's name, possibly slashes
 router = APIRouter(prefix="/fine_tuning/checkpoints/{fine_tuned_model_checkpoint:path}")
@@ -31,7 +32,7 @@ def _object(row: CheckpointPermission) -> CheckpointPermissionObject:
 def create_permissions(
     fine_tuned_model_checkpoint: str,
     body: PermissionCreateRequest,
-    project: Project = Depends(current_project),
+    project: ProjectRef = Depends(current_project),
     session: Session = Depends(get_session),
 ) -> dict:
     rows = permissions.grant(session, project, fine_tuned_model_checkpoint, body.project_ids)
@@ -45,7 +46,7 @@ def list_permissions(
     limit: int = Query(10, ge=1, le=100),
     order: Literal["ascending", "descending"] = "descending",
     project_id: str | None = None,
-    project: Project = Depends(current_project),
+    project: ProjectRef = Depends(current_project),
     session: Session = Depends(get_session),
 ) -> dict:
     rows, has_more = permissions.list_permissions(
@@ -64,7 +65,7 @@ def list_permissions(
 def delete_permission(
     fine_tuned_model_checkpoint: str,
     permission_id: str,
-    project: Project = Depends(current_project),
+    project: ProjectRef = Depends(current_project),
     session: Session = Depends(get_session),
 ) -> CheckpointPermissionDeleted:
     permissions.revoke(session, project, fine_tuned_model_checkpoint, permission_id)

@@ -14,12 +14,13 @@ from sqlalchemy.orm import Session
 
 from app import ids
 from app.errors import APIError, bad_request, not_found
+from app.projects import ProjectRef
 from app.tables import Checkpoint, CheckpointPermission, Job, Project
 
 PARAM = "fine_tuned_model_checkpoint"
 
 
-def owned_checkpoint(session: Session, project: Project, model_id: str) -> Checkpoint:
+def owned_checkpoint(session: Session, project: ProjectRef, model_id: str) -> Checkpoint:
     """The caller's checkpoint named `model_id`, or the error that says why not."""
     found = session.scalar(
         select(Checkpoint)
@@ -48,7 +49,7 @@ def owned_checkpoint(session: Session, project: Project, model_id: str) -> Check
     raise not_found("checkpoint", model_id, param=PARAM)
 
 
-def is_shared_with(session: Session, project: Project, model_id: str) -> bool:
+def is_shared_with(session: Session, project: ProjectRef, model_id: str) -> bool:
     return (
         session.scalar(
             select(CheckpointPermission.id).where(
@@ -61,7 +62,7 @@ def is_shared_with(session: Session, project: Project, model_id: str) -> bool:
 
 
 def grant(
-    session: Session, project: Project, model_id: str, project_ids: list[str]
+    session: Session, project: ProjectRef, model_id: str, project_ids: list[str]
 ) -> list[CheckpointPermission]:
     """Share the checkpoint with each project (once: granting again returns the permission)."""
     owned_checkpoint(session, project, model_id)
@@ -107,7 +108,7 @@ def grant(
 
 def list_permissions(
     session: Session,
-    project: Project,
+    project: ProjectRef,
     model_id: str,
     *,
     after: str | None,
@@ -135,7 +136,7 @@ def list_permissions(
     return rows[:limit], len(rows) > limit
 
 
-def revoke(session: Session, project: Project, model_id: str, permission_id: str) -> None:
+def revoke(session: Session, project: ProjectRef, model_id: str, permission_id: str) -> None:
     owned_checkpoint(session, project, model_id)
     row = _permission(session, project, model_id, permission_id, param="permission_id")
     session.delete(row)
@@ -152,7 +153,7 @@ def forget_checkpoint(session: Session, model_id: str) -> None:
 
 
 def _permission(
-    session: Session, project: Project, model_id: str, permission_id: str, *, param: str
+    session: Session, project: ProjectRef, model_id: str, permission_id: str, *, param: str
 ) -> CheckpointPermission:
     row = session.scalar(
         select(CheckpointPermission).where(

@@ -25,8 +25,8 @@ from app.models.service import (
     resolve_model,
 )
 from app.pagination import page
+from app.projects import ProjectRef
 from app.settings import Settings
-from app.tables import Project
 
 router = APIRouter()
 T = TypeVar("T")
@@ -47,7 +47,7 @@ async def _from_catalogue(settings: Settings, read: Callable[[], T]) -> T:
 @router.get("/models")
 async def list_all_models(
     request: Request,
-    project: Project = Depends(current_project),
+    project: ProjectRef = Depends(current_project),
     settings: Settings = Depends(get_settings_dep),
 ) -> dict:
     models = await _from_catalogue(settings, lambda: list_base_served(settings))
@@ -62,7 +62,7 @@ async def list_all_models(
 async def download_model(
     model_id: str,
     format: DownloadFormat = "adapter",
-    project: Project = Depends(current_project),
+    project: ProjectRef = Depends(current_project),
     session: Session = Depends(get_session),
     settings: Settings = Depends(get_settings_dep),
 ) -> StreamingResponse:
@@ -79,7 +79,7 @@ async def download_model(
 async def retrieve_model(
     model_id: str,
     request: Request,
-    project: Project = Depends(current_project),
+    project: ProjectRef = Depends(current_project),
     settings: Settings = Depends(get_settings_dep),
 ) -> ModelObject:
     base = await _from_catalogue(settings, lambda: find_base_model(settings, model_id))
@@ -95,7 +95,7 @@ async def retrieve_model(
 @router.delete("/models/{model_id:path}", response_model=ModelDeleted)
 def delete(
     model_id: str,
-    project: Project = Depends(current_project),
+    project: ProjectRef = Depends(current_project),
     session: Session = Depends(get_session),
     settings: Settings = Depends(get_settings_dep),
 ) -> ModelDeleted:

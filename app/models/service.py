@@ -20,9 +20,10 @@ from app.artifact_store import artifact_store
 from app.base_models import BaseModel, find_base_model, list_base_models
 from app.errors import APIError, not_found
 from app.jobs.service import get_job
+from app.projects import ProjectRef
 from app.rows import RowSource, labelled
 from app.settings import Settings
-from app.tables import Checkpoint, CheckpointPermission, Job, JobEvent, Project
+from app.tables import Checkpoint, CheckpointPermission, Job, JobEvent
 
 BASE_MODEL_OWNER = "openrft"
 
@@ -42,7 +43,7 @@ class ServedModel:
 
 
 def resolve_model(
-    session: Session, settings: Settings, project: Project, model_id: str, param: str = "model"
+    session: Session, settings: Settings, project: ProjectRef, model_id: str, param: str = "model"
 ) -> ServedModel:
     """The base, fine-tuned or checkpoint model named `model_id`, or a 404."""
     base = find_base_model(settings, model_id)
@@ -122,7 +123,7 @@ def base_served(base: BaseModel) -> ServedModel:
     return ServedModel(base.name, base.name, None, base.created, BASE_MODEL_OWNER)
 
 
-async def project_model_candidates(source: RowSource, project: Project) -> list[ServedModel]:
+async def project_model_candidates(source: RowSource, project: ProjectRef) -> list[ServedModel]:
     """The project's fine-tuned models (oldest job first) and the checkpoints other projects
     shared with it (oldest grant first), as the database has them: `keep_with_files` then
     leaves out those whose files are gone."""
@@ -140,7 +141,7 @@ def keep_with_files(settings: Settings, models: list[ServedModel]) -> list[Serve
 
 
 def job_checkpoint(
-    session: Session, settings: Settings, project: Project, job_id: str, checkpoint_id: str
+    session: Session, settings: Settings, project: ProjectRef, job_id: str, checkpoint_id: str
 ) -> ServedModel:
     """Checkpoint `checkpoint_id` of the project's job `job_id`, or a 404."""
     job = get_job(session, project, job_id)

@@ -10,10 +10,10 @@ from starlette.datastructures import UploadFile
 from app.auth import current_project, get_session, get_settings_dep
 from app.errors import bad_request
 from app.files.routes import CHUNK_BYTES
+from app.projects import ProjectRef
 from app.request_body import form_within
 from app.settings import Settings
 from app.storage import Storage
-from app.tables import Project
 from app.uploads import service as upload_service
 from app.uploads.schemas import (
     UploadCompleteRequest,
@@ -32,7 +32,7 @@ def _storage(request: Request) -> Storage:
 @router.post("", response_model=UploadObject)
 def create_upload(
     body: UploadCreateRequest,
-    project: Project = Depends(current_project),
+    project: ProjectRef = Depends(current_project),
     session: Session = Depends(get_session),
     settings: Settings = Depends(get_settings_dep),
 ) -> UploadObject:
@@ -43,7 +43,7 @@ def create_upload(
 async def add_part(
     upload_id: str,
     request: Request,
-    project: Project = Depends(current_project),
+    project: ProjectRef = Depends(current_project),
     session: Session = Depends(get_session),
     settings: Settings = Depends(get_settings_dep),
 ) -> UploadPartObject:
@@ -71,7 +71,7 @@ async def complete_upload(
     upload_id: str,
     body: UploadCompleteRequest,
     request: Request,
-    project: Project = Depends(current_project),
+    project: ProjectRef = Depends(current_project),
     session: Session = Depends(get_session),
 ) -> UploadObject:
     upload, file = await run_in_threadpool(
@@ -84,7 +84,7 @@ async def complete_upload(
 def cancel_upload(
     upload_id: str,
     request: Request,
-    project: Project = Depends(current_project),
+    project: ProjectRef = Depends(current_project),
     session: Session = Depends(get_session),
 ) -> UploadObject:
     upload = upload_service.cancel_upload(session, _storage(request), project, upload_id)

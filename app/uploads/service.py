@@ -22,10 +22,11 @@ from sqlalchemy.orm import Session
 from app import ids
 from app.errors import APIError, bad_request, not_found
 from app.files.service import check_upload_purpose, create_file
+from app.projects import ProjectRef
 from app.quotas import quota_exceeded, storage_left
 from app.settings import Settings
 from app.storage import Storage, TooLarge
-from app.tables import File, Project, Upload, UploadPart, now
+from app.tables import File, Upload, UploadPart, now
 from app.uploads.schemas import UploadCompleteRequest, UploadCreateRequest
 
 MIME_TYPE = re.compile(r"^[\w.+-]+/[\w.+-]+(\s*;.*)?$")
@@ -36,7 +37,7 @@ STUCK_COMPLETION_SECONDS = 24 * 3600
 
 
 def create_upload(
-    session: Session, settings: Settings, project: Project, body: UploadCreateRequest
+    session: Session, settings: Settings, project: ProjectRef, body: UploadCreateRequest
 ) -> Upload:
     check_upload_purpose(body.purpose, body.filename)
     if body.bytes < 1:
@@ -74,7 +75,7 @@ def create_upload(
     return row
 
 
-def get_upload(session: Session, storage: Storage, project: Project, upload_id: str) -> Upload:
+def get_upload(session: Session, storage: Storage, project: ProjectRef, upload_id: str) -> Upload:
     """The project's upload, expired first if it is past its time."""
     row = session.scalar(
         select(Upload).where(Upload.id == upload_id, Upload.project_id == project.id)
@@ -97,7 +98,7 @@ def add_part(
     session: Session,
     storage: Storage,
     settings: Settings,
-    project: Project,
+    project: ProjectRef,
     upload_id: str,
     chunks: Iterable[bytes],
 ) -> UploadPart:
@@ -146,7 +147,7 @@ def add_part(
 def complete_upload(
     session: Session,
     storage: Storage,
-    project: Project,
+    project: ProjectRef,
     upload_id: str,
     body: UploadCompleteRequest,
 ) -> tuple[Upload, File]:
@@ -190,7 +191,9 @@ def complete_upload(
     return upload, file
 
 
-def cancel_upload(session: Session, storage: Storage, project: Project, upload_id: str) -> Upload:
+def cancel_upload(
+    session: Session, storage: Storage, project: ProjectRef, upload_id: str
+) -> Upload:
     upload = get_upload(session, storage, project, upload_id)
     _require_pending(upload, "cancel")
     if not _close(session, storage, upload.id, "pending", "cancelled"):

@@ -8,8 +8,8 @@ from sqlalchemy.orm import Session
 
 from app.auth import current_project, get_session, get_settings_dep
 from app.pagination import page
+from app.projects import ProjectRef
 from app.settings import Settings
-from app.tables import Project
 from app.webhooks import service
 from app.webhooks.schemas import (
     EVENT_TYPES,
@@ -30,7 +30,7 @@ router = APIRouter()
 @router.post("/webhook_endpoints", response_model=WebhookEndpointWithSecret)
 def create_endpoint(
     body: WebhookEndpointCreate,
-    project: Project = Depends(current_project),
+    project: ProjectRef = Depends(current_project),
     session: Session = Depends(get_session),
     settings: Settings = Depends(get_settings_dep),
 ) -> WebhookEndpointWithSecret:
@@ -42,7 +42,7 @@ def create_endpoint(
 def list_endpoints(
     after: str | None = None,
     limit: int = Query(20, ge=1, le=100),
-    project: Project = Depends(current_project),
+    project: ProjectRef = Depends(current_project),
     session: Session = Depends(get_session),
 ) -> dict:
     rows, has_more = service.list_endpoints(session, project, limit=limit, after=after)
@@ -52,7 +52,7 @@ def list_endpoints(
 @router.get("/webhook_endpoints/{endpoint_id}", response_model=WebhookEndpointObject)
 def retrieve_endpoint(
     endpoint_id: str,
-    project: Project = Depends(current_project),
+    project: ProjectRef = Depends(current_project),
     session: Session = Depends(get_session),
 ) -> WebhookEndpointObject:
     return WebhookEndpointObject.from_row(service.get_endpoint(session, project, endpoint_id))
@@ -62,7 +62,7 @@ def retrieve_endpoint(
 def update_endpoint(
     endpoint_id: str,
     body: WebhookEndpointUpdate,
-    project: Project = Depends(current_project),
+    project: ProjectRef = Depends(current_project),
     session: Session = Depends(get_session),
     settings: Settings = Depends(get_settings_dep),
 ) -> WebhookEndpointObject:
@@ -73,7 +73,7 @@ def update_endpoint(
 @router.delete("/webhook_endpoints/{endpoint_id}", response_model=WebhookEndpointDeleted)
 def delete_endpoint(
     endpoint_id: str,
-    project: Project = Depends(current_project),
+    project: ProjectRef = Depends(current_project),
     session: Session = Depends(get_session),
 ) -> WebhookEndpointDeleted:
     return WebhookEndpointDeleted(id=service.delete_endpoint(session, project, endpoint_id))
@@ -85,7 +85,7 @@ def delete_endpoint(
 def rotate_secret(
     endpoint_id: str,
     body: WebhookRotateSecret | None = None,
-    project: Project = Depends(current_project),
+    project: ProjectRef = Depends(current_project),
     session: Session = Depends(get_session),
 ) -> WebhookEndpointWithSecret:
     keep_old = body.keep_old_secret_active_for_24_hours if body else False
@@ -97,7 +97,7 @@ def rotate_secret(
 def test_endpoint(
     endpoint_id: str,
     body: WebhookTest,
-    project: Project = Depends(current_project),
+    project: ProjectRef = Depends(current_project),
     session: Session = Depends(get_session),
     settings: Settings = Depends(get_settings_dep),
 ) -> WebhookEndpointTestResult:
@@ -112,7 +112,7 @@ def list_deliveries(
     endpoint_id: str,
     after: str | None = None,
     limit: int = Query(20, ge=1, le=100),
-    project: Project = Depends(current_project),
+    project: ProjectRef = Depends(current_project),
     session: Session = Depends(get_session),
 ) -> dict:
     """The endpoint's delivery log (an OpenRFT extension): newest first, with every attempt."""
@@ -123,5 +123,5 @@ def list_deliveries(
 
 
 @router.get("/webhook_event_types", response_model=WebhookEventTypeList)
-def list_event_types(_project: Project = Depends(current_project)) -> WebhookEventTypeList:
+def list_event_types(_project: ProjectRef = Depends(current_project)) -> WebhookEventTypeList:
     return WebhookEventTypeList(data=list(EVENT_TYPES))

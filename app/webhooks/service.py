@@ -9,8 +9,9 @@ from sqlalchemy.orm import Session
 
 from app import ids
 from app.errors import APIError, bad_request, not_found
+from app.projects import ProjectRef
 from app.settings import Settings
-from app.tables import Project, WebhookDelivery, WebhookDeliveryAttempt, WebhookEndpoint, now
+from app.tables import WebhookDelivery, WebhookDeliveryAttempt, WebhookEndpoint, now
 from app.webhooks import repository
 from app.webhooks.addresses import UnsafeURL, check_url
 from app.webhooks.delivery import send
@@ -56,7 +57,7 @@ def _check_url(url: str, settings: Settings) -> str:
 
 
 def create_endpoint(
-    session: Session, settings: Settings, project: Project, body: WebhookEndpointCreate
+    session: Session, settings: Settings, project: ProjectRef, body: WebhookEndpointCreate
 ) -> WebhookEndpoint:
     name = _check_name(body.name)
     event_types = _check_event_types(body.event_types)
@@ -69,7 +70,7 @@ def create_endpoint(
 
 
 def get_endpoint(
-    session: Session, project: Project, endpoint_id: str, *, param: str | None = None
+    session: Session, project: ProjectRef, endpoint_id: str, *, param: str | None = None
 ) -> WebhookEndpoint:
     endpoint = session.scalars(
         select(WebhookEndpoint).where(
@@ -82,7 +83,7 @@ def get_endpoint(
 
 
 def list_endpoints(
-    session: Session, project: Project, *, limit: int, after: str | None
+    session: Session, project: ProjectRef, *, limit: int, after: str | None
 ) -> tuple[list[WebhookEndpoint], bool]:
     """Newest first."""
     query = select(WebhookEndpoint).where(WebhookEndpoint.project_id == project.id)
@@ -96,7 +97,7 @@ def list_endpoints(
 def update_endpoint(
     session: Session,
     settings: Settings,
-    project: Project,
+    project: ProjectRef,
     endpoint_id: str,
     body: WebhookEndpointUpdate,
 ) -> WebhookEndpoint:
@@ -112,7 +113,7 @@ def update_endpoint(
     return endpoint
 
 
-def delete_endpoint(session: Session, project: Project, endpoint_id: str) -> str:
+def delete_endpoint(session: Session, project: ProjectRef, endpoint_id: str) -> str:
     endpoint = get_endpoint(session, project, endpoint_id)
     repository.delete_endpoint(session, endpoint)
     session.commit()
@@ -120,7 +121,7 @@ def delete_endpoint(session: Session, project: Project, endpoint_id: str) -> str
 
 
 def rotate_secret(
-    session: Session, project: Project, endpoint_id: str, *, keep_old: bool
+    session: Session, project: ProjectRef, endpoint_id: str, *, keep_old: bool
 ) -> WebhookEndpoint:
     endpoint = get_endpoint(session, project, endpoint_id)
     repository.rotate_secret(session, endpoint, keep_old=keep_old)
@@ -129,7 +130,7 @@ def rotate_secret(
 
 
 def send_test(
-    session: Session, settings: Settings, project: Project, endpoint_id: str, event_type: str
+    session: Session, settings: Settings, project: ProjectRef, endpoint_id: str, event_type: str
 ) -> int:
     """Send one sample event of `event_type` now (no retries) and log it; the endpoint's status
     code. An endpoint that gives no answer at all is a 400 saying why."""
@@ -164,7 +165,7 @@ def send_test(
 
 
 def list_deliveries(
-    session: Session, project: Project, endpoint_id: str, *, limit: int, after: str | None
+    session: Session, project: ProjectRef, endpoint_id: str, *, limit: int, after: str | None
 ) -> tuple[list[DeliveryObject], bool]:
     """The endpoint's delivery log, newest first, each delivery with its attempts."""
     endpoint = get_endpoint(session, project, endpoint_id)
