@@ -139,14 +139,13 @@ async def newest_first(
     page), and only an empty page asks whether that is because there is no such job."""
     newest, before = _ROWS_NEWEST[table]
     parameters: dict[str, Any] = {"job_id": job_id, "project_id": project.id}
-    if after:
-        await _job_seq(source, project, job_id)
-        cursor = await source.rows(_CURSOR_SEQ[table], {"after": after, "job_id": job_id})
-        if not cursor:
-            raise not_found(_KIND[table], after, param="after")
-        found = await source.page(before, {**parameters, "before_seq": cursor[0]["seq"]}, limit)
-    else:
+    if not after:
         found = await source.page(newest, parameters, limit)
-    if not found[0]:
-        await _job_seq(source, project, job_id)  # a 404 for another project's job
-    return found
+        if not found[0]:
+            await _job_seq(source, project, job_id)  # a 404 for another project's job
+        return found
+    await _job_seq(source, project, job_id)
+    cursor = await source.rows(_CURSOR_SEQ[table], {"after": after, "job_id": job_id})
+    if not cursor:
+        raise not_found(_KIND[table], after, param="after")
+    return await source.page(before, {**parameters, "before_seq": cursor[0]["seq"]}, limit)
