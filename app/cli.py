@@ -99,6 +99,9 @@ def _bootstrap_key(settings: Settings) -> str | None:
 
 def _run_api(settings: Settings, host: str, port: int) -> None:
     import uvicorn
+    from uvicorn.config import STARTUP_FAILURE
+
+    from app.api_processes import serve_in_processes
 
     if settings.api_workers > 1:
         # each process counts its own requests; Prometheus' multiprocess mode sums them
@@ -106,15 +109,21 @@ def _run_api(settings: Settings, host: str, port: int) -> None:
         shutil.rmtree(metrics_dir, ignore_errors=True)
         metrics_dir.mkdir(parents=True)
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
-    uvicorn.run(
+    config = uvicorn.Config(
         "app.main:create_app",
         factory=True,
         host=host,
         port=port,
-        workers=settings.api_workers,
         log_config=logging_config(settings.log_format),
         log_level="info",
     )
+    if settings.api_workers > 1:
+        serve_in_processes(config, settings.api_workers)
+    else:
+        server = uvicorn.Server(config)
+        server.run()
+        if not server.started:
+            sys.exit(STARTUP_FAILURE)
 
 
 def _run_inference(settings: Settings, host: str, port: int) -> None:
