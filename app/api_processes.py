@@ -39,6 +39,7 @@ _CONNECTION = b"c"
 # this long, so a worker that crashes at once does not spin the parent
 _RESTART_SECONDS = 1.0
 _STOP_SECONDS = 30.0
+_ACCEPT_PAUSE_SECONDS = 0.05
 
 
 # --- the worker ------------------------------------------------------------------------------
@@ -233,8 +234,11 @@ class Dealer:
                 connection, _ = self._listener.accept()
             except (BlockingIOError, InterruptedError):
                 return
-            except OSError as error:  # out of file descriptors, say: the connection waits
+            except OSError as error:
+                # out of file descriptors, say: the connection waits in the queue, and the
+                # pause keeps a listener that stays readable from spinning this loop
                 logger.warning("accept failed: %s", error)
+                time.sleep(_ACCEPT_PAUSE_SECONDS)
                 return
             with connection:
                 self._hand_over(connection)

@@ -84,8 +84,12 @@ def _api(tmp_path: Path, workers: int) -> Iterator[tuple[subprocess.Popen[bytes]
         yield server, port, log
     finally:
         if server.poll() is None:
-            server.kill()
-            server.wait(timeout=30)
+            server.terminate()
+            try:
+                server.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                server.kill()
+                server.wait(timeout=30)
 
 
 def test_connections_are_dealt_evenly_and_a_dead_process_is_replaced(tmp_path: Path) -> None:
@@ -127,3 +131,21 @@ def test_a_process_that_cannot_start_stops_the_api_with_status_3(tmp_path: Path)
     )
     assert finished.returncode == 3, finished.stderr
     assert "failed to start; stopping" in finished.stderr
+
+
+def _gone(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
+    except FileNotFoundError:
+        return True
+    return state in ("Z", "X")
+
+
+def test_workers_stop_when_the_parent_is_killed(tmp_path: Path) -> None:
+    with _api(tmp_path, workers=2) as (server, port, _log):
+        workers = _children(server.pid)
+        assert len(workers) >= 2
+        server.kill()
+        server.wait(timeout=30)
+        # nothing is left holding requests that nobody can hand out any more
+        _wait_for(lambda: all(_gone(pid) for pid in workers), 30, "a worker outlived its parent")
