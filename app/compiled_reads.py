@@ -11,13 +11,21 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from pydantic_core import from_json
 from sqlalchemy import JSON, Dialect, Select
 from sqlalchemy.types import TypeEngine
 
 Decoder = Callable[[Any], Any]
+_Shape = tuple[tuple[str, ...], list[int], list[tuple[int, Decoder]]]
+
+
+class Described(Protocol):
+    """A DB-API cursor: sqlite3's or psycopg's."""
+
+    @property
+    def description(self) -> Sequence[Sequence[Any]] | None: ...
 
 # compiled statements kept per process; they are module constants, so far fewer are used
 MAX_COMPILED = 256
@@ -35,9 +43,10 @@ class CompiledRead:
     dialect: Dialect
     # the selected columns' types, for this database
     types: tuple[TypeEngine[Any], ...]
-    # the columns holding JSON text, and what decodes each other column that needs it, once a
-    # result told their types in the database (SQLAlchemy's own decoders may need them)
-    _decoders: tuple[list[int], list[tuple[int, Decoder]]] | None = field(default=None, repr=False)
+    # the columns' names, those holding JSON text, and what decodes each other column that
+    # needs it, once a result told their types in the database (SQLAlchemy's own decoders may
+    # need them)
+    _decoders: _Shape | None = field(default=None, repr=False)
 
     def parameters(self, given: Mapping[str, Any]) -> Mapping[str, Any] | tuple[Any, ...]:
         values = {**self.literals, **given}
@@ -45,12 +54,10 @@ class CompiledRead:
             return values
         return tuple(values[name] for name in self.positions)
 
-    def dicts(
-        self, description: Sequence[Sequence[Any]], rows: Sequence[Sequence[Any]]
-    ) -> list[dict[str, Any]]:
-        """`rows`, of a cursor whose `description` is given, as decoded dicts by column name."""
-        names = [column[0] for column in description]
-        json_columns, others = self._decoders_for(description)
+    def dicts(self, cursor: Described, rows: Sequence[Sequence[Any]]) -> list[dict[str, Any]]:
+        """`rows`, fetched by `cursor` (which ran this statement), as decoded dicts by column
+        name."""
+        names, json_columns, others = self._shape(cursor)
         if not json_columns and not others:
             return [dict(zip(names, row, strict=True)) for row in rows]
         result = []
@@ -66,17 +73,20 @@ class CompiledRead:
             result.append(dict(zip(names, values, strict=True)))
         return result
 
-    def _decoders_for(
-        self, description: Sequence[Sequence[Any]]
-    ) -> tuple[list[int], list[tuple[int, Decoder]]]:
-        """The columns holding JSON text, and the others' decoders, by column index."""
+    def _shape(self, cursor: Described) -> _Shape:
+        """The columns' names, those holding JSON text, and the others' decoders, by column
+        index: read off the first cursor's description, as the SQL never changes (psycopg
+        builds a description's column objects each time it is asked, a fifth of a small
+        read's CPU)."""
         if self._decoders is None:
+            description = cursor.description or ()
             processors = (
                 _decoder(type_, type_.result_processor(self.dialect, column[1]))
                 for type_, column in zip(self.types, description, strict=True)
             )
             decoders = [(index, p) for index, p in enumerate(processors) if p is not None]
             self._decoders = (
+                tuple(column[0] for column in description),
                 [index for index, decode in decoders if decode is _json_or_none],
                 [(index, decode) for index, decode in decoders if decode is not _json_or_none],
             )

@@ -144,7 +144,7 @@ class SQLiteLoopReads(Reads):
             read = self._compiled[statement]
             try:
                 cursor = self._connection().execute(read.sql, read.parameters(parameters))
-                return read.dicts(cursor.description, cursor.fetchall())
+                return read.dicts(cursor, cursor.fetchall())
             except sqlite3.OperationalError as error:
                 if not _is_busy_message(str(error)):
                     raise
@@ -221,7 +221,7 @@ class AsyncDriverReads(Reads):
         async with self._row_slots, pool.connection() as connection:
             cursor = await connection.execute(read.sql, read.parameters(parameters))
             rows = await cursor.fetchall()
-        return read.dicts(cursor.description or (), rows)
+        return read.dicts(cursor, rows)
 
     async def _row_pool(self) -> AsyncConnectionPool:
         """The pool of this event loop (a test may run the app on several loops in turn)."""

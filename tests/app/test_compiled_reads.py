@@ -66,7 +66,7 @@ def test_rows_are_those_sqlalchemy_gives(database: str) -> None:
     read = CompiledReads(engine.dialect)[NAMED_OF_KIND]
     with sqlite3.connect(database.removeprefix("sqlite:///")) as driver:
         cursor = driver.execute(read.sql, read.parameters({"above": 0}))
-        rows = read.dicts(cursor.description, cursor.fetchall())
+        rows = read.dicts(cursor, cursor.fetchall())
     assert (
         rows
         == expected
