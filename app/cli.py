@@ -121,7 +121,10 @@ def _run_api(settings: Settings, host: str, port: int) -> None:
         serve_in_processes(config, settings.api_workers)
     else:
         server = uvicorn.Server(config)
-        server.run()
+        try:
+            server.run()
+        except KeyboardInterrupt:  # uvicorn raises the Ctrl-C it stopped on again once stopped
+            pass
         if not server.started:
             sys.exit(STARTUP_FAILURE)
 
