@@ -198,6 +198,7 @@ class Dealer:
         if message == _READY:
             worker.ready = True
             self._listen(True)
+            logger.info("API process [%s] takes connections", worker.process.pid)
             return
         self._forget(slot, worker)
 

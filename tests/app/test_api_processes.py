@@ -15,6 +15,8 @@ from pathlib import Path
 from tests.services import REPO_ROOT, free_port
 
 _ESTABLISHED = "01"
+# logged by the parent once a process is dealt connections
+_TAKING = "takes connections"
 
 
 def _children(pid: int) -> list[int]:
@@ -79,7 +81,7 @@ def _api(tmp_path: Path, workers: int) -> Iterator[tuple[subprocess.Popen[bytes]
             env=env, cwd=REPO_ROOT, stdout=out, stderr=subprocess.STDOUT,
         )  # fmt: skip
     try:
-        _wait_for(lambda: log.read_text().count("Application startup complete") >= workers, 60,
+        _wait_for(lambda: log.read_text().count(_TAKING) >= workers, 60,
                   "the API processes did not start")  # fmt: skip
         yield server, port, log
     finally:
@@ -103,7 +105,7 @@ def test_connections_are_dealt_evenly_and_a_dead_process_is_replaced(tmp_path: P
                       if _served_connections(port, child))  # fmt: skip
         os.kill(victim, signal.SIGKILL)
         _wait_for(lambda: "starting another" in log.read_text(), 30, log.read_text())
-        _wait_for(lambda: log.read_text().count("Application startup complete") >= 3, 60,
+        _wait_for(lambda: log.read_text().count(_TAKING) >= 3, 60,
                   "no process replaced the one that died")  # fmt: skip
         # the connections the dead process held are gone; new ones are served by both
         for connection in connections:
