@@ -8,6 +8,8 @@ the p99). Here the parent process accepts, and deals each connection to the read
 turn over a Unix socket (SCM_RIGHTS); a worker serves it with uvicorn's own HTTP protocol, as
 if it had accepted it.
 
+A worker that has not read the connections sent to it gets no more while another has (a
+healthy one reads them at once), and one that leaves them unread for HUNG_SECONDS is killed.
 The parent replaces a worker that dies, stops with exit status 3 if one fails to start (the
 app or the database is broken, and a replacement would fail the same way), and on SIGINT or
 SIGTERM stops accepting, lets the workers finish their requests and exits.
@@ -16,6 +18,7 @@ SIGTERM stops accepting, lets the workers finish their requests and exits.
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import functools
 import logging
 import multiprocessing
@@ -23,7 +26,9 @@ import os
 import selectors
 import signal
 import socket
+import struct
 import sys
+import termios
 import time
 from dataclasses import dataclass
 from multiprocessing.process import BaseProcess
@@ -40,6 +45,11 @@ _CONNECTION = b"c"
 _RESTART_SECONDS = 1.0
 _STOP_SECONDS = 30.0
 _ACCEPT_PAUSE_SECONDS = 0.05
+# a worker that has left connections unread in its channel this long has a stuck event loop
+# (the app never blocks it for long): it is killed and replaced, and its clients reconnect
+HUNG_SECONDS = 10.0
+# how often the parent looks for such a worker when nothing else wakes it
+_CHECK_SECONDS = 1.0
 
 
 # --- the worker ------------------------------------------------------------------------------
@@ -111,6 +121,13 @@ class _Worker:
     channel: socket.socket  # the parent's end
     started_at: float
     ready: bool = False
+    # since when connections sent to it have waited unread, if they do
+    behind_since: float | None = None
+
+    def unread(self) -> bool:
+        """Whether connections sent to the worker wait in its channel, unread."""
+        pending = fcntl.ioctl(self.channel.fileno(), termios.TIOCOUTQ, b"\0\0\0\0")
+        return struct.unpack("i", pending)[0] > 0
 
 
 def _start_worker(config: uvicorn.Config) -> _Worker:
@@ -164,9 +181,9 @@ class Dealer:
         self._stopping = True
 
     def _step(self) -> None:
-        timeout = None
+        timeout = _CHECK_SECONDS
         if self._restart_at:
-            timeout = max(0.0, min(self._restart_at.values()) - time.monotonic())
+            timeout = max(0.0, min(timeout, min(self._restart_at.values()) - time.monotonic()))
         for key, _ in self._selector.select(timeout):
             if key.data == "listener":
                 self._deal()
@@ -176,6 +193,7 @@ class Dealer:
                 self._hear_from(key.data)
         self._ended = [process for process in self._ended if process.exitcode is None]
         now = time.monotonic()
+        self._kill_the_stuck(now)
         for slot, when in list(self._restart_at.items()):
             if when <= now and not self._stopping:
                 del self._restart_at[slot]
@@ -245,21 +263,38 @@ class Dealer:
                 self._hand_over(connection)
 
     def _hand_over(self, connection: socket.socket) -> None:
-        """Sends `connection` to the next ready worker that takes it; the parent's copy closes
-        after, so a connection nobody took is closed."""
+        """Sends `connection` to the next ready worker in turn, passing over those that have
+        not read the last ones sent to them while another has; the parent's copy closes after,
+        so a connection nobody took is closed."""
         count = len(self._workers)
-        for _ in range(count):
-            slot, self._next = self._next, (self._next + 1) % count
-            worker = self._workers[slot]
-            if worker is None or not worker.ready:
-                continue
+        turns = [(self._next + offset) % count for offset in range(count)]
+        ready = [(slot, w) for slot in turns if (w := self._workers[slot]) is not None and w.ready]
+        caught_up = [(slot, worker) for slot, worker in ready if not worker.unread()]
+        for slot, worker in caught_up or ready:
             try:
                 socket.send_fds(worker.channel, [_CONNECTION], [connection.fileno()])
-                return
             except BlockingIOError:  # its queue is full: it is stuck or far behind
                 continue
             except OSError:  # it died; its channel's end is heard from next
                 continue
+            self._next = (slot + 1) % count
+            return
+
+    def _kill_the_stuck(self, now: float) -> None:
+        for worker in self._workers:
+            if worker is None or not worker.ready:
+                continue
+            if not worker.unread():
+                worker.behind_since = None
+            elif worker.behind_since is None:
+                worker.behind_since = now
+            elif now - worker.behind_since > HUNG_SECONDS and worker.process.is_alive():
+                logger.error(
+                    "API process [%s] has not taken a connection in %.0f s; killing it.",
+                    worker.process.pid, HUNG_SECONDS,
+                )  # fmt: skip
+                worker.process.kill()  # its channel's end closes, and it is replaced
+                worker.behind_since = None
 
     def _stop_workers(self) -> None:
         workers = [worker for worker in self._workers if worker is not None]

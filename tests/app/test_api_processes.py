@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from app.api_processes import HUNG_SECONDS
 from tests.services import REPO_ROOT, free_port
 
 _ESTABLISHED = "01"
@@ -151,3 +152,28 @@ def test_workers_stop_when_the_parent_is_killed(tmp_path: Path) -> None:
         server.wait(timeout=30)
         # nothing is left holding requests that nobody can hand out any more
         _wait_for(lambda: all(_gone(pid) for pid in workers), 30, "a worker outlived its parent")
+
+
+def test_a_stuck_process_is_passed_over_then_replaced(tmp_path: Path) -> None:
+    with _api(tmp_path, workers=2) as (server, port, log):
+        stuck = _children(server.pid)
+        stuck_pid = next(pid for pid in stuck if log.read_text().count(f"[{pid}] takes"))
+        os.kill(stuck_pid, signal.SIGSTOP)  # its event loop no longer runs
+        answered = 0
+        for _ in range(6):
+            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+            try:
+                answered += _get(connection, "/health") == 200
+            except TimeoutError:
+                pass  # the one connection sent before it was seen not to read them
+            finally:
+                connection.close()
+        assert answered >= 5
+        _wait_for(lambda: "killing it" in log.read_text(), HUNG_SECONDS + 10, log.read_text())
+        _wait_for(lambda: log.read_text().count(_TAKING) >= 3, 60, "no process replaced it")
+        assert _gone(stuck_pid)
+        fresh = [http.client.HTTPConnection("127.0.0.1", port, timeout=10) for _ in range(4)]
+        assert all(_get(connection, "/health") == 200 for connection in fresh)
+        assert [n for n in _connections_by_process(port, server.pid) if n] == [2, 2]
+        for connection in fresh:
+            connection.close()
