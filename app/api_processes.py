@@ -8,8 +8,9 @@ the p99). Here the parent process accepts, and deals each connection to the read
 turn over a Unix socket (SCM_RIGHTS); a worker serves it with uvicorn's own HTTP protocol, as
 if it had accepted it.
 
-A worker that has not read the connections sent to it gets no more while another has (a
-healthy one reads them at once), and one that leaves them unread for HUNG_SECONDS is killed.
+A worker that has left the connections sent to it unread for half a second gets no more
+while another keeps up (a busy one reads them within milliseconds), and one that leaves them
+unread for HUNG_SECONDS is killed.
 The parent replaces a worker that dies, stops with exit status 3 if one fails to start (the
 app or the database is broken, and a replacement would fail the same way), and on SIGINT or
 SIGTERM stops accepting, lets the workers finish their requests and exits.
@@ -50,6 +51,8 @@ _ACCEPT_PAUSE_SECONDS = 0.05
 HUNG_SECONDS = 10.0
 # how often the parent looks for such a worker when nothing else wakes it
 _CHECK_SECONDS = 1.0
+# a worker this far behind gets no new connections while another keeps up
+_BEHIND_SECONDS = 0.5
 
 
 # --- the worker ------------------------------------------------------------------------------
@@ -124,10 +127,16 @@ class _Worker:
     # since when connections sent to it have waited unread, if they do
     behind_since: float | None = None
 
-    def unread(self) -> bool:
-        """Whether connections sent to the worker wait in its channel, unread."""
+    def seconds_behind(self, now: float) -> float:
+        """How long connections sent to the worker have waited in its channel, unread (0 when
+        none wait); a busy worker reads them within a few milliseconds."""
         pending = fcntl.ioctl(self.channel.fileno(), termios.TIOCOUTQ, b"\0\0\0\0")
-        return struct.unpack("i", pending)[0] > 0
+        if struct.unpack("i", pending)[0] == 0:
+            self.behind_since = None
+            return 0.0
+        if self.behind_since is None:
+            self.behind_since = now
+        return now - self.behind_since
 
 
 def _start_worker(config: uvicorn.Config) -> _Worker:
@@ -264,13 +273,13 @@ class Dealer:
 
     def _hand_over(self, connection: socket.socket) -> None:
         """Sends `connection` to the next ready worker in turn, passing over those that have
-        not read the last ones sent to them while another has; the parent's copy closes after,
-        so a connection nobody took is closed."""
-        count = len(self._workers)
+        left the last ones sent to them unread for a while if another has not; the parent's
+        copy closes after, so a connection nobody took is closed."""
+        count, now = len(self._workers), time.monotonic()
         turns = [(self._next + offset) % count for offset in range(count)]
         ready = [(slot, w) for slot in turns if (w := self._workers[slot]) is not None and w.ready]
-        caught_up = [(slot, worker) for slot, worker in ready if not worker.unread()]
-        for slot, worker in caught_up or ready:
+        keeping_up = [(slot, w) for slot, w in ready if w.seconds_behind(now) < _BEHIND_SECONDS]
+        for slot, worker in keeping_up or ready:
             try:
                 socket.send_fds(worker.channel, [_CONNECTION], [connection.fileno()])
             except BlockingIOError:  # its queue is full: it is stuck or far behind
@@ -282,19 +291,15 @@ class Dealer:
 
     def _kill_the_stuck(self, now: float) -> None:
         for worker in self._workers:
-            if worker is None or not worker.ready:
+            if worker is None or not worker.ready or worker.seconds_behind(now) <= HUNG_SECONDS:
                 continue
-            if not worker.unread():
-                worker.behind_since = None
-            elif worker.behind_since is None:
-                worker.behind_since = now
-            elif now - worker.behind_since > HUNG_SECONDS and worker.process.is_alive():
+            if worker.process.is_alive():
                 logger.error(
                     "API process [%s] has not taken a connection in %.0f s; killing it.",
                     worker.process.pid, HUNG_SECONDS,
                 )  # fmt: skip
                 worker.process.kill()  # its channel's end closes, and it is replaced
-                worker.behind_since = None
+            worker.behind_since = None
 
     def _stop_workers(self) -> None:
         workers = [worker for worker in self._workers if worker is not None]
