@@ -58,6 +58,17 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
+def stop_process(process: subprocess.Popen[bytes]) -> None:
+    """SIGTERM, 30 s to stop, then SIGKILL; nothing if it has ended already."""
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
 @dataclass
 class LiveService:
     base_url: str

@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from app.api_processes import HUNG_SECONDS
-from tests.services import REPO_ROOT, free_port
+from tests.services import REPO_ROOT, free_port, stop_process
 
 _ESTABLISHED = "01"
 # logged by the parent once a process is dealt connections
@@ -86,13 +86,7 @@ def _api(tmp_path: Path, workers: int) -> Iterator[tuple[subprocess.Popen[bytes]
                   "the API processes did not start")  # fmt: skip
         yield server, port, log
     finally:
-        if server.poll() is None:
-            server.terminate()
-            try:
-                server.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                server.kill()
-                server.wait(timeout=30)
+        stop_process(server)
 
 
 def test_connections_are_dealt_evenly_and_a_dead_process_is_replaced(tmp_path: Path) -> None:

@@ -37,6 +37,7 @@ from tests.services import (
     fresh_postgres_database,
     live_service,
     service_env,
+    stop_process,
 )
 
 FINISHED = {"succeeded", "failed", "cancelled"}
@@ -48,16 +49,6 @@ def _process(command: list[str], env: dict[str, str], log: Path) -> subprocess.P
             [sys.executable, "-m", "app.cli", *command],
             env=env, cwd=REPO_ROOT, stdout=out, stderr=subprocess.STDOUT,
         )  # fmt: skip
-
-
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 @pytest.fixture
@@ -96,7 +87,7 @@ def cluster(
             env = {**shared, "OPENRFT_DATA_DIR": str(data_dir)}
             processes.append(_process(["worker"], env, tmp_path / f"{data_dir.name}.log"))
         for process in processes:
-            stack.callback(_stop, process)
+            stack.callback(stop_process, process)
         api = stack.enter_context(live_service(shared, tmp_path / "api", command="api"))
         yield api, processes[1:], host_dirs[1:]
 

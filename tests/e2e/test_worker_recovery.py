@@ -30,6 +30,7 @@ from tests.services import (
     live_service,
     service_env,
     skip_unless_configured,
+    stop_process,
 )
 
 # long enough that a busy CI machine does not starve a live heartbeat (renewed every third)
@@ -63,12 +64,7 @@ def _stop_all(*workers: subprocess.Popen[bytes] | None) -> None:
     for worker in workers:
         if worker is not None and worker.poll() is None:
             os.kill(worker.pid, signal.SIGCONT)
-            worker.terminate()
-            try:
-                worker.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                worker.kill()
-                worker.wait()
+            stop_process(worker)
 
 
 def _create_job(client: openai.OpenAI, tmp_path: Path, n_epochs: int = 2) -> str:
